@@ -1,0 +1,297 @@
+// Package config owns openagent.yaml: its typed sections, loading with
+// ${ENV} expansion, validation with errors that name file, line and field,
+// and hot reload.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// FileName is the config file's name inside an agent directory.
+const FileName = "openagent.yaml"
+
+// Config is the whole of openagent.yaml.
+type Config struct {
+	Agent     Agent             `yaml:"agent"`
+	Listeners Listeners         `yaml:"listeners"`
+	Providers []Provider        `yaml:"providers"`
+	Models    []Model           `yaml:"models"`
+	Bridges   map[string]Bridge `yaml:"bridges"`
+	MCPs      map[string]MCP    `yaml:"mcps"`
+	Voice     Voice             `yaml:"voice"`
+	Scheduler Scheduler         `yaml:"scheduler"`
+	Limits    Limits            `yaml:"limits"`
+}
+
+// Agent describes the agent itself.
+type Agent struct {
+	Name         string `yaml:"name"`
+	SystemPrompt string `yaml:"system_prompt"`
+	// DefaultModel is the model id used by sessions that pin none.
+	DefaultModel string `yaml:"default_model"`
+}
+
+// Listeners says where the gateway accepts streams. Every listener runs the
+// same device-certificate authentication.
+type Listeners struct {
+	Unix UnixListener `yaml:"unix"`
+	TCP  TCPListener  `yaml:"tcp"`
+	Iroh IrohListener `yaml:"iroh"`
+}
+
+// UnixListener is the local socket DIR/agentd.sock (mode 0600).
+type UnixListener struct {
+	Enabled bool `yaml:"enabled"`
+}
+
+// TCPListener is off by default; for people who put a reverse proxy in front.
+type TCPListener struct {
+	Enabled bool   `yaml:"enabled"`
+	Address string `yaml:"address"`
+}
+
+// IrohListener serves the gateway over iroh QUIC through the sidecar.
+type IrohListener struct {
+	Enabled bool `yaml:"enabled"`
+	// Relay is "default" (n0 relays + discovery), "disabled" (direct
+	// addresses only) or a relay URL.
+	Relay string `yaml:"relay"`
+	// BindPort is the UDP port; 0 picks one.
+	BindPort int `yaml:"bind_port"`
+	// Node is the node binary; empty means "node" on PATH.
+	Node string `yaml:"node"`
+	// SidecarDir holds the sidecar program; empty means the default beside
+	// the agentd binary.
+	SidecarDir string `yaml:"sidecar_dir"`
+}
+
+// Provider is an LLM API endpoint.
+type Provider struct {
+	ID      string `yaml:"id"`
+	Kind    string `yaml:"kind"` // openai, anthropic, echo
+	BaseURL string `yaml:"base_url"`
+	APIKey  string `yaml:"api_key"`
+}
+
+// Model is a model offered by a provider, with its pricing.
+type Model struct {
+	ID       string `yaml:"id"`
+	Provider string `yaml:"provider"`
+	// Name is the provider's name for the model; empty means ID.
+	Name               string  `yaml:"name"`
+	InputPricePerMTok  float64 `yaml:"input_price_per_mtok"`
+	OutputPricePerMTok float64 `yaml:"output_price_per_mtok"`
+	Enabled            *bool   `yaml:"enabled"`
+}
+
+// IsEnabled reports whether the model is enabled (the default).
+func (m Model) IsEnabled() bool { return m.Enabled == nil || *m.Enabled }
+
+// Bridge configures one chat bridge plugin.
+type Bridge struct {
+	Enabled bool `yaml:"enabled"`
+	// Path is the plugin binary; empty means bridge-<name> beside agentd.
+	Path string `yaml:"path"`
+	// AllowedUsers lists platform user ids allowed to talk to the agent;
+	// empty allows nobody.
+	AllowedUsers []string `yaml:"allowed_users"`
+	// Settings are platform-specific (token, …), passed to the plugin.
+	Settings map[string]string `yaml:"settings"`
+}
+
+// MCP is an MCP tool server.
+type MCP struct {
+	Enabled bool              `yaml:"enabled"`
+	Command string            `yaml:"command"`
+	Args    []string          `yaml:"args"`
+	Env     map[string]string `yaml:"env"`
+	URL     string            `yaml:"url"`
+}
+
+// Voice configures TTS/STT.
+type Voice struct {
+	Enabled  bool   `yaml:"enabled"`
+	Provider string `yaml:"provider"`
+}
+
+// Scheduler configures cron tasks.
+type Scheduler struct {
+	Enabled  bool   `yaml:"enabled"`
+	Timezone string `yaml:"timezone"`
+}
+
+// Limits bound what clients can make the daemon do.
+type Limits struct {
+	MaxFrameBytes    int      `yaml:"max_frame_bytes"`
+	WriteQueue       int      `yaml:"write_queue"`
+	QueueCap         int      `yaml:"queue_cap"`
+	SnapshotInterval Duration `yaml:"snapshot_interval"`
+	IdleTimeout      Duration `yaml:"idle_timeout"`
+	PingInterval     Duration `yaml:"ping_interval"`
+	MaxUploadBytes   int64    `yaml:"max_upload_bytes"`
+}
+
+// Duration is a time.Duration written as "30s", "5m".
+type Duration time.Duration
+
+// UnmarshalText parses "30s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. 30s, 5m)", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText renders the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the configuration that an empty file means.
+func Default() *Config {
+	return &Config{
+		Agent: Agent{Name: "agentd", DefaultModel: "echo"},
+		Listeners: Listeners{
+			Unix: UnixListener{Enabled: true},
+			TCP:  TCPListener{Address: "127.0.0.1:8765"},
+			Iroh: IrohListener{Enabled: true, Relay: "default"},
+		},
+		Providers: []Provider{{ID: "echo", Kind: "echo"}},
+		Models:    []Model{{ID: "echo", Provider: "echo"}},
+		Bridges:   map[string]Bridge{},
+		MCPs:      map[string]MCP{},
+		Limits: Limits{
+			MaxFrameBytes:    1 << 20,
+			WriteQueue:       256,
+			QueueCap:         20,
+			SnapshotInterval: Duration(30 * time.Second),
+			IdleTimeout:      Duration(90 * time.Second),
+			PingInterval:     Duration(30 * time.Second),
+			MaxUploadBytes:   50 << 20,
+		},
+	}
+}
+
+var idRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// FieldError is a validation error on one field.
+type FieldError struct {
+	Path string // e.g. providers[0].kind
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+// Validate checks what the YAML types cannot.
+func (c *Config) Validate() error {
+	fe := func(path, format string, a ...any) error {
+		return &FieldError{Path: path, Msg: fmt.Sprintf(format, a...)}
+	}
+	if strings.TrimSpace(c.Agent.Name) == "" {
+		return fe("agent.name", "must not be empty")
+	}
+	providers := map[string]bool{}
+	for i, p := range c.Providers {
+		path := fmt.Sprintf("providers[%d]", i)
+		if !idRe.MatchString(p.ID) {
+			return fe(path+".id", "%q is not a valid id (lowercase letters, digits, . _ -)", p.ID)
+		}
+		if providers[p.ID] {
+			return fe(path+".id", "duplicate provider id %q", p.ID)
+		}
+		providers[p.ID] = true
+		switch p.Kind {
+		case "openai", "anthropic":
+			if p.BaseURL != "" {
+				if u, err := url.Parse(p.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+					return fe(path+".base_url", "%q is not an http(s) URL", p.BaseURL)
+				}
+			}
+		case "echo":
+		default:
+			return fe(path+".kind", "unknown kind %q (want openai, anthropic or echo)", p.Kind)
+		}
+	}
+	models := map[string]bool{}
+	for i, m := range c.Models {
+		path := fmt.Sprintf("models[%d]", i)
+		if m.ID == "" || strings.ContainsAny(m.ID, " \t\n/") {
+			return fe(path+".id", "%q is not a valid model id", m.ID)
+		}
+		if models[m.ID] {
+			return fe(path+".id", "duplicate model id %q", m.ID)
+		}
+		models[m.ID] = true
+		if !providers[m.Provider] {
+			return fe(path+".provider", "unknown provider %q", m.Provider)
+		}
+		if m.InputPricePerMTok < 0 || m.OutputPricePerMTok < 0 {
+			return fe(path, "prices must not be negative")
+		}
+	}
+	if c.Agent.DefaultModel != "" && !models[c.Agent.DefaultModel] {
+		return fe("agent.default_model", "unknown model %q", c.Agent.DefaultModel)
+	}
+	if c.Listeners.TCP.Enabled && c.Listeners.TCP.Address == "" {
+		return fe("listeners.tcp.address", "must be set when the tcp listener is enabled")
+	}
+	switch r := c.Listeners.Iroh.Relay; {
+	case r == "default", r == "disabled":
+	case strings.HasPrefix(r, "https://"), strings.HasPrefix(r, "http://"):
+	default:
+		return fe("listeners.iroh.relay", "%q: want default, disabled or a relay URL", r)
+	}
+	for name := range c.Bridges {
+		if !idRe.MatchString(name) {
+			return fe("bridges."+name, "invalid bridge name")
+		}
+	}
+	for name, m := range c.MCPs {
+		if (m.Command == "") == (m.URL == "") {
+			return fe("mcps."+name, "set exactly one of command or url")
+		}
+	}
+	l := c.Limits
+	switch {
+	case l.MaxFrameBytes < 1024:
+		return fe("limits.max_frame_bytes", "must be at least 1024")
+	case l.WriteQueue < 8:
+		return fe("limits.write_queue", "must be at least 8")
+	case l.QueueCap < 1:
+		return fe("limits.queue_cap", "must be at least 1")
+	case l.SnapshotInterval.D() < time.Second:
+		return fe("limits.snapshot_interval", "must be at least 1s")
+	case l.IdleTimeout.D() < time.Second:
+		return fe("limits.idle_timeout", "must be at least 1s")
+	case l.PingInterval.D() < 100*time.Millisecond || l.PingInterval >= l.IdleTimeout:
+		return fe("limits.ping_interval", "must be at least 100ms and below idle_timeout")
+	}
+	return nil
+}
+
+// Model returns the model with id, if configured.
+func (c *Config) Model(id string) (Model, bool) {
+	for _, m := range c.Models {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Model{}, false
+}
+
+// Provider returns the provider with id, if configured.
+func (c *Config) Provider(id string) (Provider, bool) {
+	for _, p := range c.Providers {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return Provider{}, false
+}

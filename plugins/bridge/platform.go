@@ -1,0 +1,93 @@
+// Package bridge is the public SDK for agentd chat bridges. A bridge is a
+// separate process that agentd launches as a hashicorp/go-plugin plugin and
+// controls over gRPC (configure, start, stop, health); its chat traffic goes
+// to the gateway over the ordinary WebSocket protocol with the bridge's own
+// device certificate.
+//
+// A new platform implements Platform (plus any optional capability
+// interfaces it supports) and calls Serve from its main:
+//
+//	func main() { bridge.Serve(telegram.New()) }
+package bridge
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/agentd/agentd/wire"
+)
+
+// Platform is a chat platform. The SDK owns the gateway connection, session
+// mapping, streaming and retries; the platform only moves messages.
+type Platform interface {
+	// Name is the bridge's name, e.g. "telegram".
+	Name() string
+	// SessionPrefix is the session-id prefix, e.g. "tg" for "tg:<chat_id>".
+	SessionPrefix() string
+	// Configure receives the platform settings before Run.
+	Configure(cfg PlatformConfig) error
+	// Run connects to the platform and delivers incoming messages to host
+	// until ctx is done or a fatal error occurs.
+	Run(ctx context.Context, host Host) error
+	// SendText sends a message to a chat and returns its platform id.
+	SendText(ctx context.Context, chatID, text string) (msgID string, err error)
+}
+
+// PlatformConfig is what agentd passes to a platform.
+type PlatformConfig struct {
+	Settings     map[string]string // platform-specific: token, …
+	AllowedUsers []string          // platform user ids allowed to talk to the agent
+	DataDir      string            // the bridge's own state directory
+	UploadsDir   string            // where incoming files are stored
+	Logger       *slog.Logger
+}
+
+// Host is what a platform calls back into.
+type Host interface {
+	// Deliver hands a platform message to the agent. It returns once the
+	// gateway accepted the turn (or refused it), so a platform can advance
+	// its own cursor only for accepted messages.
+	Deliver(ctx context.Context, m Incoming) error
+	// Event reports something the operator should see (pairing QR code,
+	// logged out, alert, status text).
+	Event(kind, text string)
+	// Logger logs to agentd's bridge log.
+	Logger() *slog.Logger
+}
+
+// Incoming is one message from a platform user.
+type Incoming struct {
+	ChatID      string
+	UserID      string
+	UserName    string
+	Text        string
+	Attachments []wire.Attachment
+}
+
+// Optional capabilities. The SDK type-asserts a Platform for these.
+
+// MessageEditor edits a sent message; used to stream replies.
+type MessageEditor interface {
+	EditText(ctx context.Context, chatID, msgID, text string) error
+}
+
+// Typer shows a typing indicator.
+type Typer interface {
+	SendTyping(ctx context.Context, chatID string) error
+}
+
+// FileSender sends attachments (images, documents, video).
+type FileSender interface {
+	SendFile(ctx context.Context, chatID string, a wire.Attachment) error
+}
+
+// VoiceSender sends voice notes.
+type VoiceSender interface {
+	SendVoice(ctx context.Context, chatID string, a wire.Attachment) error
+}
+
+// MaxTextLen is implemented by platforms with a message length limit; the
+// SDK splits longer replies.
+type MaxTextLen interface {
+	MaxTextLen() int
+}

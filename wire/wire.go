@@ -50,7 +50,9 @@ type AttachmentIn struct {
 	SessionID string `json:"session_id"`
 	Path      string `json:"path"`
 	Filename  string `json:"filename"`
-	Kind      string `json:"type"`
+	// Kind is image, file, voice or video. The spec calls it "type", which
+	// collides with the frame's own "type" field, so it travels as "kind".
+	Kind string `json:"kind,omitempty"`
 }
 
 // Interrupt cancels the session's active run.

@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/goccy/go-yaml/ast"
 	"net/url"
 	"regexp"
 	"strings"
@@ -138,15 +139,27 @@ type Limits struct {
 // Duration is a time.Duration written as "30s", "5m".
 type Duration time.Duration
 
-// UnmarshalText parses "30s".
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+// UnmarshalYAML parses "30s"; errors carry the node so they can name the line.
+func (d *Duration) UnmarshalYAML(n ast.Node) error {
+	s, ok := n.(*ast.StringNode)
+	if !ok {
+		return &nodeError{node: n, msg: fmt.Sprintf("want a duration such as 30s, got %s", n.Type())}
+	}
+	v, err := time.ParseDuration(s.Value)
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (want e.g. 30s, 5m)", b)
+		return &nodeError{node: n, msg: fmt.Sprintf("invalid duration %q (want e.g. 30s, 5m)", s.Value)}
 	}
 	*d = Duration(v)
 	return nil
 }
+
+// nodeError is a decoding error located at a YAML node.
+type nodeError struct {
+	node ast.Node
+	msg  string
+}
+
+func (e *nodeError) Error() string { return e.msg }
 
 // MarshalText renders the duration.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }

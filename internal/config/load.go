@@ -67,7 +67,9 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 		return nil, err
 	}
 	if err := yaml.NodeToValue(body, cfg, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
-		return nil, yamlError(file, err)
+		e := yamlError(file, err)
+		locate(e, body, err)
+		return nil, e
 	}
 	if err := cfg.Validate(); err != nil {
 		var fe *FieldError
@@ -124,6 +126,12 @@ func expandEnv(file string, body ast.Node, lookup func(string) (string, bool)) e
 func fieldPath(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, "$"), ".") }
 
 func yamlError(file string, err error) error {
+	var ne *nodeError
+	if errors.As(err, &ne) {
+		tk := ne.node.GetToken()
+		return &Error{File: file, Line: tk.Position.Line, Col: tk.Position.Column,
+			Field: fieldPath(ne.node.GetPath()), Msg: ne.msg}
+	}
 	var ye yaml.Error
 	if errors.As(err, &ye) {
 		e := &Error{File: file, Msg: cleanMsg(ye.GetMessage())}
@@ -141,4 +149,49 @@ func cleanMsg(s string) string {
 		s = s[i+2:]
 	}
 	return s
+}
+
+// locate fills in the field path of a type error by finding the node at the
+// error's position, since goccy names the Go struct, not the YAML field.
+func locate(e error, body ast.Node, err error) {
+	var ce *Error
+	var te *yaml.TypeError
+	if !errors.As(e, &ce) || !errors.As(err, &te) || te.Token == nil {
+		return
+	}
+	ast.Walk(visitorFunc(func(n ast.Node) bool {
+		if tk := n.GetToken(); tk != nil && tk.Position.Line == ce.Line && tk.Position.Column == ce.Col {
+			if _, isMap := n.(*ast.MappingValueNode); !isMap {
+				ce.Field = fieldPath(n.GetPath())
+				ce.Msg = fmt.Sprintf("want %s, got %s", kindName(te.DstType.Kind().String()), n.Type())
+				return false
+			}
+		}
+		return true
+	}), body)
+}
+
+func kindName(k string) string {
+	switch k {
+	case "int", "int64", "int32":
+		return "an integer"
+	case "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "slice":
+		return "a list"
+	case "map", "struct":
+		return "a mapping"
+	}
+	return k
+}
+
+type visitorFunc func(ast.Node) bool
+
+func (f visitorFunc) Visit(n ast.Node) ast.Visitor {
+	if f(n) {
+		return f
+	}
+	return nil
 }

@@ -1,0 +1,65 @@
+# agentd — build, test and benchmark.
+# `make setup` installs everything a fresh machine needs; `make test` runs the
+# whole test suite (what CI runs).
+
+GO       ?= go
+BIN      ?= bin
+NPM      ?= npm
+BRIDGES  := bridge-telegram bridge-discord bridge-whatsapp
+GOFLAGS  ?=
+export GOFLAGS
+
+.PHONY: all setup setup-go setup-apt setup-npm build test test-short bench fuzz lint proto clean
+
+all: build
+
+## setup: Go modules, protoc + generators, npm packages (iroh sidecar, test peers)
+setup: setup-apt setup-go setup-npm
+
+setup-apt:
+	@if ! command -v protoc >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler nodejs npm >/dev/null; \
+		else echo "need protoc and node: sudo apt-get install protobuf-compiler nodejs npm"; fi; \
+	fi
+
+setup-go:
+	$(GO) mod download
+	$(GO) build -o /dev/null google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc 2>/dev/null || true
+
+setup-npm:
+	cd sidecar/iroh && $(NPM) install --omit=dev --no-audit --no-fund
+	@if [ -f testpeers/package.json ]; then cd testpeers && $(NPM) install --no-audit --no-fund; fi
+
+## build: every binary into bin/
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## test: the whole suite (unit, integration with real binaries and peers, brief fuzzing)
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	./scripts/fuzz-brief.sh
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## bench: benchmarks that print ratios against baselines measured in the same run
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=2s -timeout 30m ./...
+
+## fuzz: longer fuzzing of the parsers (FUZZTIME=1000000x for a million execs)
+FUZZTIME ?= 60s
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz-brief.sh
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+
+## proto: regenerate gRPC code from proto/ (generated code is committed)
+proto:
+	$(GO) generate ./proto/...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,303 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentd/agentd/devicecert"
+)
+
+// Mode says how a listener's streams prove the device key.
+type Mode int
+
+const (
+	// ModeNonce (unix, tcp): the server sends a nonce, the client signs it.
+	ModeNonce Mode = iota
+	// ModeIroh: the transport authenticated the peer's NodeId, which must
+	// equal the cert's device key; inner conns implement RemoteNodeID.
+	ModeIroh
+)
+
+// HandshakeTimeout bounds a stream's preamble; a slow client is dropped.
+const HandshakeTimeout = 10 * time.Second
+
+// maxHandshakes bounds handshakes in flight; more wait for a slot.
+const maxHandshakes = 256
+
+// NodeIDer is implemented by iroh streams.
+type NodeIDer interface{ RemoteNodeID() string }
+
+// Conn is an accepted stream that passed the preamble. Identity is nil for
+// an anonymous stream.
+type Conn struct {
+	net.Conn
+	id     *Identity
+	a      *Authenticator
+	expiry *time.Timer
+	once   sync.Once
+}
+
+// Identity returns the stream's authenticated identity, nil if anonymous.
+func (c *Conn) Identity() *Identity { return c.id }
+
+// Close closes the stream and forgets it.
+func (c *Conn) Close() error {
+	c.once.Do(func() {
+		if c.id != nil {
+			c.a.untrack(c)
+		}
+		if c.expiry != nil {
+			c.expiry.Stop()
+		}
+	})
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the stream when the inner conn supports it.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("close write: not supported by this transport")
+}
+
+// ConnContext is for http.Server.ConnContext: it puts the stream's
+// identity into every request's context, so handlers use FromContext.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if ac, ok := c.(*Conn); ok && ac.id != nil {
+		return WithIdentity(ctx, ac.id)
+	}
+	return ctx
+}
+
+type listener struct {
+	inner     net.Listener
+	mode      Mode
+	a         *Authenticator
+	log       *slog.Logger
+	transport string
+
+	ready chan *Conn
+	// ctx ends when the listener closes; it aborts handshakes in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+	sem    chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+
+	// mu guards err.
+	mu  sync.Mutex
+	err error // the inner listener's terminal error
+}
+
+// NewListener wraps inner so that Accept returns only streams whose
+// preamble passed (or anonymous ones, without identity). Handshakes run
+// concurrently with a deadline; refused streams get a 401 and are closed.
+// Close stops the accept loop and every handshake in flight.
+func NewListener(inner net.Listener, mode Mode, a *Authenticator, log *slog.Logger) net.Listener {
+	if log == nil {
+		log = slog.Default()
+	}
+	l := &listener{
+		inner: inner, mode: mode, a: a, log: log,
+		ready: make(chan *Conn), sem: make(chan struct{}, maxHandshakes),
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.transport = inner.Addr().Network()
+	if mode == ModeIroh {
+		l.transport = "iroh"
+	}
+	l.wg.Add(1)
+	go l.loop()
+	return l
+}
+
+func (l *listener) loop() {
+	defer l.wg.Done()
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			select {
+			case <-l.ctx.Done():
+				return
+			default:
+			}
+			// EMFILE and friends pass; a closed listener does not.
+			if !errors.Is(err, net.ErrClosed) && backoff < time.Second {
+				l.log.Warn("accept", "err", err, "retry_in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-l.ctx.Done():
+					return
+				}
+				backoff *= 2
+				continue
+			}
+			l.mu.Lock()
+			l.err = err
+			l.mu.Unlock()
+			l.shut()
+			return
+		}
+		backoff = 5 * time.Millisecond
+		select {
+		case l.sem <- struct{}{}:
+		case <-l.ctx.Done():
+			c.Close()
+			return
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-l.sem }()
+			l.serve(c)
+		}()
+	}
+}
+
+// serve runs one handshake and hands the stream to Accept.
+func (l *listener) serve(c net.Conn) {
+	// Closing the listener must also stop a handshake stuck in a read.
+	stop := context.AfterFunc(l.ctx, func() { c.Close() })
+	defer stop()
+	c.SetDeadline(time.Now().Add(HandshakeTimeout))
+	id, cert, err := l.handshake(c)
+	if err != nil {
+		l.log.Info("stream refused", "transport", l.transport, "remote", c.RemoteAddr().String(), "err", err)
+		refuse(c, err)
+		return
+	}
+	// From here the stream belongs to whoever Accepts it; if the listener
+	// closed meanwhile, AfterFunc has already closed it.
+	if !stop() {
+		return
+	}
+	c.SetDeadline(time.Time{})
+	ac := &Conn{Conn: c, id: id, a: l.a}
+	if id != nil {
+		if !l.a.track(ac) {
+			refuse(c, ErrRevoked)
+			return
+		}
+		now := l.a.Now()
+		l.a.reg.MarkSeen(id.ClientID, now)
+		// A cert that expires while its stream is open ends the stream.
+		ac.expiry = time.AfterFunc(cert.ExpiresAt.Sub(now), func() { ac.Close() })
+	}
+	select {
+	case l.ready <- ac:
+	case <-l.ctx.Done():
+		ac.Close()
+	}
+}
+
+func (l *listener) handshake(c net.Conn) (*Identity, *devicecert.Cert, error) {
+	var nonce []byte
+	if l.mode == ModeNonce {
+		nonce = make([]byte, devicecert.NonceSize)
+		if _, err := rand.Read(nonce); err != nil {
+			return nil, nil, fmt.Errorf("nonce: %w", err)
+		}
+		if _, err := c.Write(nonce); err != nil {
+			return nil, nil, fmt.Errorf("send nonce: %w", err)
+		}
+	}
+	wire, err := devicecert.ReadPreamble(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(wire) == 0 {
+		return nil, nil, nil // anonymous: handlers' Require answers 401
+	}
+	var sig []byte
+	if l.mode == ModeNonce {
+		sig = make([]byte, devicecert.SignatureSize)
+		if _, err := io.ReadFull(c, sig); err != nil {
+			return nil, nil, fmt.Errorf("read challenge signature: %w", err)
+		}
+	}
+	id, cert, err := l.a.Check(wire, l.transport)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch l.mode {
+	case ModeNonce:
+		if !devicecert.VerifyChallenge(cert.DevicePub, nonce, wire, sig) {
+			return nil, nil, fmt.Errorf("%w: challenge signature does not verify", ErrProof)
+		}
+	case ModeIroh:
+		n, ok := c.(NodeIDer)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: iroh stream without a node id", ErrProof)
+		}
+		if !strings.EqualFold(n.RemoteNodeID(), id.ClientID) {
+			return nil, nil, fmt.Errorf("%w: iroh node id %.16s… is not the cert's device key %.16s…", ErrProof, n.RemoteNodeID(), id.ClientID)
+		}
+	default:
+		return nil, nil, fmt.Errorf("unknown listener mode %d", l.mode)
+	}
+	return id, cert, nil
+}
+
+// refuse answers a failed handshake with a 401 and closes the stream.
+func refuse(c net.Conn, reason error) {
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": "unauthorized", "message": reason.Error()}})
+	c.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	// Half-close and drain briefly so TCP does not reset the response
+	// away under a request the client already sent.
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}
+	c.Close()
+}
+
+// Accept returns the next authenticated (or anonymous) stream.
+func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case <-l.ctx.Done():
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.err != nil && !errors.Is(l.err, net.ErrClosed) {
+			return nil, l.err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting, aborts handshakes in flight and waits for their
+// goroutines. Streams already returned by Accept stay open (http.Server
+// owns them).
+func (l *listener) Close() error {
+	err := l.shut()
+	l.wg.Wait()
+	return err
+}
+
+func (l *listener) shut() error {
+	var err error
+	l.once.Do(func() {
+		l.cancel()
+		err = l.inner.Close()
+	})
+	return err
+}
+
+func (l *listener) Addr() net.Addr { return l.inner.Addr() }

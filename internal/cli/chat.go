@@ -1,0 +1,233 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/agentd/agentd/client"
+	"github.com/agentd/agentd/wire"
+)
+
+var (
+	chatSession string
+	chatMessage string
+	chatTimeout time.Duration
+)
+
+func init() {
+	register(&command{
+		name: "chat",
+		args: "DIR [-m TEXT] [--session ID]",
+		summary: `talk to the agent
+With -m, sends one turn, prints the streamed reply to stdout (status lines go
+to stderr) and exits: 0 when the turn completed, 1 on an error. Without -m,
+an interactive chat: type a message and press Enter; /stop /clear /new /reset
+/model ID /help are commands; Ctrl-C interrupts the running reply (twice, or
+when idle, quits).`,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&chatSession, "session", "cli", "session id (each session has its own history)")
+			fs.StringVar(&chatMessage, "m", "", "send this one message and exit")
+			fs.DurationVar(&chatTimeout, "timeout", 10*time.Minute, "with -m: give up after this long")
+		},
+		run: runChat,
+	})
+}
+
+func runChat(_ *flag.FlagSet, args []string) error {
+	arg, err := oneDir(args)
+	if err != nil {
+		return err
+	}
+	d, _, err := localDialer(arg)
+	if err != nil {
+		return err
+	}
+	defer d.CloseIdle()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	dialCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	conn, err := d.DialWS(dialCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	if err := conn.Send(wire.SessionOpen{SessionID: chatSession}); err != nil {
+		return err
+	}
+	if chatMessage != "" {
+		ctx, cancel := context.WithTimeout(ctx, chatTimeout)
+		defer cancel()
+		return oneTurn(ctx, conn, chatSession, chatMessage, stdout, stderr)
+	}
+	return interactive(ctx, conn, os.Stdin)
+}
+
+// oneTurn sends text and prints frames until the turn completes.
+func oneTurn(ctx context.Context, conn *client.Conn, session, text string, out, errw io.Writer) error {
+	if err := conn.Send(wire.TextFinal{Text: text, SessionID: session}); err != nil {
+		return err
+	}
+	streamed := false
+	var turnErr error
+	for {
+		m, err := conn.Recv(ctx)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("no complete reply within %v", chatTimeout)
+			}
+			return fmt.Errorf("connection: %w", err)
+		}
+		switch f := m.(type) {
+		case wire.Delta:
+			if f.SessionID == session {
+				streamed = true
+				fmt.Fprint(out, f.Text)
+			}
+		case wire.Response:
+			if f.SessionID != session {
+				continue
+			}
+			if !streamed {
+				fmt.Fprint(out, f.Text)
+			}
+			fmt.Fprintln(out)
+			for _, a := range f.Attachments {
+				fmt.Fprintf(errw, "[%s] %s\n", a.Kind, a.Path)
+			}
+		case wire.TurnComplete:
+			if f.SessionID == session {
+				return turnErr
+			}
+		case wire.Queued:
+			fmt.Fprintf(errw, "queued #%d\n", f.Position)
+		case wire.Status:
+			fmt.Fprintf(errw, "… %s\n", f.Text)
+		case wire.Error:
+			if f.SessionID == "" || f.SessionID == session {
+				turnErr = errors.New(f.Text)
+				fmt.Fprintf(errw, "error: %s\n", f.Text)
+				// A turn that failed before it started gets no turn_complete.
+				if !streamed {
+					return turnErr
+				}
+			}
+		}
+	}
+}
+
+// interactive runs the terminal chat until EOF or /quit.
+func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
+	session := chatSession
+	fmt.Fprintf(stderr, "connected to %s (%s), session %q. /help for commands, Ctrl-D to quit.\n",
+		conn.AgentName(), conn.Version(), session)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	frames := make(chan wire.Message, 64)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := conn.Recv(ctx)
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			frames <- m
+		}
+	}()
+	busy := false
+	lastInterrupt := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-recvErr:
+			return fmt.Errorf("connection closed: %w", err)
+		case <-sigs:
+			if !busy || time.Since(lastInterrupt) < 2*time.Second {
+				fmt.Fprintln(stderr)
+				return nil
+			}
+			lastInterrupt = time.Now()
+			conn.Send(wire.Interrupt{SessionID: session})
+			fmt.Fprintln(stderr, "\n(interrupted; Ctrl-C again to quit)")
+		case line, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			line = strings.TrimSpace(line)
+			if line == "" {
+				continue
+			}
+			if line == "/quit" || line == "/exit" {
+				return nil
+			}
+			if name, arg, isCmd := parseSlash(line); isCmd {
+				conn.Send(wire.Command{Name: name, Args: arg, SessionID: session})
+				continue
+			}
+			busy = true
+			conn.Send(wire.TextFinal{Text: line, SessionID: session})
+		case m := <-frames:
+			switch f := m.(type) {
+			case wire.Delta:
+				fmt.Fprint(stdout, f.Text)
+			case wire.Response:
+				if f.Interrupted {
+					fmt.Fprint(stdout, " [interrupted]")
+				}
+				fmt.Fprintln(stdout)
+				for _, a := range f.Attachments {
+					fmt.Fprintf(stderr, "[%s] %s\n", a.Kind, a.Path)
+				}
+			case wire.TurnComplete:
+				busy = false
+				fmt.Fprintf(stderr, "(%d tokens, $%.4f)\n", f.Usage.TotalTokens, f.Usage.CostUSD)
+			case wire.Queued:
+				fmt.Fprintf(stderr, "queued #%d\n", f.Position)
+			case wire.Status:
+				fmt.Fprintf(stderr, "… %s\n", f.Text)
+			case wire.Error:
+				busy = false
+				fmt.Fprintf(stderr, "error: %s\n", f.Text)
+			case wire.CommandResult:
+				if f.NewSessionID != "" {
+					session = f.NewSessionID
+				}
+				fmt.Fprintln(stderr, f.Text)
+			}
+		}
+	}
+}
+
+// parseSlash splits "/model gpt-4o" into ("model", "gpt-4o").
+func parseSlash(line string) (name, arg string, ok bool) {
+	if !strings.HasPrefix(line, "/") || len(line) < 2 {
+		return "", "", false
+	}
+	name, arg, _ = strings.Cut(line[1:], " ")
+	return name, strings.TrimSpace(arg), true
+}

@@ -1,0 +1,317 @@
+// Package daemon composes `agentd serve`: it opens the agent directory,
+// config, store and coordinator, builds the gateway and session manager,
+// serves them on every enabled listener behind the same device-certificate
+// authentication, supervises the iroh sidecar and the bridges, and shuts it
+// all down in order.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/agentd/agentd/internal/agent"
+	"github.com/agentd/agentd/internal/agentdir"
+	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/coordinator"
+	"github.com/agentd/agentd/internal/gateway"
+	"github.com/agentd/agentd/internal/session"
+	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/supervisor"
+)
+
+// shutdownGrace bounds the graceful part of shutdown; the spec allows 2 s
+// in all, and closing listeners and the database takes the rest.
+const shutdownGrace = 1500 * time.Millisecond
+
+// Options configure Run.
+type Options struct {
+	Dir     string
+	Console io.Writer // human-readable log; nil means stderr
+	Version string
+	Level   slog.Level
+	// BinDir is where bridge binaries live; empty means beside agentd.
+	BinDir string
+}
+
+// Run serves the agent in opts.Dir until ctx is cancelled.
+func Run(ctx context.Context, opts Options) error {
+	dir, err := agentdir.Open(opts.Dir)
+	if err != nil {
+		return err
+	}
+	if err := dir.Check(); err != nil {
+		return err
+	}
+	lock, err := acquireLock(dir.Lock())
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir.Root, err)
+	}
+	defer lock.release()
+
+	console := opts.Console
+	if console == nil {
+		console = os.Stderr
+	}
+	log, logFile, err := newLogger(dir.Log("agentd.log"), console, opts.Level)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+
+	d := &daemon{dir: dir, log: log, opts: opts, started: time.Now()}
+	if err := d.open(ctx); err != nil {
+		log.Error("start failed", "err", err)
+		d.close()
+		return err
+	}
+	err = d.serve(ctx)
+	d.close()
+	if err != nil {
+		log.Error("stopped with error", "err", err)
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// daemon holds the running parts, in the order they are opened.
+type daemon struct {
+	dir     agentdir.Dir
+	log     *slog.Logger
+	opts    Options
+	started time.Time
+
+	cfg   *config.Watcher
+	st    *store.Store
+	coord *coordinator.Coordinator
+	authn *auth.Authenticator
+	mgr   *session.Manager
+	gw    *gateway.Gateway
+	sup   *supervisor.Supervisor
+	srv   *http.Server
+	iroh  *irohListener
+
+	// mu guards listeners.
+	mu        sync.Mutex
+	listeners []net.Listener
+}
+
+func (d *daemon) open(ctx context.Context) error {
+	cfg, err := config.Load(d.dir.Config())
+	if err != nil {
+		return err
+	}
+	d.cfg = config.NewWatcher(d.dir.Config(), cfg, d.log.With("component", "config"))
+
+	if d.st, err = store.Open(ctx, d.dir.DB()); err != nil {
+		return err
+	}
+	if d.coord, err = coordinator.Open(ctx, d.dir.Root, d.st); err != nil {
+		return fmt.Errorf("open coordinator: %w", err)
+	}
+	d.coord.SetLogger(d.log.With("component", "coordinator"))
+	d.authn = auth.NewAuthenticator(d.coord)
+
+	ag := &agent.Agent{
+		AllowedRoots: []string{d.dir.Uploads(), d.dir.Memories()},
+		Logger:       d.log.With("component", "agent"),
+	}
+	d.mgr, err = session.New(session.Options{
+		DB: d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root,
+		Log: d.log.With("component", "session"),
+	})
+	if err != nil {
+		return fmt.Errorf("open sessions: %w", err)
+	}
+	d.gw = gateway.New(gateway.Options{
+		Config: d.cfg, Sessions: d.mgr, AgentDir: d.dir.Root, Version: d.opts.Version,
+		StartedAt: d.started, Log: d.log.With("component", "gateway"),
+	})
+	for pattern, h := range coordinator.Routes(d.coord) {
+		d.gw.Handle(pattern, auth.CapAdmin, h)
+	}
+	d.coord.OnRevoke(func(id string) { d.gw.ResourceEvent("device", "revoked", id) })
+
+	d.sup, err = supervisor.New(ctx, supervisor.Options{
+		Dir: d.dir.Root, ConfigPath: d.dir.Config(), BinDir: d.opts.BinDir,
+		GatewayNetwork: "unix", GatewayAddress: d.dir.Socket(),
+		Issuer: d.coord, Logger: d.log.With("component", "supervisor"),
+		OnChange: func(name, action string) { d.gw.ResourceEvent("bridge", action, name) },
+	})
+	if err != nil {
+		return fmt.Errorf("start bridge supervisor: %w", err)
+	}
+	for pattern, h := range supervisor.Routes(d.sup) {
+		d.gw.Handle(pattern, auth.CapAdmin, h)
+	}
+	d.cfg.Subscribe(func(_, cur *config.Config) {
+		d.sup.Apply(cur)
+		d.gw.ResourceEvent("config", "reloaded", "openagent.yaml")
+	})
+	d.srv = &http.Server{
+		Handler:           d.gw,
+		ConnContext:       auth.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelDebug),
+	}
+	return nil
+}
+
+// info is what /api/agent-info and `agentd status` show beyond the basics.
+func (d *daemon) info() map[string]any {
+	cfg := d.cfg.Current()
+	listeners := map[string]any{}
+	if cfg.Listeners.Unix.Enabled {
+		listeners["unix"] = d.dir.Socket()
+	}
+	if cfg.Listeners.TCP.Enabled {
+		listeners["tcp"] = cfg.Listeners.TCP.Address
+	}
+	out := map[string]any{"listeners": listeners, "network_id": d.coord.NetworkID()}
+	if d.iroh != nil {
+		st := d.iroh.status()
+		listeners["iroh"] = st["state"]
+		out["iroh"] = st
+		if id, _ := st["node_id"].(string); id != "" {
+			out["node_id"] = id
+		}
+	} else if cfg.Listeners.Iroh.Enabled {
+		listeners["iroh"] = "unavailable"
+	}
+	return out
+}
+
+func (d *daemon) serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cfg := d.cfg.Current()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	goServe := func(name string, ln net.Listener) {
+		d.mu.Lock()
+		d.listeners = append(d.listeners, ln)
+		d.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s listener: %w", name, err)
+			}
+		}()
+		d.log.Info("listening", "listener", name, "addr", ln.Addr().String())
+	}
+
+	if cfg.Listeners.Unix.Enabled {
+		ln, err := listenUnix(d.dir.Socket())
+		if err != nil {
+			return err
+		}
+		goServe("unix", auth.NewListener(ln, auth.ModeNonce, d.authn, d.log.With("listener", "unix")))
+	}
+	if cfg.Listeners.TCP.Enabled {
+		ln, err := net.Listen("tcp", cfg.Listeners.TCP.Address)
+		if err != nil {
+			return fmt.Errorf("listen tcp %s: %w", cfg.Listeners.TCP.Address, err)
+		}
+		goServe("tcp", auth.NewListener(ln, auth.ModeNonce, d.authn, d.log.With("listener", "tcp")))
+	}
+
+	// Background loops, each owned by ctx.
+	loops := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"config watcher", d.cfg.Run},
+		{"coordinator", d.coord.Run},
+		{"gateway", d.gw.Run},
+		{"sessions", d.mgr.Start},
+	}
+	for _, l := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.run(ctx); err != nil && ctx.Err() == nil {
+				d.log.Error("loop stopped", "loop", l.name, "err", err)
+			}
+		}()
+	}
+	if cfg.Listeners.Iroh.Enabled {
+		// A missing Node or sidecar package must not take the other
+		// listeners down: log exactly what is missing and go on.
+		il, err := startIroh(ctx, d, cfg.Listeners.Iroh)
+		if err != nil {
+			d.log.Error("iroh listener unavailable; serving the other listeners", "err", err)
+		} else {
+			d.iroh = il
+			goServe("iroh", auth.NewListener(il.gateway, auth.ModeIroh, d.authn, d.log.With("listener", "iroh")))
+			wg.Add(1)
+			go func() { defer wg.Done(); il.serveCoordinator(ctx) }()
+		}
+	}
+	d.sup.Apply(cfg)
+	d.log.Info("agentd serving", "dir", d.dir.Root, "version", d.opts.Version, "pid", os.Getpid())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	d.shutdown()
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// shutdown stops accepting, ends client connections and bridges.
+func (d *daemon) shutdown() {
+	d.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.sup.Close() }()
+	go func() {
+		defer wg.Done()
+		d.gw.Close() // hijacked WebSocket conns are not closed by Shutdown
+		d.srv.Shutdown(sctx)
+	}()
+	wg.Wait()
+	d.mu.Lock()
+	for _, ln := range d.listeners {
+		ln.Close()
+	}
+	d.mu.Unlock()
+	if d.iroh != nil {
+		d.iroh.close()
+	}
+}
+
+// close releases what open acquired; safe on a partly opened daemon.
+func (d *daemon) close() {
+	if d.mgr != nil {
+		d.mgr.Wait()
+	}
+	if d.coord != nil {
+		fctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		d.coord.FlushSeen(fctx)
+		cancel()
+	}
+	if d.st != nil {
+		d.st.Close()
+	}
+	// The unix listener unlinks its socket on Close; make sure of it even
+	// if serving never started.
+	if _, err := os.Lstat(d.dir.Socket()); err == nil && d.srv == nil {
+		os.Remove(filepath.Clean(d.dir.Socket()))
+	}
+}

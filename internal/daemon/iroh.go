@@ -1,0 +1,174 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/coordinator"
+	"github.com/agentd/agentd/internal/iroh"
+)
+
+// irohListener owns the agent's iroh sidecar and splits the streams it
+// hands over by ALPN: gateway streams go to the same http.Server as every
+// other listener; coordinator streams to the enrollment RPC.
+type irohListener struct {
+	sidecar *iroh.Sidecar
+	ln      *iroh.Listener
+	gateway *chanListener
+	coord   *chanListener
+	logFile *os.File
+	cancel  context.CancelFunc
+	done    chan struct{}
+	d       *daemon
+}
+
+func startIroh(ctx context.Context, d *daemon, cfg config.IrohListener) (*irohListener, error) {
+	key, err := coordinator.LoadNodeKey(d.dir.Root)
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.OpenFile(d.dir.Log("iroh.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open iroh log: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	fail := func(err error) (*irohListener, error) {
+		cancel()
+		logFile.Close()
+		return nil, err
+	}
+	os.Remove(d.dir.IrohSocket()) // we hold the directory lock: a leftover is stale
+	ln, err := iroh.Listen(ctx, d.dir.IrohSocket(), d.log.With("component", "iroh"))
+	if err != nil {
+		return fail(fmt.Errorf("iroh accept socket: %w", err))
+	}
+	relay := cfg.Relay
+	preset := iroh.PresetN0
+	if relay == "disabled" {
+		relay, preset = iroh.RelayDisabled, iroh.PresetMinimal
+	} else if relay == "default" {
+		relay = iroh.RelayDefault
+	}
+	sc, err := iroh.New(iroh.Config{
+		Mode: iroh.ModeServe, SecretKey: key, Relay: relay, Preset: preset,
+		ALPNs:        []string{iroh.ALPNGateway, iroh.ALPNCoordinator},
+		AcceptSocket: ln.Path(), BindPort: cfg.BindPort,
+		NodePath: cfg.Node, Dir: cfg.SidecarDir,
+		Stderr: logFile, Logger: d.log.With("component", "iroh"),
+	})
+	if err != nil {
+		ln.Close()
+		return fail(err)
+	}
+	if err := sc.Start(ctx); err != nil {
+		ln.Close()
+		return fail(fmt.Errorf("start iroh sidecar: %w", err))
+	}
+	il := &irohListener{
+		sidecar: sc, ln: ln, logFile: logFile, cancel: cancel, done: make(chan struct{}), d: d,
+		gateway: newChanListener(ln.Addr()), coord: newChanListener(ln.Addr()),
+	}
+	go il.route()
+	info := sc.Info()
+	d.log.Info("iroh ready", "node_id", info.NodeID, "addrs", info.Addrs, "relay", info.Relay)
+	return il, nil
+}
+
+// route hands each accepted stream to the listener of its ALPN.
+func (il *irohListener) route() {
+	defer close(il.done)
+	defer il.gateway.Close()
+	defer il.coord.Close()
+	for {
+		c, err := il.ln.AcceptConn()
+		if err != nil {
+			return
+		}
+		switch c.ALPN() {
+		case iroh.ALPNGateway:
+			il.gateway.put(c)
+		case iroh.ALPNCoordinator:
+			il.coord.put(c)
+		default:
+			c.Close()
+		}
+	}
+}
+
+func (il *irohListener) status() map[string]any {
+	st := il.sidecar.Status()
+	info := il.sidecar.Info()
+	out := map[string]any{
+		"state": string(st.State), "node_id": info.NodeID, "addrs": info.Addrs,
+		"relay": info.Relay, "restarts": st.Restarts,
+	}
+	if st.LastError != nil {
+		out["last_error"] = st.LastError.Error()
+	}
+	return out
+}
+
+func (il *irohListener) close() {
+	il.cancel()
+	il.ln.Close()
+	<-il.done
+	<-il.sidecar.Done()
+	il.logFile.Close()
+}
+
+// chanListener is a net.Listener fed by put; it lets one accept loop serve
+// several consumers.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	// once guards closing done.
+	once sync.Once
+	done chan struct{}
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) put(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+var errNoCoordinatorRPC = errors.New("coordinator RPC not wired")
+
+// serveCoordinator answers enrollment streams.
+func (il *irohListener) serveCoordinator(ctx context.Context) {
+	for {
+		c, err := il.coord.Accept()
+		if err != nil {
+			return
+		}
+		il.d.log.Warn("coordinator stream refused", "err", errNoCoordinatorRPC)
+		c.Close()
+	}
+}

@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/session"
+	"github.com/agentd/agentd/wire"
+)
+
+// Close codes the gateway uses besides the standard ones.
+const (
+	// CloseSlowConsumer: the client did not read fast enough and its write
+	// queue overflowed.
+	CloseSlowConsumer = 4008
+)
+
+// writeWait bounds one write (a batch of frames, or a control frame).
+const writeWait = 10 * time.Second
+
+// closeGrace is how long a client has to answer our close frame.
+const closeGrace = 2 * time.Second
+
+// conn is one WebSocket client. Its goroutines: the reader, and a writer
+// that only exists while frames are queued, so an idle connection costs one
+// goroutine, its read buffer and a timer.
+type conn struct {
+	g      *Gateway
+	ws     *websocket.Conn
+	raw    *batchConn
+	client *session.Client
+	log    *slog.Logger
+	limit  int // write queue bound, in frames
+
+	// mu guards queue, writing, closeCode, closeText and closed.
+	mu        sync.Mutex
+	queue     [][]byte
+	writing   bool // a writer goroutine is draining queue
+	closeCode int  // non-zero: close with this code once queue is written
+	closeText string
+	closed    bool
+
+	pingEvery time.Duration
+	idle      time.Duration
+	ping      *time.Timer
+}
+
+// Send implements session.Sink.
+func (c *conn) Send(m wire.Message) bool {
+	b, err := wire.Encode(m)
+	if err != nil {
+		c.log.Error("encode frame", "type", m.Type(), "err", err)
+		return false
+	}
+	return c.enqueue(b)
+}
+
+// enqueue queues one encoded frame. A full queue means the client reads
+// too slowly: its frames are dropped and it is closed with 4008, instead of
+// letting the queue grow.
+func (c *conn) enqueue(b []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.closeCode != 0 {
+		return false
+	}
+	if len(c.queue) >= c.limit {
+		c.queue = nil
+		c.closeCode, c.closeText = CloseSlowConsumer, "slow consumer"
+		c.log.Warn("closing slow consumer", "queued_frames", c.limit)
+		c.g.slowClosed.Add(1)
+		c.startWriterLocked()
+		return false
+	}
+	c.queue = append(c.queue, b)
+	c.startWriterLocked()
+	return true
+}
+
+// closeWith queues a close frame after the frames already queued.
+func (c *conn) closeWith(code int, text string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.closeCode != 0 {
+		return
+	}
+	c.closeCode, c.closeText = code, text
+	c.startWriterLocked()
+}
+
+func (c *conn) startWriterLocked() {
+	if c.writing || c.closed {
+		return
+	}
+	c.writing = true
+	go c.write()
+}
+
+// write drains the queue, several frames per syscall, then exits.
+func (c *conn) write() {
+	for {
+		c.mu.Lock()
+		batch, code, text := c.queue, c.closeCode, c.closeText
+		c.queue = nil
+		if len(batch) == 0 && code == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+
+		if err := c.writeBatch(batch); err != nil {
+			c.log.Debug("write failed", "err", err)
+			c.shutdown()
+			return
+		}
+		if code != 0 {
+			// Close handshake: the reader ends when the client answers;
+			// the timer ends a client that never does. Closing at once
+			// could reset the connection before the client read the
+			// frames and the close reason.
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(writeWait))
+			time.AfterFunc(closeGrace, c.shutdown)
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (c *conn) writeBatch(batch [][]byte) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	c.raw.begin()
+	for _, b := range batch {
+		if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+			c.raw.end()
+			return err
+		}
+	}
+	return c.raw.flush(time.Now().Add(writeWait))
+}
+
+// shutdown closes the socket; the reader then unregisters the connection.
+func (c *conn) shutdown() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.queue = nil
+	c.mu.Unlock()
+	c.ping.Stop()
+	c.ws.Close()
+}
+
+// sendPing runs on the ping timer; a failed ping closes the connection.
+func (c *conn) sendPing() {
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+		c.shutdown()
+		return
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.ping.Reset(c.pingEvery)
+	}
+	c.mu.Unlock()
+}
+
+// read runs the connection until the client goes, the idle timeout passes
+// or ctx (the gateway's lifetime) ends.
+func (c *conn) read(ctx context.Context, maxFrame int) {
+	defer c.shutdown()
+	c.ws.SetReadDeadline(time.Now().Add(c.idle))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(c.idle))
+	})
+	for {
+		typ, r, err := c.ws.NextReader()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+				c.log.Debug("connection ended", "err", err)
+			}
+			return
+		}
+		c.ws.SetReadDeadline(time.Now().Add(c.idle))
+		data, err := readFrame(r, maxFrame)
+		if errors.Is(err, errTooBig) {
+			// Keep reading (gorilla discards the rest of the frame) until
+			// the client answers the close, so it sees the error first.
+			c.Send(wire.Error{Text: fmt.Sprintf("frame larger than %d bytes refused; closing the connection", maxFrame)})
+			c.closeWith(websocket.CloseMessageTooBig, "frame too big")
+			continue
+		}
+		if err != nil {
+			c.log.Debug("read frame", "err", err)
+			return
+		}
+		if c.closing() {
+			continue // after our close frame, input is only drained
+		}
+		if typ != websocket.TextMessage {
+			c.Send(wire.Error{Text: "binary frames are not part of the protocol; send JSON text frames"})
+			continue
+		}
+		msg, err := wire.Decode(data, wire.ClientToServer)
+		if err != nil {
+			c.Send(wire.Error{Text: err.Error()})
+			continue
+		}
+		c.g.dispatch(ctx, c, msg)
+	}
+}
+
+// closing reports whether a close frame is queued or sent.
+func (c *conn) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed || c.closeCode != 0
+}
+
+var errTooBig = errors.New("frame too big")
+
+// readFrame reads one message of at most max bytes; a longer one is not
+// read further.
+func readFrame(r io.Reader, max int) ([]byte, error) {
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > int64(max) {
+		return nil, errTooBig
+	}
+	return buf.Bytes(), nil
+}
+
+// identity of the connection.
+func (c *conn) identity() *auth.Identity { return c.client.Identity }
+
+// batchConn lets the writer put several frames into one syscall: between
+// begin and flush, writes (the writer's frames, and control frames from
+// other goroutines) are buffered; otherwise they go straight through.
+type batchConn struct {
+	net.Conn
+
+	// mu guards batching and buf, and serialises flushes with direct writes
+	// so frames never interleave.
+	mu       sync.Mutex
+	batching bool
+	buf      *bytes.Buffer
+}
+
+var batchPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.batching {
+		return b.buf.Write(p)
+	}
+	return b.Conn.Write(p)
+}
+
+func (b *batchConn) begin() {
+	b.mu.Lock()
+	b.batching = true
+	b.buf = batchPool.Get().(*bytes.Buffer)
+	b.mu.Unlock()
+}
+
+// end leaves batch mode, discarding what was buffered.
+func (b *batchConn) end() {
+	b.mu.Lock()
+	b.release()
+	b.mu.Unlock()
+}
+
+func (b *batchConn) release() {
+	b.batching = false
+	if b.buf.Cap() <= 64<<10 {
+		b.buf.Reset()
+		batchPool.Put(b.buf)
+	}
+	b.buf = nil
+}
+
+// flush writes the buffered frames in one write and leaves batch mode.
+func (b *batchConn) flush(deadline time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.Conn.SetWriteDeadline(deadline)
+	_, err := b.Conn.Write(b.buf.Bytes())
+	b.release()
+	return err
+}

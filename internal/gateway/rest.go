@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/session"
+)
+
+// maxBody bounds the JSON bodies of the gateway's own routes.
+const maxBody = 64 << 10
+
+func (g *Gateway) agentInfo(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name":           g.opts.Config.Current().Agent.Name,
+		"dir":            g.opts.AgentDir,
+		"version":        g.opts.Version,
+		"started_at":     g.opts.StartedAt.UTC().Format(time.RFC3339),
+		"uptime_seconds": int64(time.Since(g.opts.StartedAt).Seconds()),
+	})
+}
+
+func (g *Gateway) sessions(w http.ResponseWriter) bool {
+	if g.opts.Sessions == nil {
+		auth.WriteError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available on this agent")
+		return false
+	}
+	return true
+}
+
+func (g *Gateway) listSessions(w http.ResponseWriter, r *http.Request) {
+	if !g.sessions(w) {
+		return
+	}
+	id, _ := auth.FromContext(r.Context())
+	list, err := g.opts.Sessions.List(r.Context(), id)
+	if err != nil {
+		g.sessionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": list})
+}
+
+func (g *Gateway) pinSession(w http.ResponseWriter, r *http.Request) {
+	if !g.sessions(w) {
+		return
+	}
+	var body struct {
+		Model *string `json:"model"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if body.Model == nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", `missing field "model" (a model id, or "" to unpin)`)
+		return
+	}
+	id, _ := auth.FromContext(r.Context())
+	sid := r.PathValue("id")
+	if err := g.opts.Sessions.Pin(r.Context(), id, sid, *body.Model); err != nil {
+		g.sessionError(w, err)
+		return
+	}
+	g.ResourceEvent("session", "pinned", sid)
+	writeJSON(w, http.StatusOK, map[string]string{"id": sid, "pinned_model": *body.Model})
+}
+
+func (g *Gateway) clearSession(w http.ResponseWriter, r *http.Request) {
+	if !g.sessions(w) {
+		return
+	}
+	id, _ := auth.FromContext(r.Context())
+	sid := r.PathValue("id")
+	if err := g.opts.Sessions.Clear(r.Context(), id, sid); err != nil {
+		g.sessionError(w, err)
+		return
+	}
+	g.ResourceEvent("session", "cleared", sid)
+	writeJSON(w, http.StatusOK, map[string]string{"id": sid})
+}
+
+// sessionError maps session errors to statuses.
+func (g *Gateway) sessionError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		auth.WriteError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, session.ErrForbidden):
+		auth.WriteError(w, http.StatusForbidden, "forbidden", err.Error())
+	case errors.Is(err, session.ErrInvalid), errors.Is(err, session.ErrUnknownModel):
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+	default:
+		g.log.Error("session request failed", "err", err)
+		auth.WriteError(w, http.StatusInternalServerError, "internal", "internal error")
+	}
+}
+
+// decodeBody reads one JSON object, refusing unknown fields and trailing
+// data.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return errors.New("invalid JSON body: more than one value")
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/session"
+	"github.com/agentd/agentd/wire"
+)
+
+// serveWS upgrades the request, greets the client and hands its reader to
+// a goroutine so the HTTP handler (and the buffers net/http keeps for it)
+// can return.
+func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
+	if g.ctx.Err() != nil {
+		auth.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the gateway is shutting down")
+		return
+	}
+	id, _ := auth.FromContext(r.Context())
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		auth.WriteError(w, http.StatusInternalServerError, "internal", "connection cannot be upgraded")
+		return
+	}
+	var raw *batchConn
+	ws, err := g.upgrader.Upgrade(hijackWrapper{ResponseWriter: w, hj: hj, wrap: func(nc net.Conn) net.Conn {
+		raw = &batchConn{Conn: nc}
+		return raw
+	}}, r, nil)
+	if err != nil {
+		return // the upgrader answered the client
+	}
+	cfg := g.opts.Config.Current()
+	c := &conn{
+		g:         g,
+		ws:        ws,
+		raw:       raw,
+		log:       g.log.With("client", id.ClientID, "transport", id.Transport),
+		limit:     cfg.Limits.WriteQueue,
+		pingEvery: cfg.Limits.PingInterval.D(),
+		idle:      cfg.Limits.IdleTimeout.D(),
+	}
+	c.client = &session.Client{Identity: id, Sink: c}
+	ws.SetReadLimit(0)
+	c.ping = time.AfterFunc(c.pingEvery, c.sendPing)
+
+	g.mu.Lock()
+	if g.ctx.Err() != nil {
+		g.mu.Unlock()
+		c.shutdown()
+		return
+	}
+	g.conns[c] = struct{}{}
+	g.wg.Add(1)
+	g.mu.Unlock()
+
+	c.Send(wire.AuthOK{AgentName: cfg.Agent.Name, Version: g.opts.Version})
+	go func() {
+		defer g.wg.Done()
+		var detach func()
+		if g.opts.Sessions != nil {
+			detach = g.opts.Sessions.Connect(c.client)
+		}
+		c.read(g.ctx, cfg.Limits.MaxFrameBytes)
+		if detach != nil {
+			detach()
+		}
+		g.mu.Lock()
+		delete(g.conns, c)
+		g.mu.Unlock()
+	}()
+}
+
+// hijackWrapper lets the upgrader hijack a wrapped net.Conn.
+type hijackWrapper struct {
+	http.ResponseWriter
+	hj   http.Hijacker
+	wrap func(net.Conn) net.Conn
+}
+
+func (h hijackWrapper) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := h.hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return h.wrap(nc), brw, nil
+}
+
+// dispatch acts on one decoded client frame.
+func (g *Gateway) dispatch(ctx context.Context, c *conn, msg wire.Message) {
+	switch m := msg.(type) {
+	case wire.Auth:
+		// Legacy handshake: authentication already happened in the stream
+		// preamble; the frame is answered and changes nothing.
+		c.Send(wire.AuthOK{AgentName: g.opts.Config.Current().Agent.Name, Version: g.opts.Version})
+	case wire.Ping:
+		c.Send(wire.Pong{})
+	case wire.AudioChunkIn:
+		c.Send(wire.Error{Text: "voice input is not available on this agent", SessionID: m.SessionID})
+	case wire.SessionOpen, wire.TextFinal, wire.AttachmentIn, wire.Interrupt, wire.Command:
+		if g.opts.Sessions == nil {
+			c.Send(wire.Error{Text: "sessions are not available on this agent"})
+			return
+		}
+		g.opts.Sessions.Handle(ctx, c.client, msg)
+	default:
+		c.Send(wire.Error{Text: "unexpected " + msg.Type() + " frame"})
+	}
+}

@@ -1,0 +1,157 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/wire"
+)
+
+const helpText = `Commands:
+  stop         interrupt the reply being generated and drop this session's queued messages
+  clear        forget this session's history
+  new          start a fresh session (its id is in new_session_id)
+  reset        clear the history and unpin the model
+  model [ID]   show the model, or pin this session to model ID
+  help         this text`
+
+func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error {
+	name := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(f.Name)), "/")
+	if name == "help" {
+		c.Sink.Send(wire.CommandResult{Text: helpText, SessionID: f.SessionID})
+		return nil
+	}
+	switch name {
+	case "stop", "clear", "new", "reset", "model":
+	default:
+		return fmt.Errorf("%w: unknown command %q; send \"help\" for the list", ErrInvalid, f.Name)
+	}
+	if name == "new" {
+		sid := newSessionID(c.Identity)
+		if _, err := m.access(ctx, c.Identity, sid, true, false); err != nil {
+			return err
+		}
+		c.Sink.Send(wire.CommandResult{Text: "New session " + sid + ".", SessionID: f.SessionID, NewSessionID: sid})
+		return nil
+	}
+	if f.SessionID == "" {
+		return fmt.Errorf("%w: command %s needs a session_id", ErrInvalid, name)
+	}
+	row, err := m.access(ctx, c.Identity, f.SessionID, true, false)
+	if err != nil {
+		return err
+	}
+	var text string
+	switch name {
+	case "stop":
+		stopped, dropped, err := m.stopSession(ctx, c, f.SessionID)
+		if err != nil {
+			return err
+		}
+		text = stopText(stopped, dropped)
+	case "clear":
+		n, err := m.db.clearHistory(ctx, f.SessionID)
+		if err != nil {
+			return err
+		}
+		text = fmt.Sprintf("History cleared (%d messages).", n)
+	case "reset":
+		if _, err := m.db.clearHistory(ctx, f.SessionID); err != nil {
+			return err
+		}
+		if err := m.db.pin(ctx, f.SessionID, ""); err != nil {
+			return err
+		}
+		text = "Session reset: history cleared, model unpinned (now " + m.cfg.Current().Agent.DefaultModel + ")."
+	case "model":
+		arg := strings.TrimSpace(f.Args)
+		if arg == "" {
+			text = describeModel(m.cfg.Current(), row.Pinned)
+			break
+		}
+		if err := checkModel(m.cfg.Current(), arg); err != nil {
+			return err
+		}
+		if err := m.db.pin(ctx, f.SessionID, arg); err != nil {
+			return err
+		}
+		text = "Session pinned to model " + arg + "."
+	}
+	c.Sink.Send(wire.CommandResult{Text: text, SessionID: f.SessionID})
+	return nil
+}
+
+func stopText(stopped bool, dropped int) string {
+	switch {
+	case stopped && dropped > 0:
+		return fmt.Sprintf("Stopped; dropped %d queued message(s).", dropped)
+	case stopped:
+		return "Stopped."
+	case dropped > 0:
+		return fmt.Sprintf("Dropped %d queued message(s).", dropped)
+	}
+	return "Nothing to stop."
+}
+
+// stopSession interrupts the session's run and drops its queued turns.
+func (m *Manager) stopSession(ctx context.Context, c *Client, sid string) (stopped bool, dropped int, err error) {
+	key := runKey(c.Identity, sid)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []int64
+	if l := m.lanes[key]; l != nil {
+		l.queue = slices.DeleteFunc(l.queue, func(t *turn) bool {
+			if t.SessionID == sid {
+				ids = append(ids, t.ID)
+				return true
+			}
+			return false
+		})
+	}
+	if err := m.db.deleteTurns(ctx, ids); err != nil {
+		return false, 0, err
+	}
+	if r := m.activeRun(key, sid); r != nil {
+		r.stop()
+		stopped = true
+	}
+	return stopped, len(ids), nil
+}
+
+func describeModel(cfg *config.Config, pinned string) string {
+	var ids []string
+	for _, mo := range cfg.Models {
+		if mo.IsEnabled() {
+			ids = append(ids, mo.ID)
+		}
+	}
+	cur := "Model: " + cfg.Agent.DefaultModel + " (default)"
+	if pinned != "" {
+		cur = "Model: " + pinned + " (pinned)"
+	}
+	return cur + ". Available: " + strings.Join(ids, ", ") + "."
+}
+
+// checkModel accepts configured, enabled models.
+func checkModel(cfg *config.Config, id string) error {
+	mo, ok := cfg.Model(id)
+	if !ok {
+		var ids []string
+		for _, x := range cfg.Models {
+			if x.IsEnabled() {
+				ids = append(ids, x.ID)
+			}
+		}
+		return fmt.Errorf("%w %q; available: %s", ErrUnknownModel, id, strings.Join(ids, ", "))
+	}
+	if !mo.IsEnabled() {
+		return fmt.Errorf("%w: model %q is disabled", ErrInvalid, id)
+	}
+	return nil
+}
+
+var errNoModel = errors.New("no model configured: set agent.default_model or pin one with the model command")

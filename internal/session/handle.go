@@ -1,0 +1,197 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/agentd/agentd/wire"
+)
+
+// maxPendingAttachments bounds the attachments waiting for a session's next
+// turn.
+const maxPendingAttachments = 16
+
+// Handle processes one session frame from c: session_open, text_final,
+// attachment, interrupt, command. Answers and errors go to c.Sink; the
+// connection stays usable after any error.
+func (m *Manager) Handle(ctx context.Context, c *Client, msg wire.Message) {
+	var err error
+	switch f := msg.(type) {
+	case wire.SessionOpen:
+		err = m.open(ctx, c, f)
+	case wire.TextFinal:
+		err = m.submit(ctx, c, f)
+	case wire.AttachmentIn:
+		err = m.attach(ctx, c, f)
+	case wire.Interrupt:
+		err = m.interrupt(ctx, c, f.SessionID)
+	case wire.Command:
+		err = m.command(ctx, c, f)
+	default:
+		err = fmt.Errorf("%w: %s frames are not handled by sessions", ErrInvalid, msg.Type())
+	}
+	if err != nil {
+		c.Sink.Send(wire.Error{Text: clientText(err), SessionID: sessionOf(msg)})
+	}
+}
+
+// clientText is the error as the client sees it: the sentinel prefixes are
+// for the gateway's status mapping, not for people.
+func clientText(err error) string {
+	s := err.Error()
+	for _, p := range []error{ErrInvalid, ErrForbidden, ErrNotFound, ErrUnknownModel} {
+		if errors.Is(err, p) {
+			s = strings.TrimPrefix(s, p.Error()+": ")
+		}
+	}
+	return s
+}
+
+func sessionOf(msg wire.Message) string {
+	switch f := msg.(type) {
+	case wire.SessionOpen:
+		return f.SessionID
+	case wire.TextFinal:
+		return f.SessionID
+	case wire.AttachmentIn:
+		return f.SessionID
+	case wire.Interrupt:
+		return f.SessionID
+	case wire.Command:
+		return f.SessionID
+	}
+	return ""
+}
+
+func (m *Manager) open(ctx context.Context, c *Client, f wire.SessionOpen) error {
+	if _, err := m.access(ctx, c.Identity, f.SessionID, true, false); err != nil {
+		return err
+	}
+	m.flushOutbox(c, f.SessionID)
+	return nil
+}
+
+func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error {
+	if strings.TrimSpace(f.Text) == "" && len(f.Attachments) == 0 {
+		return fmt.Errorf("%w: empty message", ErrInvalid)
+	}
+	for _, a := range f.Attachments {
+		if err := m.checkAttachment(a.Path); err != nil {
+			return err
+		}
+	}
+	if _, err := m.access(ctx, c.Identity, f.SessionID, true, false); err != nil {
+		return err
+	}
+	t := &turn{
+		SessionID: f.SessionID,
+		ClientID:  c.Identity.ClientID,
+		RunKey:    runKey(c.Identity, f.SessionID),
+		Text:      f.Text,
+	}
+	limit := m.cfg.Current().Limits.QueueCap
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ctx == nil || m.ctx.Err() != nil {
+		return errors.New("the agent is not running turns (starting or shutting down); try again")
+	}
+	t.Attachments = append(slices.Clip(m.pending[f.SessionID]), f.Attachments...)
+	if l := m.lanes[t.RunKey]; l != nil && l.active != nil && len(l.queue) >= limit {
+		return fmt.Errorf("queue full")
+	}
+	// Persist before acknowledging: a queued{} the client saw is a promise.
+	if err := m.db.insertTurn(ctx, t); err != nil {
+		m.log.Error("accept turn", "session", t.SessionID, "err", err)
+		return errors.New("could not accept the message (database error); try again")
+	}
+	delete(m.pending, f.SessionID)
+	if pos := m.enqueueLocked(t); pos > 0 {
+		// Sent under mu: the lane cannot start this turn (and stream its
+		// deltas) before the client has its queued{}.
+		c.Sink.Send(wire.Queued{Position: pos, SessionID: t.SessionID})
+	}
+	return nil
+}
+
+// checkAttachment accepts files inside the agent directory only.
+func (m *Manager) checkAttachment(p string) error {
+	if p == "" || !filepath.IsAbs(p) {
+		return fmt.Errorf("%w: attachment path must be absolute", ErrInvalid)
+	}
+	if m.agentDir == "" {
+		return fmt.Errorf("%w: attachments are not accepted by this agent", ErrInvalid)
+	}
+	rel, err := filepath.Rel(m.agentDir, filepath.Clean(p))
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("%w: attachment %s is outside the agent directory", ErrInvalid, p)
+	}
+	return nil
+}
+
+func (m *Manager) attach(ctx context.Context, c *Client, f wire.AttachmentIn) error {
+	if err := m.checkAttachment(f.Path); err != nil {
+		return err
+	}
+	switch f.Kind {
+	case "", "image", "file", "voice", "video":
+	default:
+		return fmt.Errorf("%w: attachment kind %q (want image, file, voice or video)", ErrInvalid, f.Kind)
+	}
+	if _, err := m.access(ctx, c.Identity, f.SessionID, true, false); err != nil {
+		return err
+	}
+	kind := f.Kind
+	if kind == "" {
+		kind = "file"
+	}
+	name := f.Filename
+	if name == "" {
+		name = filepath.Base(f.Path)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.pending[f.SessionID]) >= maxPendingAttachments {
+		return fmt.Errorf("%w: at most %d attachments per turn", ErrInvalid, maxPendingAttachments)
+	}
+	m.pending[f.SessionID] = append(m.pending[f.SessionID], wire.Attachment{Kind: kind, Path: f.Path, Filename: name})
+	return nil
+}
+
+// interrupt cancels the session's active run. Nothing running is not an
+// error: the run may just have finished.
+func (m *Manager) interrupt(ctx context.Context, c *Client, sid string) error {
+	if _, err := m.access(ctx, c.Identity, sid, false, false); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	m.mu.Lock()
+	r := m.activeRun(runKey(c.Identity, sid), sid)
+	m.mu.Unlock()
+	if r != nil {
+		r.stop()
+	}
+	return nil
+}
+
+// activeRun returns the run of session sid in lane key, if one is active.
+func (m *Manager) activeRun(key, sid string) *run {
+	l := m.lanes[key]
+	if l == nil || l.active == nil || l.active.turn.SessionID != sid {
+		return nil
+	}
+	return l.active
+}
+
+// stop cancels the run; after it returns no further delta is delivered.
+func (r *run) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	r.cancel(errInterrupted)
+}

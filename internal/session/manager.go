@@ -1,0 +1,390 @@
+// Package session owns conversations: per-session history in SQLite, one
+// active run per run key with a bounded FIFO queue behind it, interrupts,
+// slash commands, and delivery of replies to the client's connections (or
+// to an outbox when the client is away). Accepted turns are persisted before
+// they are acknowledged, so a restart, even after SIGKILL, loses none.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/agentd/agentd/internal/agent"
+	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/wire"
+)
+
+// Sink is one client connection as the manager sees it.
+type Sink interface {
+	// Send queues m for the connection without blocking. It returns false
+	// when the connection is gone or could not take the frame (and was
+	// closed for it).
+	Send(m wire.Message) bool
+}
+
+// Client is an authenticated connection: who it is and where its frames go.
+type Client struct {
+	Identity *auth.Identity
+	Sink     Sink
+}
+
+// Options configure a Manager.
+type Options struct {
+	DB     *sql.DB
+	Config *config.Watcher
+	// Agent runs turns. Required.
+	Agent *agent.Agent
+	// Providers serve the configured models. Nil: the manager builds them
+	// from the config and rebuilds them on every config change.
+	Providers *provider.Registry
+	// AgentDir confines the files users may attach; empty refuses them.
+	AgentDir string
+	Log      *slog.Logger
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Errors returned by the REST-facing methods; the gateway maps them to HTTP
+// statuses.
+var (
+	ErrNotFound     = errors.New("session not found")
+	ErrForbidden    = errors.New("forbidden")
+	ErrInvalid      = errors.New("invalid request")
+	ErrUnknownModel = errors.New("unknown model")
+)
+
+// errInterrupted is the cancel cause of a run stopped by its user.
+var errInterrupted = errors.New("interrupted by the user")
+
+// Manager runs turns. Create it with New, then call Start once.
+type Manager struct {
+	db        *db
+	cfg       *config.Watcher
+	agent     *agent.Agent
+	providers *provider.Registry
+	agentDir  string
+	log       *slog.Logger
+
+	// ctx is the manager's lifetime, set by Start; runs derive from it.
+	ctx context.Context
+	wg  sync.WaitGroup
+
+	// mu guards lanes and pending. It is held across the insert of a
+	// queued turn so that queue order equals persisted order.
+	mu      sync.Mutex
+	lanes   map[string]*lane
+	pending map[string][]wire.Attachment // session id → attachments for its next turn
+
+	// sinkMu guards sinks.
+	sinkMu sync.RWMutex
+	sinks  map[string]map[Sink]struct{} // client id → open connections
+
+	// outMu orders "no connection took the reply → outbox" against "a
+	// connection registered → flush the outbox", so no reply is stranded.
+	outMu sync.Mutex
+}
+
+// lane is the run queue of one run key.
+type lane struct {
+	key    string
+	active *run
+	queue  []*turn
+}
+
+// run is a turn being executed.
+type run struct {
+	turn   *turn
+	cancel context.CancelCauseFunc
+
+	// mu guards stopped; a delta is delivered only while holding it with
+	// stopped false, so nothing streams after Interrupt returns.
+	mu      sync.Mutex
+	stopped bool
+}
+
+// New returns a manager over the session tables of db.
+func New(opts Options) (*Manager, error) {
+	if opts.DB == nil || opts.Config == nil || opts.Agent == nil {
+		return nil, errors.New("session: DB, Config and Agent are required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m := &Manager{
+		db:        &db{sql: opts.DB, now: opts.Now},
+		cfg:       opts.Config,
+		agent:     opts.Agent,
+		providers: opts.Providers,
+		agentDir:  opts.AgentDir,
+		log:       opts.Log,
+		lanes:     map[string]*lane{},
+		pending:   map[string][]wire.Attachment{},
+		sinks:     map[string]map[Sink]struct{}{},
+	}
+	if m.providers == nil {
+		reg, err := provider.NewRegistry(providerConfigs(opts.Config.Current()))
+		if err != nil {
+			return nil, fmt.Errorf("session: build providers: %w", err)
+		}
+		m.providers = reg
+		opts.Config.Subscribe(func(_, cur *config.Config) {
+			if err := reg.Replace(providerConfigs(cur)); err != nil {
+				m.log.Error("providers not rebuilt after config change; keeping the old ones", "err", err)
+			}
+		})
+	}
+	return m, nil
+}
+
+// storeTimeout bounds the writes that must happen even during shutdown.
+const storeTimeout = 10 * time.Second
+
+// Start resumes every persisted turn (acceptance order per run key) and
+// runs turns until ctx is done. A turn cut by shutdown stays persisted and
+// runs again after the next Start.
+func (m *Manager) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.ctx != nil {
+		m.mu.Unlock()
+		return errors.New("session: manager already started")
+	}
+	m.ctx = ctx
+	m.mu.Unlock()
+	turns, err := m.db.pendingTurns(ctx)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range turns {
+		m.enqueueLocked(t)
+	}
+	if len(turns) > 0 {
+		m.log.Info("resuming queued turns", "turns", len(turns))
+	}
+	return nil
+}
+
+// Wait blocks until every run goroutine has returned (after Start's ctx is
+// done).
+func (m *Manager) Wait() { m.wg.Wait() }
+
+// enqueueLocked appends t to its lane and starts the lane if idle. It
+// returns t's queue position, 0 when it starts at once.
+func (m *Manager) enqueueLocked(t *turn) int {
+	l := m.lanes[t.RunKey]
+	if l == nil {
+		l = &lane{key: t.RunKey}
+		m.lanes[t.RunKey] = l
+	}
+	if l.active == nil {
+		m.startLocked(l, t)
+		return 0
+	}
+	l.queue = append(l.queue, t)
+	return len(l.queue)
+}
+
+func (m *Manager) startLocked(l *lane, t *turn) {
+	ctx, cancel := context.WithCancelCause(m.ctx)
+	r := &run{turn: t, cancel: cancel}
+	l.active = r
+	m.wg.Add(1)
+	go m.drain(ctx, l, r)
+}
+
+// drain executes the lane's runs one after the other until its queue is
+// empty.
+func (m *Manager) drain(ctx context.Context, l *lane, r *run) {
+	defer m.wg.Done()
+	for {
+		m.execute(ctx, r)
+		r.cancel(nil)
+		if m.ctx.Err() != nil {
+			return // shutdown: the remaining turns stay persisted
+		}
+		m.mu.Lock()
+		if len(l.queue) == 0 {
+			l.active = nil
+			delete(m.lanes, l.key)
+			m.mu.Unlock()
+			return
+		}
+		r = &run{turn: l.queue[0]}
+		l.queue = l.queue[1:]
+		ctx, r.cancel = context.WithCancelCause(m.ctx)
+		l.active = r
+		m.mu.Unlock()
+	}
+}
+
+// Connect registers a client connection and sends it the replies that were
+// produced while it was away. Call the returned function when it closes.
+func (m *Manager) Connect(c *Client) (disconnect func()) {
+	id := c.Identity.ClientID
+	m.sinkMu.Lock()
+	set := m.sinks[id]
+	if set == nil {
+		set = map[Sink]struct{}{}
+		m.sinks[id] = set
+	}
+	set[c.Sink] = struct{}{}
+	m.sinkMu.Unlock()
+	m.flushOutbox(c, "")
+	return func() {
+		m.sinkMu.Lock()
+		delete(m.sinks[id], c.Sink)
+		if len(m.sinks[id]) == 0 {
+			delete(m.sinks, id)
+		}
+		m.sinkMu.Unlock()
+	}
+}
+
+// deliver sends m to every connection of clientID; false if none took it.
+func (m *Manager) deliver(clientID string, msg wire.Message) bool {
+	m.sinkMu.RLock()
+	defer m.sinkMu.RUnlock()
+	ok := false
+	for s := range m.sinks[clientID] {
+		if s.Send(msg) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+// deliverFinal sends the frames that end a turn; if no connection of the
+// client takes them they go to the outbox.
+func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
+	m.outMu.Lock()
+	defer m.outMu.Unlock()
+	var away [][]byte
+	for _, msg := range msgs {
+		if m.deliver(t.ClientID, msg) {
+			continue
+		}
+		b, err := wire.Encode(msg)
+		if err != nil {
+			m.log.Error("encode reply", "err", err)
+			continue
+		}
+		away = append(away, b)
+	}
+	if len(away) == 0 {
+		return
+	}
+	// The outbox must survive even if the manager is shutting down.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), storeTimeout)
+	defer cancel()
+	if err := m.db.addOutbox(ctx, t.ClientID, t.SessionID, away); err != nil {
+		m.log.Error("reply lost: client away and outbox write failed", "session", t.SessionID, "err", err)
+	}
+}
+
+// flushOutbox sends c the stored frames of its client (of one session if
+// sessionID is set).
+func (m *Manager) flushOutbox(c *Client, sessionID string) {
+	m.outMu.Lock()
+	defer m.outMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	frames, err := m.db.outbox(ctx, c.Identity.ClientID, sessionID)
+	if err != nil {
+		m.log.Error("flush outbox", "client", c.Identity.ClientID, "err", err)
+		return
+	}
+	var sent []int64
+	for _, f := range frames {
+		msg, err := wire.Decode(f.Frame, wire.ServerToClient)
+		if err != nil {
+			m.log.Error("outbox frame unreadable, dropped", "id", f.ID, "err", err)
+			sent = append(sent, f.ID)
+			continue
+		}
+		if !c.Sink.Send(msg) {
+			break
+		}
+		sent = append(sent, f.ID)
+	}
+	if err := m.db.deleteOutbox(ctx, sent); err != nil {
+		m.log.Error("flush outbox", "client", c.Identity.ClientID, "err", err)
+	}
+}
+
+// runKey is what serialises turns: the device for chat/admin clients, the
+// session for bridges, whose platform users share one client id.
+func runKey(id *auth.Identity, sessionID string) string {
+	if id.Has(auth.CapBridge) {
+		return "s:" + sessionID
+	}
+	return "c:" + id.ClientID
+}
+
+// checkSessionID refuses ids no client should invent.
+func checkSessionID(sid string) error {
+	if sid == "" {
+		return fmt.Errorf("%w: session_id must not be empty", ErrInvalid)
+	}
+	if len(sid) > 128 {
+		return fmt.Errorf("%w: session_id longer than 128 bytes", ErrInvalid)
+	}
+	if strings.IndexFunc(sid, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("%w: session_id must not contain spaces or control characters", ErrInvalid)
+	}
+	return nil
+}
+
+// access checks that id may act on session sid and returns its row,
+// creating the session (owned by id) when create is set. admin lets REST
+// callers act on anybody's session.
+func (m *Manager) access(ctx context.Context, id *auth.Identity, sid string, create, admin bool) (sessionRow, error) {
+	if err := checkSessionID(sid); err != nil {
+		return sessionRow{}, err
+	}
+	if id.Has(auth.CapBridge) && !id.MaySession(sid) {
+		return sessionRow{}, fmt.Errorf("%w: this bridge may only use session ids starting with %q", ErrForbidden, id.SessionPrefix()+":")
+	}
+	var row sessionRow
+	var err error
+	if create {
+		row, err = m.db.ensureSession(ctx, sid, id.ClientID)
+	} else {
+		row, err = m.db.session(ctx, sid)
+	}
+	if errors.Is(err, errNoSession) {
+		return row, fmt.Errorf("%w: %s", ErrNotFound, sid)
+	}
+	if err != nil {
+		return row, err
+	}
+	if row.Owner != id.ClientID && !(admin && id.Has(auth.CapAdmin)) {
+		return row, fmt.Errorf("%w: session %s belongs to another device", ErrForbidden, sid)
+	}
+	return row, nil
+}
+
+// newSessionID returns a fresh random id, with the bridge prefix if any.
+func newSessionID(id *auth.Identity) string {
+	var b [8]byte
+	rand.Read(b[:])
+	s := hex.EncodeToString(b[:])
+	if p := id.SessionPrefix(); p != "" {
+		return p + ":" + s
+	}
+	return s
+}

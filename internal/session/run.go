@@ -1,0 +1,150 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/agentd/agentd/internal/agent"
+	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/wire"
+)
+
+// providerConfigs turns the config's providers into provider.New input.
+func providerConfigs(cfg *config.Config) []provider.Config {
+	out := make([]provider.Config, 0, len(cfg.Providers))
+	for _, p := range cfg.Providers {
+		out = append(out, provider.Config{ID: p.ID, Kind: p.Kind, BaseURL: p.BaseURL, APIKey: p.APIKey})
+	}
+	return out
+}
+
+// resolve picks the model of a turn: the session's pin, else the default.
+func (m *Manager) resolve(cfg *config.Config, pinned string) (config.Model, provider.Provider, error) {
+	id := pinned
+	if id == "" {
+		id = cfg.Agent.DefaultModel
+	}
+	if id == "" {
+		return config.Model{}, nil, errNoModel
+	}
+	mo, ok := cfg.Model(id)
+	if !ok {
+		return mo, nil, fmt.Errorf("model %q is not configured any more; pick another with the model command", id)
+	}
+	if !mo.IsEnabled() {
+		return mo, nil, fmt.Errorf("model %q is disabled; pick another with the model command", id)
+	}
+	p, ok := m.providers.Get(mo.Provider)
+	if !ok {
+		return mo, nil, fmt.Errorf("provider %q of model %q is not available", mo.Provider, id)
+	}
+	return mo, p, nil
+}
+
+// execute runs one turn to its end and delivers its result. On shutdown it
+// returns without storing anything, so the turn runs again after restart.
+func (m *Manager) execute(ctx context.Context, r *run) {
+	t := r.turn
+	cfg := m.cfg.Current()
+	o := outcome{}
+	var out *agent.Outcome
+	row, err := m.db.session(ctx, t.SessionID)
+	var mo config.Model
+	var prov provider.Provider
+	var hist []provider.Message
+	if err == nil {
+		mo, prov, err = m.resolve(cfg, row.Pinned)
+		o.Model = mo.ID
+	}
+	if err == nil {
+		hist, err = m.db.history(ctx, t.SessionID)
+	}
+	if err == nil {
+		name := mo.Name
+		if name == "" {
+			name = mo.ID
+		}
+		out, err = m.agent.Run(ctx, agent.Turn{
+			Provider:    prov,
+			Model:       name,
+			System:      cfg.Agent.SystemPrompt,
+			History:     hist,
+			UserText:    t.Text,
+			Attachments: toAgent(t.Attachments),
+			Sink:        r.sink(m, t),
+		})
+	}
+	if m.ctx.Err() != nil {
+		return // shutdown, not an interrupt: keep the turn persisted
+	}
+	r.mu.Lock()
+	r.stopped = true // whatever happens now, no more deltas for this run
+	r.mu.Unlock()
+	if out != nil {
+		o.Messages = out.Messages
+		o.Attachments = fromAgent(out.Attachments)
+		o.Interrupted = out.Interrupted || errors.Is(context.Cause(ctx), errInterrupted)
+		o.Usage = out.Usage
+		o.CostUSD = agent.Cost(out.Usage, mo.InputPricePerMTok, mo.OutputPricePerMTok)
+	}
+	o.Err = err
+	// Store first: a reply the client saw must be in history.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := m.db.finishTurn(sctx, t, o); err != nil {
+		m.log.Error("store finished turn", "session", t.SessionID, "turn", t.ID, "err", err)
+	}
+	usage := wire.Usage{
+		PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens,
+		TotalTokens: o.Usage.Total(), CostUSD: o.CostUSD,
+	}
+	done := wire.TurnComplete{SessionID: t.SessionID, Usage: usage}
+	if o.Err != nil {
+		m.log.Warn("turn failed", "session", t.SessionID, "model", o.Model, "err", o.Err)
+		m.deliverFinal(t, wire.Error{Text: "the turn failed: " + o.Err.Error(), SessionID: t.SessionID}, done)
+		return
+	}
+	text := ""
+	if out != nil {
+		text = out.Text
+	}
+	m.deliverFinal(t, wire.Response{
+		Text: text, SessionID: t.SessionID, Model: o.Model,
+		Attachments: nonNil(o.Attachments), Interrupted: o.Interrupted,
+	}, done)
+}
+
+// sink forwards the agent's events as frames until the run is stopped.
+func (r *run) sink(m *Manager, t *turn) func(agent.Event) {
+	return func(ev agent.Event) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.stopped {
+			return
+		}
+		switch e := ev.(type) {
+		case agent.Delta:
+			m.deliver(t.ClientID, wire.Delta{Text: e.Text, SessionID: t.SessionID})
+		case agent.Status:
+			m.deliver(t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
+		}
+	}
+}
+
+func toAgent(in []wire.Attachment) []agent.Attachment {
+	var out []agent.Attachment
+	for _, a := range in {
+		out = append(out, agent.Attachment{Type: a.Kind, Path: a.Path, Filename: a.Filename})
+	}
+	return out
+}
+
+func fromAgent(in []agent.Attachment) []wire.Attachment {
+	var out []wire.Attachment
+	for _, a := range in {
+		out = append(out, wire.Attachment{Kind: a.Type, Path: a.Path, Filename: a.Filename})
+	}
+	return out
+}

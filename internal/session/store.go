@@ -1,0 +1,325 @@
+package session
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/wire"
+)
+
+// db wraps the session tables of migration 0003.
+type db struct {
+	sql *sql.DB
+	now func() time.Time
+}
+
+func (d *db) ms() int64 { return d.now().UnixMilli() }
+
+// sessionRow is one row of sessions.
+type sessionRow struct {
+	ID, Owner, Pinned string
+	Created, Updated  int64
+	Messages, Queued  int
+}
+
+var errNoSession = errors.New("no such session")
+
+func (d *db) session(ctx context.Context, id string) (sessionRow, error) {
+	var r sessionRow
+	err := d.sql.QueryRowContext(ctx, `SELECT id, owner, pinned_model, created_at, updated_at FROM sessions WHERE id = ?`, id).
+		Scan(&r.ID, &r.Owner, &r.Pinned, &r.Created, &r.Updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, errNoSession
+	}
+	if err != nil {
+		return r, fmt.Errorf("read session %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ensureSession creates the session owned by owner if it does not exist and
+// returns its row.
+func (d *db) ensureSession(ctx context.Context, id, owner string) (sessionRow, error) {
+	now := d.ms()
+	if _, err := d.sql.ExecContext(ctx, `INSERT INTO sessions(id, owner, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
+		id, owner, now, now); err != nil {
+		return sessionRow{}, fmt.Errorf("create session %s: %w", id, err)
+	}
+	return d.session(ctx, id)
+}
+
+// listSessions returns sessions, newest first. owner "" means all; prefix
+// "" means any id.
+func (d *db) listSessions(ctx context.Context, owner, prefix string) ([]sessionRow, error) {
+	q := `SELECT s.id, s.owner, s.pinned_model, s.created_at, s.updated_at,
+		(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id),
+		(SELECT COUNT(*) FROM turns t WHERE t.session_id = s.id)
+		FROM sessions s WHERE (? = '' OR s.owner = ?) AND (? = '' OR substr(s.id, 1, length(?)) = ?)
+		ORDER BY s.updated_at DESC, s.id`
+	rows, err := d.sql.QueryContext(ctx, q, owner, owner, prefix, prefix, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []sessionRow
+	for rows.Next() {
+		var r sessionRow
+		if err := rows.Scan(&r.ID, &r.Owner, &r.Pinned, &r.Created, &r.Updated, &r.Messages, &r.Queued); err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (d *db) pin(ctx context.Context, id, model string) error {
+	if _, err := d.sql.ExecContext(ctx, `UPDATE sessions SET pinned_model = ?, updated_at = ? WHERE id = ?`, model, d.ms(), id); err != nil {
+		return fmt.Errorf("pin session %s: %w", id, err)
+	}
+	return nil
+}
+
+func (d *db) clearHistory(ctx context.Context, id string) (int64, error) {
+	res, err := d.sql.ExecContext(ctx, `DELETE FROM messages WHERE session_id = ?`, id)
+	if err != nil {
+		return 0, fmt.Errorf("clear session %s: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	_, err = d.sql.ExecContext(ctx, `UPDATE sessions SET updated_at = ? WHERE id = ?`, d.ms(), id)
+	return n, err
+}
+
+// history returns the messages to send to the model: failed turns and
+// empty interrupted replies are left out.
+func (d *db) history(ctx context.Context, id string) ([]provider.Message, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT role, content, tool_calls, tool_call_id, is_error FROM messages
+		WHERE session_id = ? AND failed = 0 ORDER BY id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("read history of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []provider.Message
+	for rows.Next() {
+		var m provider.Message
+		var calls string
+		if err := rows.Scan(&m.Role, &m.Content, &calls, &m.ToolCallID, &m.IsError); err != nil {
+			return nil, fmt.Errorf("read history of %s: %w", id, err)
+		}
+		if calls != "" {
+			if err := json.Unmarshal([]byte(calls), &m.ToolCalls); err != nil {
+				return nil, fmt.Errorf("read history of %s: tool calls: %w", id, err)
+			}
+		}
+		if m.Role == provider.RoleAssistant && m.Content == "" && len(m.ToolCalls) == 0 {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// turn is an accepted user turn, persisted until it finishes.
+type turn struct {
+	ID          int64
+	SessionID   string
+	ClientID    string
+	RunKey      string
+	Text        string
+	Attachments []wire.Attachment
+}
+
+func (d *db) insertTurn(ctx context.Context, t *turn) error {
+	att, err := json.Marshal(nonNil(t.Attachments))
+	if err != nil {
+		return err
+	}
+	res, err := d.sql.ExecContext(ctx, `INSERT INTO turns(session_id, client_id, run_key, text, attachments, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
+	if err != nil {
+		return fmt.Errorf("persist turn: %w", err)
+	}
+	t.ID, err = res.LastInsertId()
+	return err
+}
+
+func (d *db) deleteTurns(ctx context.Context, ids []int64) error {
+	for _, id := range ids {
+		if _, err := d.sql.ExecContext(ctx, `DELETE FROM turns WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("drop turn %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// pendingTurns returns every persisted turn in acceptance order.
+func (d *db) pendingTurns(ctx context.Context) ([]*turn, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT id, session_id, client_id, run_key, text, attachments FROM turns ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("read queued turns: %w", err)
+	}
+	defer rows.Close()
+	var out []*turn
+	for rows.Next() {
+		t := &turn{}
+		var att string
+		if err := rows.Scan(&t.ID, &t.SessionID, &t.ClientID, &t.RunKey, &t.Text, &att); err != nil {
+			return nil, fmt.Errorf("read queued turns: %w", err)
+		}
+		if err := json.Unmarshal([]byte(att), &t.Attachments); err != nil {
+			return nil, fmt.Errorf("read queued turn %d: %w", t.ID, err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// outcome is what a finished turn stores.
+type outcome struct {
+	// Messages are the turn's history entries, user message first.
+	Messages    []provider.Message
+	Attachments []wire.Attachment // of the reply, stored on the last assistant row
+	Model       string
+	Interrupted bool
+	Err         error // the turn failed
+	Usage       provider.Usage
+	CostUSD     float64
+}
+
+func (o outcome) status() string {
+	switch {
+	case o.Err != nil:
+		return "failed"
+	case o.Interrupted:
+		return "interrupted"
+	}
+	return "ok"
+}
+
+// finishTurn stores the turn's messages and usage and forgets the queued
+// turn, atomically: a crash leaves either the queued turn (it runs again) or
+// its result, never both.
+func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("finish turn %d: %w", t.ID, err)
+	}
+	defer tx.Rollback()
+	now := d.ms()
+	msgs := o.Messages
+	if len(msgs) == 0 || msgs[0].Role != provider.RoleUser {
+		msgs = append([]provider.Message{{Role: provider.RoleUser, Content: t.Text}}, msgs...)
+	}
+	lastAssistant := -1
+	for i, m := range msgs {
+		if m.Role == provider.RoleAssistant {
+			lastAssistant = i
+		}
+	}
+	if lastAssistant < 0 && (o.Interrupted || o.Err != nil) {
+		// Keep a visible trace of the reply that never came.
+		msgs = append(msgs, provider.Message{Role: provider.RoleAssistant})
+		lastAssistant = len(msgs) - 1
+	}
+	errText := ""
+	if o.Err != nil {
+		errText = o.Err.Error()
+	}
+	for i, m := range msgs {
+		calls := ""
+		if len(m.ToolCalls) > 0 {
+			b, _ := json.Marshal(m.ToolCalls)
+			calls = string(b)
+		}
+		att := nonNil(nil)
+		if i == 0 {
+			att = nonNil(t.Attachments)
+		}
+		model, interrupted, rowErr := "", false, ""
+		if i == lastAssistant {
+			att, model, interrupted, rowErr = nonNil(o.Attachments), o.Model, o.Interrupted, errText
+		}
+		attJSON, _ := json.Marshal(att)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error,
+			attachments, model, interrupted, failed, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, string(attJSON), model,
+			interrupted, o.Err != nil, rowErr, now); err != nil {
+			return fmt.Errorf("finish turn %d: %w", t.ID, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO turn_usage(session_id, client_id, model, prompt_tokens, completion_tokens, cost_usd, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.SessionID, t.ClientID, o.Model, o.Usage.PromptTokens, o.Usage.CompletionTokens, o.CostUSD, o.status(), now); err != nil {
+		return fmt.Errorf("finish turn %d: %w", t.ID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM turns WHERE id = ?`, t.ID); err != nil {
+		return fmt.Errorf("finish turn %d: %w", t.ID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE sessions SET updated_at = ? WHERE id = ?`, now, t.SessionID); err != nil {
+		return fmt.Errorf("finish turn %d: %w", t.ID, err)
+	}
+	return tx.Commit()
+}
+
+// outboxFrame is a frame waiting for its client.
+type outboxFrame struct {
+	ID    int64
+	Frame []byte
+}
+
+func (d *db) addOutbox(ctx context.Context, clientID, sessionID string, frames [][]byte) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store reply for later: %w", err)
+	}
+	defer tx.Rollback()
+	now := d.ms()
+	for _, f := range frames {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, frame, created_at) VALUES (?, ?, ?, ?)`,
+			clientID, sessionID, string(f), now); err != nil {
+			return fmt.Errorf("store reply for later: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// outbox returns the frames waiting for clientID (of one session if
+// sessionID is set), oldest first.
+func (d *db) outbox(ctx context.Context, clientID, sessionID string) ([]outboxFrame, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT id, frame FROM outbox WHERE client_id = ? AND (? = '' OR session_id = ?) ORDER BY id`,
+		clientID, sessionID, sessionID)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []outboxFrame
+	for rows.Next() {
+		var f outboxFrame
+		var s string
+		if err := rows.Scan(&f.ID, &s); err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		f.Frame = []byte(s)
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+func (d *db) deleteOutbox(ctx context.Context, ids []int64) error {
+	for _, id := range ids {
+		if _, err := d.sql.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("delete outbox frame %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func nonNil(a []wire.Attachment) []wire.Attachment {
+	if a == nil {
+		return []wire.Attachment{}
+	}
+	return a
+}

@@ -1,0 +1,369 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const twoBridges = `# agent config
+agent:
+  name: test
+bridges:
+  # the first bridge
+  alpha:
+    enabled: true   # keep this comment
+    settings:
+      mode: run
+  beta:
+    enabled: true
+    settings:
+      mode: run
+`
+
+func TestCrashRestartsOnlyThatBridge(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, twoBridges, Options{})
+	link(t, f.dir, "alpha", bin)
+	link(t, f.dir, "beta", bin)
+	f.apply()
+	a := f.waitFor("alpha", 5*time.Second, "running", running)
+	b := f.waitFor("beta", 5*time.Second, "running", running)
+
+	killed := time.Now()
+	if err := syscall.Kill(a.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a2 := f.waitFor("alpha", time.Second, "running again", func(st Status) bool {
+		return running(st) && st.PID != a.PID
+	})
+	t.Logf("SIGKILL to running again: %s", time.Since(killed))
+	if a2.Restarts != 1 {
+		t.Errorf("restarts = %d, want 1", a2.Restarts)
+	}
+	if !strings.Contains(a2.LastError, "signal: killed") {
+		t.Errorf("last error %q does not say the process was killed", a2.LastError)
+	}
+	b2, _ := f.sup.Get("beta")
+	if b2.PID != b.PID || b2.State != StateRunning || b2.Restarts != 0 || !alive(b.PID) {
+		t.Errorf("beta was touched: before %+v, after %+v", b, b2)
+	}
+}
+
+func TestCrashloop(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, `bridges:
+  crashy:
+    enabled: true
+    settings: {mode: crash}
+`, Options{})
+	link(t, f.dir, "crashy", bin)
+	start := time.Now()
+	f.apply()
+	// 200+400+800+1600 ms of backoff before the fifth failure.
+	st := f.waitFor("crashy", 8*time.Second, "crashloop", func(st Status) bool { return st.State == StateCrashloop })
+	t.Logf("crashloop after %s, %d restarts", time.Since(start), st.Restarts)
+	if st.Restarts < CrashloopAfter {
+		t.Errorf("restarts = %d, want at least %d", st.Restarts, CrashloopAfter)
+	}
+	for _, want := range []string{"exit status 1", "crashing at start as configured"} {
+		if !strings.Contains(st.LastError, want) {
+			t.Errorf("last error %q lacks %q", st.LastError, want)
+		}
+	}
+	if st.PID != 0 {
+		t.Errorf("pid = %d in crashloop, want 0", st.PID)
+	}
+}
+
+func TestFailedPlatformIsRelaunched(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, `bridges:
+  failing:
+    enabled: true
+    settings: {mode: fail}
+`, Options{})
+	link(t, f.dir, "failing", bin)
+	f.apply()
+	st := f.waitFor("failing", 5*time.Second, "backing off", func(st Status) bool { return st.Restarts >= 2 })
+	if !strings.Contains(st.LastError, "platform failed as configured") {
+		t.Errorf("last error %q does not carry the platform's error", st.LastError)
+	}
+}
+
+func TestStopIgnoredIsKilled(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, `bridges:
+  stuck:
+    enabled: true
+    settings: {mode: hang_stop}
+`, Options{StopTimeout: 500 * time.Millisecond})
+	link(t, f.dir, "stuck", bin)
+	f.apply()
+	st := f.waitFor("stuck", 5*time.Second, "running", running)
+	start := time.Now()
+	if err := f.sup.Disable("stuck"); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("disable of a bridge that ignores Stop took %s", took)
+	if took < 500*time.Millisecond || took > 2*time.Second {
+		t.Errorf("disable took %s, want the 500ms stop timeout and a kill", took)
+	}
+	if alive(st.PID) {
+		t.Errorf("pid %d still alive after disable", st.PID)
+	}
+	if got, _ := f.sup.Get("stuck"); got.State != StateStopped || got.PID != 0 {
+		t.Errorf("after disable: %+v", got)
+	}
+}
+
+func TestNotABridge(t *testing.T) {
+	script := func(t *testing.T, body string) string {
+		p := filepath.Join(t.TempDir(), "script")
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		bin  func(t *testing.T) string
+		want string
+	}{
+		{"other magic cookie", func(t *testing.T) string { return testPlugin(t, "-X main.cookie=someone-else") },
+			"another magic cookie"},
+		{"other protocol version", func(t *testing.T) string { return testPlugin(t, "-X main.protocol=2") },
+			"handshake version mismatch"},
+		{"shell script", func(t *testing.T) string { return script(t, `echo "hello, I am a script"; sleep 30`) },
+			"not an agentd bridge plugin"},
+		{"missing binary", func(t *testing.T) string { return "/nonexistent/bridge-x" }, "binary /nonexistent/bridge-x"},
+		{"not executable", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "f")
+			os.WriteFile(p, []byte("x"), 0o644)
+			return p
+		}, "not an executable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := tc.bin(t)
+			f := newFixture(t, "bridges:\n  odd:\n    enabled: true\n    path: "+bin+"\n", Options{})
+			start := time.Now()
+			f.apply()
+			st := f.waitFor("odd", 3*time.Second, "failed", func(st Status) bool { return st.State == StateFailed })
+			t.Logf("failed after %s: %s", time.Since(start), st.LastError)
+			if !strings.Contains(st.LastError, tc.want) {
+				t.Errorf("last error %q lacks %q", st.LastError, tc.want)
+			}
+			if st.Restarts != 0 {
+				t.Errorf("a bridge that cannot work was relaunched %d times", st.Restarts)
+			}
+		})
+	}
+}
+
+func TestEnableDisableRestart(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, twoBridges, Options{})
+	link(t, f.dir, "alpha", bin)
+	link(t, f.dir, "beta", bin)
+	f.apply()
+	a := f.waitFor("alpha", 5*time.Second, "running", running)
+	b := f.waitFor("beta", 5*time.Second, "running", running)
+
+	if err := f.sup.Disable("alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := f.sup.Get("alpha"); st.State != StateStopped || st.Enabled || alive(a.PID) {
+		t.Fatalf("after disable: %+v (pid alive %v)", st, alive(a.PID))
+	}
+	data, _ := os.ReadFile(f.cfgPath)
+	want := strings.Replace(twoBridges, "enabled: true   # keep this comment", "enabled: false   # keep this comment", 1)
+	if string(data) != want {
+		t.Errorf("config after disable:\n%s\nwant:\n%s", data, want)
+	}
+	// The hot reload of the file just written changes nothing.
+	f.apply()
+	if st, _ := f.sup.Get("alpha"); st.State != StateStopped {
+		t.Errorf("reload after disable restarted alpha: %+v", st)
+	}
+
+	if err := f.sup.Enable("alpha"); err != nil {
+		t.Fatal(err)
+	}
+	a2 := f.waitFor("alpha", 5*time.Second, "running", running)
+	if data, _ := os.ReadFile(f.cfgPath); string(data) != twoBridges {
+		t.Errorf("config after enable:\n%s\nwant:\n%s", data, twoBridges)
+	}
+
+	if err := f.sup.Restart("alpha"); err != nil {
+		t.Fatal(err)
+	}
+	a3 := f.waitFor("alpha", 5*time.Second, "running", running)
+	if a3.PID == a2.PID || alive(a2.PID) || a3.Restarts != 1 {
+		t.Errorf("restart: before %+v after %+v", a2, a3)
+	}
+	if bs, _ := f.sup.Get("beta"); bs.PID != b.PID {
+		t.Errorf("beta was touched: pid %d → %d", b.PID, bs.PID)
+	}
+
+	if err := f.sup.Enable("nope"); !errors.Is(err, ErrUnknown) {
+		t.Errorf("enable unknown: %v, want ErrUnknown", err)
+	}
+	f.sup.Disable("beta")
+	if err := f.sup.Restart("beta"); !errors.Is(err, ErrDisabled) {
+		t.Errorf("restart disabled: %v, want ErrDisabled", err)
+	}
+
+	f.mu.Lock()
+	changes := strings.Join(f.changes, " ")
+	f.mu.Unlock()
+	for _, w := range []string{"alpha:disabled", "alpha:enabled", "alpha:restarted", "alpha:running", "alpha:stopped", "beta:disabled"} {
+		if !strings.Contains(changes, w) {
+			t.Errorf("OnChange never got %s (got %s)", w, changes)
+		}
+	}
+}
+
+func TestApplyReconciles(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, twoBridges, Options{})
+	link(t, f.dir, "alpha", bin)
+	link(t, f.dir, "beta", bin)
+	f.apply()
+	a := f.waitFor("alpha", 5*time.Second, "running", running)
+	b := f.waitFor("beta", 5*time.Second, "running", running)
+
+	// beta's settings change: beta restarts, alpha is not touched.
+	f.writeConfig(strings.Replace(twoBridges, "beta:\n    enabled: true\n    settings:\n      mode: run",
+		"beta:\n    enabled: true\n    allowed_users: [\"42\"]\n    settings:\n      mode: run", 1))
+	f.apply()
+	b2 := f.waitFor("beta", 5*time.Second, "running", running)
+	if b2.PID == b.PID {
+		t.Error("beta kept its process after its config changed")
+	}
+	if st, _ := f.sup.Get("alpha"); st.PID != a.PID {
+		t.Errorf("alpha restarted on a change to beta: pid %d → %d", a.PID, st.PID)
+	}
+
+	// alpha leaves the file: it stops and is forgotten.
+	f.writeConfig("bridges:\n  beta:\n    enabled: true\n    allowed_users: [\"42\"]\n    settings:\n      mode: run\n")
+	f.apply()
+	if _, err := f.sup.Get("alpha"); !errors.Is(err, ErrUnknown) {
+		t.Errorf("alpha still listed after removal: %v", err)
+	}
+	if alive(a.PID) {
+		t.Error("removed bridge's process still alive")
+	}
+	if st, _ := f.sup.Get("beta"); st.PID != b2.PID {
+		t.Error("beta touched by alpha's removal")
+	}
+}
+
+func TestEventsAndLogs(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, twoBridges, Options{})
+	link(t, f.dir, "alpha", bin)
+	link(t, f.dir, "beta", bin)
+	f.apply()
+	st := f.waitFor("alpha", 5*time.Second, "reporting events", func(st Status) bool { return len(st.Events) >= 2 })
+	if st.Events[0].Kind != "qr" || st.Events[0].Text != "2@testplugin-qr-code" {
+		t.Errorf("first event %+v, want the qr code", st.Events[0])
+	}
+	if st.PlatformStatus != "connected to testplatform" {
+		t.Errorf("platform status %q", st.PlatformStatus)
+	}
+	if st.SessionPrefix != "alpha" || st.APIVersion != "v1" {
+		t.Errorf("prefix %q api %q", st.SessionPrefix, st.APIVersion)
+	}
+	// The identity the coordinator issued is where the plugin loaded it.
+	if fi, err := os.Stat(IdentityPath(f.dir, "alpha")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("identity file: %v %v", fi, err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		log, _ := os.ReadFile(LogPath(f.dir, "alpha"))
+		if strings.Contains(string(log), "testplugin running") && strings.Contains(string(log), "kind=qr") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge log lacks the plugin's Log and Event lines:\n%s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, twoBridges, Options{})
+	link(t, f.dir, "alpha", bin)
+	link(t, f.dir, "beta", bin)
+	f.apply()
+	f.waitFor("alpha", 5*time.Second, "running", running)
+	mux := http.NewServeMux()
+	for pat, h := range Routes(f.sup) {
+		mux.Handle(pat, h)
+	}
+	do := func(method, path string) (int, map[string]any) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		var body map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatalf("%s %s: not JSON: %s", method, path, rec.Body)
+		}
+		return rec.Code, body
+	}
+	code, body := do("GET", "/api/bridges")
+	if code != 200 || len(body["bridges"].([]any)) != 2 {
+		t.Errorf("list: %d %v", code, body)
+	}
+	code, body = do("POST", "/api/bridges/nope/enable")
+	if code != 404 || body["error"].(map[string]any)["code"] != "unknown_bridge" {
+		t.Errorf("unknown: %d %v", code, body)
+	}
+	code, body = do("POST", "/api/bridges/beta/disable")
+	if code != 200 || body["state"] != "stopped" || body["enabled"] != false {
+		t.Errorf("disable: %d %v", code, body)
+	}
+	code, body = do("POST", "/api/bridges/beta/restart")
+	if code != 409 {
+		t.Errorf("restart disabled: %d %v", code, body)
+	}
+	code, body = do("POST", "/api/bridges/alpha/restart")
+	if code != 200 || body["restarts"] != float64(1) {
+		t.Errorf("restart: %d %v", code, body)
+	}
+}
+
+// BenchmarkRestartAfterKill measures SIGKILL of a bridge to the bridge
+// running again: crash detected, InitialBackoff waited, process relaunched,
+// handshake, Info, identity, Configure, Start and Health done. Each round
+// starts from a fresh Restart, so every kill is a first crash.
+func BenchmarkRestartAfterKill(b *testing.B) {
+	bin := testPlugin(b, "")
+	f := newFixture(b, "bridges:\n  alpha:\n    enabled: true\n", Options{})
+	link(b, f.dir, "alpha", bin)
+	f.apply()
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		if err := f.sup.Restart("alpha"); err != nil {
+			b.Fatal(err)
+		}
+		st := f.waitFor("alpha", 5*time.Second, "running", running)
+		b.StartTimer()
+		start := time.Now()
+		syscall.Kill(st.PID, syscall.SIGKILL)
+		f.waitFor("alpha", 5*time.Second, "running again", func(n Status) bool { return running(n) && n.PID != st.PID })
+		total += time.Since(start)
+	}
+	ms := float64(total.Microseconds()) / float64(b.N) / 1000
+	b.ReportMetric(ms, "ms/restart")
+	b.ReportMetric(ms-float64(InitialBackoff.Milliseconds()), "ms/restart-minus-backoff")
+}

@@ -1,0 +1,359 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentd/agentd/client"
+	"github.com/agentd/agentd/devicecert"
+	"github.com/agentd/agentd/wire"
+)
+
+// AllowEveryone in RunnerConfig.AllowedUsers lets any platform user talk to
+// the agent. It must be spelled out: an empty list allows nobody, so a
+// forgotten setting never opens a personal agent to the world.
+const AllowEveryone = "*"
+
+// DefaultEditInterval is the minimum time between two edits of a streamed
+// reply in one chat (Telegram allows about one edit per second per chat).
+const DefaultEditInterval = time.Second
+
+// platformCallTimeout bounds one call into the platform (send, edit, …).
+const platformCallTimeout = 30 * time.Second
+
+// RunnerConfig configures a Runner.
+type RunnerConfig struct {
+	// Dialer reaches the gateway with the bridge's own identity. If nil,
+	// one is built from Network, Address and Identity.
+	Dialer   *client.Dialer
+	Network  string // "unix" or "tcp"
+	Address  string
+	Identity *devicecert.Identity
+
+	// AllowedUsers are the platform user ids allowed to talk to the agent;
+	// AllowEveryone allows all. Others get a polite refusal.
+	AllowedUsers []string
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// OnEvent receives Host.Event calls (operator-visible events); may be nil.
+	OnEvent func(kind, text string)
+	// EditInterval is the minimum time between edits of one streamed reply;
+	// default DefaultEditInterval.
+	EditInterval time.Duration
+}
+
+// Runner is the gateway side every bridge shares (the spec's BaseBridge):
+// it holds the WebSocket to the gateway, maps platform chats to session ids
+// "<prefix>:<chat_id>", forwards user turns and commands, and renders the
+// agent's frames back on the platform — streamed edits, splitting, files,
+// typing, queue positions.
+type Runner struct {
+	p        Platform
+	dialer   *client.Dialer
+	log      *slog.Logger
+	onEvent  func(kind, text string)
+	allowAll bool
+	allowed  map[string]bool
+	editIvl  time.Duration
+	prefix   string
+
+	editor  MessageEditor
+	typer   Typer
+	files   FileSender
+	voice   VoiceSender
+	maxText int
+
+	connected atomic.Bool
+	running   atomic.Bool
+
+	// mu guards everything below.
+	mu       sync.Mutex
+	conn     *gwConn       // live connection, nil while disconnected
+	connCh   chan struct{} // closed and replaced whenever conn changes
+	lastErr  string
+	sessions map[string]string // chat id → session id, for chats that moved (/new)
+	chats    map[string]string // session id → chat id
+	lastTurn string            // session id of the last text_final sent
+	lastCmd  string            // session id of the last command sent
+	workers  map[string]*chatWorker
+	runCtx   context.Context
+	workerWG sync.WaitGroup
+}
+
+// gwConn is one live gateway connection and what was said on it.
+type gwConn struct {
+	c *client.Conn
+	// opened is touched only under Runner.mu: sessions that got a
+	// session_open on this connection.
+	opened map[string]bool
+}
+
+// NewRunner returns a Runner for p. It panics on a nil platform only;
+// configuration errors surface from Run.
+func NewRunner(p Platform, cfg RunnerConfig) *Runner {
+	if p == nil {
+		panic("bridge: NewRunner with nil Platform")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("bridge", p.Name())
+	d := cfg.Dialer
+	if d == nil {
+		d = &client.Dialer{Network: cfg.Network, Address: cfg.Address, Identity: cfg.Identity}
+	}
+	r := &Runner{
+		p:        p,
+		dialer:   d,
+		log:      log,
+		onEvent:  cfg.OnEvent,
+		allowed:  map[string]bool{},
+		editIvl:  cfg.EditInterval,
+		prefix:   p.SessionPrefix(),
+		connCh:   make(chan struct{}),
+		sessions: map[string]string{},
+		chats:    map[string]string{},
+		workers:  map[string]*chatWorker{},
+	}
+	if r.editIvl <= 0 {
+		r.editIvl = DefaultEditInterval
+	}
+	for _, u := range cfg.AllowedUsers {
+		u = strings.TrimSpace(u)
+		if u == AllowEveryone {
+			r.allowAll = true
+		} else if u != "" {
+			r.allowed[u] = true
+		}
+	}
+	r.editor, _ = p.(MessageEditor)
+	r.typer, _ = p.(Typer)
+	r.files, _ = p.(FileSender)
+	r.voice, _ = p.(VoiceSender)
+	if m, ok := p.(MaxTextLen); ok {
+		r.maxText = m.MaxTextLen()
+	}
+	return r
+}
+
+// Connected reports whether the gateway connection is up (for Health).
+func (r *Runner) Connected() bool { return r.connected.Load() }
+
+// LastError is the last gateway connection error, "" if none since the
+// last successful connect.
+func (r *Runner) LastError() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr
+}
+
+// Run connects to the gateway (reconnecting as needed) and runs the
+// platform until ctx ends or the platform fails. It returns the platform's
+// error, or nil after ctx ended.
+func (r *Runner) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("bridge: Runner.Run called twice")
+	}
+	if r.prefix == "" || strings.Contains(r.prefix, ":") {
+		return fmt.Errorf("bridge %s: invalid session prefix %q", r.p.Name(), r.prefix)
+	}
+	if !r.allowAll && len(r.allowed) == 0 {
+		r.log.Warn("no allowed users configured: every platform user will be refused (use \"*\" to allow everyone)")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.mu.Lock()
+	r.runCtx = ctx
+	r.mu.Unlock()
+
+	gwDone := make(chan struct{})
+	go func() {
+		defer close(gwDone)
+		r.gatewayLoop(ctx)
+	}()
+	err := r.p.Run(ctx, (*host)(r))
+	cancel()
+	<-gwDone
+	r.workerWG.Wait()
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", r.p.Name(), err)
+	}
+	return nil
+}
+
+// host is the Host the platform sees.
+type host Runner
+
+func (h *host) Deliver(ctx context.Context, m Incoming) error { return (*Runner)(h).Deliver(ctx, m) }
+func (h *host) Logger() *slog.Logger                          { return h.log }
+func (h *host) Event(kind, text string) {
+	h.log.Info("bridge event", "kind", kind, "text", text)
+	if h.onEvent != nil {
+		h.onEvent(kind, text)
+	}
+}
+
+// Refusal is what a user who is not allowed gets told.
+const Refusal = "Sorry, this agent is private and you are not on its list of allowed users. (Your user id: %s)"
+
+// Deliver hands one platform message to the agent. It returns nil once the
+// message is handled: written on a live gateway connection, or refused by
+// policy (the user was told). While the gateway is unreachable it waits and
+// retries; it returns an error only when ctx ends first, in which case the
+// platform must not treat the message as delivered.
+func (r *Runner) Deliver(ctx context.Context, m Incoming) error {
+	if m.ChatID == "" {
+		return errors.New("bridge: Incoming without ChatID")
+	}
+	if !r.isAllowed(m.UserID) {
+		r.log.Warn("message from a user who is not allowed refused", "user_id", m.UserID, "user_name", m.UserName, "chat_id", m.ChatID)
+		cctx, cancel := context.WithTimeout(ctx, platformCallTimeout)
+		defer cancel()
+		if _, err := r.p.SendText(cctx, m.ChatID, fmt.Sprintf(Refusal, m.UserID)); err != nil {
+			r.log.Warn("refusal not sent", "chat_id", m.ChatID, "err", err)
+		}
+		return nil
+	}
+	text := strings.TrimSpace(m.Text)
+	if text == "" && len(m.Attachments) == 0 {
+		return nil
+	}
+	sid := r.sessionFor(m.ChatID)
+	var frame wire.Message
+	if cmd, ok := parseCommand(text); ok && len(m.Attachments) == 0 {
+		cmd.SessionID = sid
+		frame = cmd
+	} else {
+		frame = wire.TextFinal{Text: m.Text, SessionID: sid, Attachments: m.Attachments}
+	}
+	if err := r.send(ctx, sid, frame); err != nil {
+		return err
+	}
+	if _, ok := frame.(wire.TextFinal); ok {
+		r.post(m.ChatID, event{kind: evTyping})
+	}
+	return nil
+}
+
+func (r *Runner) isAllowed(userID string) bool {
+	return r.allowAll || r.allowed[userID]
+}
+
+// Commands that map to command frames. The platform passes them as text
+// ("/stop", or "/stop@botname" in Telegram groups).
+var commands = []string{"stop", "new", "clear", "reset", "model", "help"}
+
+func parseCommand(text string) (wire.Command, bool) {
+	if !strings.HasPrefix(text, "/") {
+		return wire.Command{}, false
+	}
+	word, args, _ := strings.Cut(text[1:], " ")
+	word, _, _ = strings.Cut(word, "@")
+	word = strings.ToLower(word)
+	if !slices.Contains(commands, word) {
+		return wire.Command{}, false
+	}
+	return wire.Command{Name: word, Args: strings.TrimSpace(args)}, true
+}
+
+// sessionFor returns the session id of a chat and remembers the reverse.
+func (r *Runner) sessionFor(chatID string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sid, ok := r.sessions[chatID]
+	if !ok {
+		sid = r.prefix + ":" + chatID
+	}
+	r.chats[sid] = chatID
+	return sid
+}
+
+// chatFor maps a session id from the gateway back to a chat.
+func (r *Runner) chatFor(sid string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.chats[sid]; ok {
+		return c, true
+	}
+	if c, ok := strings.CutPrefix(sid, r.prefix+":"); ok && c != "" {
+		return c, true
+	}
+	return "", false
+}
+
+// send writes frame for session sid on a live connection, opening the
+// session on that connection first. It waits for a connection and retries
+// on a failed write until ctx ends.
+func (r *Runner) send(ctx context.Context, sid string, frame wire.Message) error {
+	for {
+		r.mu.Lock()
+		gc, ch := r.conn, r.connCh
+		r.mu.Unlock()
+		if gc == nil {
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("deliver to gateway: %w", ctx.Err())
+			}
+		}
+		err := r.sendOn(gc, sid, frame)
+		if err == nil {
+			return nil
+		}
+		r.log.Warn("write to gateway failed; waiting for a new connection", "err", err)
+		r.dropConn(gc, err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("deliver to gateway: %w", ctx.Err())
+		default:
+		}
+	}
+}
+
+func (r *Runner) sendOn(gc *gwConn, sid string, frame wire.Message) error {
+	r.mu.Lock()
+	needOpen := !gc.opened[sid]
+	r.mu.Unlock()
+	if needOpen {
+		if err := gc.c.Send(wire.SessionOpen{SessionID: sid}); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		gc.opened[sid] = true
+		r.mu.Unlock()
+	}
+	// Remembered before the write: the gateway's answer (queued, or a
+	// command_result without session_id) can arrive before Send returns.
+	r.mu.Lock()
+	switch frame.(type) {
+	case wire.TextFinal:
+		r.lastTurn = sid
+	case wire.Command:
+		r.lastCmd = sid
+	}
+	r.mu.Unlock()
+	return gc.c.Send(frame)
+}
+
+// SendText lets a platform-independent caller (and tests) send a notice to
+// a chat through the platform, honouring MaxTextLen.
+func (r *Runner) SendText(ctx context.Context, chatID, text string) error {
+	for _, part := range SplitText(text, r.maxText) {
+		if _, err := r.p.SendText(ctx, chatID, part); err != nil {
+			return err
+		}
+	}
+	return nil
+}

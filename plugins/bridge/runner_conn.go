@@ -1,0 +1,227 @@
+package bridge
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/agentd/agentd/wire"
+)
+
+// Reconnect policy: exponential backoff from reconnectMin to reconnectMax,
+// each wait randomised by ±reconnectJitter so that bridges restarted
+// together do not hammer a recovering gateway in step. A connection that
+// stayed up for stableAfter resets the backoff.
+const (
+	reconnectMin    = 250 * time.Millisecond
+	reconnectMax    = 30 * time.Second
+	reconnectFactor = 2
+	reconnectJitter = 0.2
+	stableAfter     = 10 * time.Second
+)
+
+// Keep-alive: a ping every pingInterval; a connection with no frame at all
+// for silenceLimit is considered dead (a half-open TCP or iroh stream
+// otherwise looks alive forever).
+const (
+	pingInterval = 30 * time.Second
+	silenceLimit = 2*pingInterval + 15*time.Second
+)
+
+// backoff returns the wait before reconnect attempt n (0-based).
+func backoff(n int) time.Duration {
+	d := reconnectMin
+	for i := 0; i < n && d < reconnectMax; i++ {
+		d *= reconnectFactor
+	}
+	d = min(d, reconnectMax)
+	j := 1 + reconnectJitter*(2*rand.Float64()-1)
+	return time.Duration(float64(d) * j)
+}
+
+// gatewayLoop keeps one gateway connection up until ctx ends.
+func (r *Runner) gatewayLoop(ctx context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		c, err := r.dialer.DialWSLogger(ctx, r.log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := backoff(attempt)
+			attempt++
+			r.setErr(err.Error())
+			r.log.Warn("gateway connection failed", "err", err, "retry_in", wait.Round(time.Millisecond), "attempt", attempt)
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+			continue
+		}
+		r.log.Info("connected to gateway", "gateway", r.dialer.String(), "agent", c.AgentName(), "version", c.Version())
+		gc := &gwConn{c: c, opened: map[string]bool{}}
+		start := time.Now()
+		r.setConn(gc)
+		err = r.serveConn(ctx, gc)
+		r.dropConn(gc, err)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) >= stableAfter {
+			attempt = 0
+		}
+		wait := backoff(attempt)
+		attempt++
+		r.log.Warn("gateway connection lost", "err", err, "retry_in", wait.Round(time.Millisecond))
+		if !sleepCtx(ctx, wait) {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (r *Runner) setErr(s string) {
+	r.mu.Lock()
+	r.lastErr = s
+	r.mu.Unlock()
+}
+
+func (r *Runner) setConn(gc *gwConn) {
+	r.mu.Lock()
+	r.conn = gc
+	r.lastErr = ""
+	close(r.connCh)
+	r.connCh = make(chan struct{})
+	r.mu.Unlock()
+	r.connected.Store(true)
+}
+
+// dropConn retires gc if it is still the live connection, and tells every
+// chat with a reply in flight that it was cut off.
+func (r *Runner) dropConn(gc *gwConn, cause error) {
+	r.mu.Lock()
+	if r.conn != gc {
+		r.mu.Unlock()
+		return
+	}
+	r.conn = nil
+	if cause != nil {
+		r.lastErr = cause.Error()
+	}
+	close(r.connCh)
+	r.connCh = make(chan struct{})
+	workers := make([]*chatWorker, 0, len(r.workers))
+	for _, w := range r.workers {
+		workers = append(workers, w)
+	}
+	r.mu.Unlock()
+	r.connected.Store(false)
+	gc.c.Close()
+	for _, w := range workers {
+		w.enqueue(event{kind: evDisconnected})
+	}
+}
+
+// serveConn reads frames until the connection fails or ctx ends.
+func (r *Runner) serveConn(ctx context.Context, gc *gwConn) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(pingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				// A failed ping shows up as a read error below.
+				_ = gc.c.Send(wire.Ping{})
+			}
+		}
+	}()
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, silenceLimit)
+		m, err := gc.c.Recv(rctx)
+		rcancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		r.dispatch(m)
+	}
+}
+
+// dispatch routes one gateway frame to the chat it belongs to.
+func (r *Runner) dispatch(m wire.Message) {
+	var sid string
+	var ev event
+	switch m := m.(type) {
+	case wire.Delta:
+		sid, ev = m.SessionID, event{kind: evDelta, text: m.Text}
+	case wire.Status:
+		sid, ev = m.SessionID, event{kind: evStatus, text: m.Text}
+	case wire.Response:
+		sid, ev = m.SessionID, event{kind: evResponse, resp: m}
+	case wire.TurnComplete:
+		sid, ev = m.SessionID, event{kind: evTurnComplete}
+	case wire.Queued:
+		sid, ev = m.SessionID, event{kind: evQueued, pos: m.Position}
+		if sid == "" {
+			r.mu.Lock()
+			sid = r.lastTurn
+			r.mu.Unlock()
+		}
+	case wire.CommandResult:
+		sid, ev = m.SessionID, event{kind: evNotice, text: m.Text}
+		if sid == "" {
+			r.mu.Lock()
+			sid = r.lastCmd
+			r.mu.Unlock()
+		}
+		if m.NewSessionID != "" {
+			r.moveSession(sid, m.NewSessionID)
+		}
+	case wire.Error:
+		if m.SessionID == "" {
+			r.log.Warn("gateway error", "text", m.Text)
+			return
+		}
+		sid, ev = m.SessionID, event{kind: evNotice, text: "⚠️ " + m.Text}
+	case wire.AuthError:
+		r.log.Error("gateway sent auth_error", "reason", m.Reason)
+		return
+	default:
+		// pong, resource_event, system_snapshot, audio: nothing to show.
+		return
+	}
+	chatID, ok := r.chatFor(sid)
+	if !ok {
+		r.log.Debug("frame for a session that is not ours dropped", "type", m.Type(), "session_id", sid)
+		return
+	}
+	r.post(chatID, ev)
+}
+
+// moveSession applies a "new" command's session id, if it stays within
+// this bridge's prefix (the gateway would refuse anything else).
+func (r *Runner) moveSession(oldSID, newSID string) {
+	chatID, ok := r.chatFor(oldSID)
+	if !ok || len(newSID) <= len(r.prefix)+1 || newSID[:len(r.prefix)+1] != r.prefix+":" {
+		return
+	}
+	r.mu.Lock()
+	r.sessions[chatID] = newSID
+	r.chats[newSID] = chatID
+	r.mu.Unlock()
+}

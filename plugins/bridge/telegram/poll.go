@@ -1,0 +1,433 @@
+package telegram
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf16"
+
+	"github.com/go-telegram/bot/models"
+
+	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/wire"
+)
+
+// Polling and download policy.
+const (
+	// pollBackoffMin/Max bound the wait after a failed getUpdates.
+	pollBackoffMin = 500 * time.Millisecond
+	pollBackoffMax = 30 * time.Second
+	// confirmTimeout bounds the getUpdates that confirms the last handled
+	// update on shutdown.
+	confirmTimeout = 3 * time.Second
+	// maxDownload is the Bot API's getFile limit.
+	maxDownload = 20 << 20
+	// downloadTimeout bounds one file download.
+	downloadTimeout = 2 * time.Minute
+)
+
+// errUnauthorized means the token was refused: retrying will not help.
+var errUnauthorized = errors.New("telegram refused the bot token (401 Unauthorized)")
+
+// apiError is a Bot API error answer.
+type apiError struct {
+	Code       int
+	Desc       string
+	RetryAfter int
+}
+
+func (e *apiError) Error() string {
+	if e.RetryAfter > 0 {
+		return fmt.Sprintf("telegram: %d %s (retry after %ds)", e.Code, e.Desc, e.RetryAfter)
+	}
+	return fmt.Sprintf("telegram: %d %s", e.Code, e.Desc)
+}
+
+// Run implements bridge.Platform: it learns the bot's identity, then
+// long-polls for updates and delivers each one, in order, advancing the
+// offset only past delivered updates.
+func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
+	if err := p.ready(); err != nil {
+		return err
+	}
+	if err := p.start(ctx, host); err != nil {
+		return err
+	}
+	var offset, confirmed int64
+	defer func() {
+		if offset > confirmed {
+			p.confirm(offset)
+		}
+	}()
+	failures := 0
+	for ctx.Err() == nil {
+		updates, err := p.getUpdates(ctx, offset, p.pollTimeout)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, errUnauthorized) {
+				return err
+			}
+			wait := pollBackoff(failures, err)
+			failures++
+			p.log.Warn("getUpdates failed", "err", err, "retry_in", wait)
+			host.Event("status", "Telegram unreachable: "+err.Error())
+			if !sleep(ctx, wait) {
+				break
+			}
+			continue
+		}
+		failures = 0
+		confirmed = offset
+		for _, u := range updates {
+			if err := p.handle(ctx, host, u); err != nil {
+				// Not delivered (we are stopping): Telegram keeps it and
+				// sends it again to the next poll.
+				p.log.Info("update not delivered; it will be fetched again", "update_id", u.ID, "err", err)
+				return nil
+			}
+			offset = u.ID + 1
+		}
+	}
+	return nil
+}
+
+// start verifies the token with getMe (retrying while Telegram is
+// unreachable) and removes a webhook, which would make getUpdates fail.
+func (p *Platform) start(ctx context.Context, host bridge.Host) error {
+	for failures := 0; ; failures++ {
+		var me models.User
+		err := p.call(ctx, "getMe", nil, &me)
+		if err == nil {
+			p.botUser = me
+			break
+		}
+		if errors.Is(err, errUnauthorized) {
+			host.Event("alert", "Telegram refused the bot token")
+			return err
+		}
+		wait := pollBackoff(failures, err)
+		p.log.Warn("getMe failed", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+	var ok bool
+	if err := p.call(ctx, "deleteWebhook", map[string]any{"drop_pending_updates": false}, &ok); err != nil {
+		p.log.Warn("deleteWebhook failed", "err", err)
+	}
+	p.log.Info("telegram bot ready", "username", p.botUser.Username, "id", p.botUser.ID)
+	host.Event("status", "connected to Telegram as @"+p.botUser.Username)
+	return nil
+}
+
+func pollBackoff(n int, err error) time.Duration {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return time.Duration(ae.RetryAfter) * time.Second
+	}
+	d := pollBackoffMin
+	for i := 0; i < n && d < pollBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, pollBackoffMax)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// confirm tells Telegram that every update below offset is handled, so a
+// restart does not see them again. Best effort: without it they are
+// delivered once more, never lost.
+func (p *Platform) confirm(offset int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
+	defer cancel()
+	if _, err := p.getUpdates(ctx, offset, 0); err != nil {
+		p.log.Warn("could not confirm handled updates; they may be delivered again", "offset", offset, "err", err)
+	}
+}
+
+func (p *Platform) getUpdates(ctx context.Context, offset int64, timeout time.Duration) ([]models.Update, error) {
+	params := map[string]any{
+		"timeout":         int(timeout / time.Second),
+		"allowed_updates": []string{"message"},
+	}
+	if offset > 0 {
+		params["offset"] = offset
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout+15*time.Second)
+	defer cancel()
+	var out []models.Update
+	if err := p.call(ctx, "getUpdates", params, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// call is a raw Bot API call with a JSON body, used where the library's
+// own loop does not fit (see the package comment).
+func (p *Platform) call(ctx context.Context, method string, params map[string]any, out any) error {
+	var body io.Reader = http.NoBody
+	if params != nil {
+		b, err := json.Marshal(params)
+		if err != nil {
+			return fmt.Errorf("telegram %s: %w", method, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.apiURL+"/bot"+p.token+"/"+method, body)
+	if err != nil {
+		return fmt.Errorf("telegram %s: %w", method, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.httpClient.Do(req)
+	if err != nil {
+		// The URL holds the token; never let it reach a log.
+		return fmt.Errorf("telegram %s: %s", method, strings.ReplaceAll(err.Error(), p.token, "<token>"))
+	}
+	defer resp.Body.Close()
+	var env struct {
+		OK          bool            `json:"ok"`
+		Result      json.RawMessage `json:"result"`
+		ErrorCode   int             `json:"error_code"`
+		Description string          `json:"description"`
+		Parameters  struct {
+			RetryAfter int `json:"retry_after"`
+		} `json:"parameters"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&env); err != nil {
+		return fmt.Errorf("telegram %s: HTTP %d with an unreadable body: %w", method, resp.StatusCode, err)
+	}
+	if !env.OK {
+		if env.ErrorCode == http.StatusUnauthorized {
+			return errUnauthorized
+		}
+		return fmt.Errorf("telegram %s: %w", method, &apiError{Code: env.ErrorCode, Desc: env.Description, RetryAfter: env.Parameters.RetryAfter})
+	}
+	if out != nil {
+		if err := json.Unmarshal(env.Result, out); err != nil {
+			return fmt.Errorf("telegram %s: decode result: %w", method, err)
+		}
+	}
+	return nil
+}
+
+// handle turns one update into a delivery. It returns an error only when
+// the message was not delivered and must be fetched again.
+func (p *Platform) handle(ctx context.Context, host bridge.Host, u models.Update) error {
+	m := u.Message
+	if m == nil || m.From == nil || m.From.IsBot {
+		return nil // not a user message: nothing to deliver
+	}
+	text := m.Text
+	entities := m.Entities
+	if text == "" {
+		text, entities = m.Caption, m.CaptionEntities
+	}
+	switch m.Chat.Type {
+	case models.ChatTypePrivate:
+	case models.ChatTypeGroup, models.ChatTypeSupergroup:
+		var ok bool
+		if text, ok = p.addressed(m, text, entities); !ok {
+			return nil
+		}
+	default:
+		return nil // channels
+	}
+	userID := strconv.FormatInt(m.From.ID, 10)
+	chatID := strconv.FormatInt(m.Chat.ID, 10)
+	in := bridge.Incoming{ChatID: chatID, UserID: userID, UserName: userName(m.From), Text: text}
+	// Files of users who are not allowed are never fetched: the runner
+	// refuses them anyway, and a stranger must not fill our disk.
+	if p.allowAll || p.allowed[userID] {
+		atts, err := p.download(ctx, m)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			p.log.Warn("attachment download failed", "chat_id", chatID, "err", err)
+			if _, serr := p.SendText(ctx, chatID, "Sorry, I could not download your file: "+err.Error()); serr != nil {
+				p.log.Warn("could not tell the user", "err", serr)
+			}
+		}
+		in.Attachments = atts
+	}
+	if strings.TrimSpace(in.Text) == "" && len(in.Attachments) == 0 && (p.allowAll || p.allowed[userID]) {
+		return nil
+	}
+	return host.Deliver(ctx, in)
+}
+
+func userName(u *models.User) string {
+	if u.Username != "" {
+		return u.Username
+	}
+	return strings.TrimSpace(u.FirstName + " " + u.LastName)
+}
+
+// addressed reports whether a group message is meant for the bot — it
+// mentions @bot, is a /command@bot, or replies to the bot — and returns the
+// text without the mention.
+func (p *Platform) addressed(m *models.Message, text string, entities []models.MessageEntity) (string, bool) {
+	if m.ReplyToMessage != nil && m.ReplyToMessage.From != nil && m.ReplyToMessage.From.ID == p.botUser.ID {
+		return text, true
+	}
+	mention := "@" + strings.ToLower(p.botUser.Username)
+	u := utf16.Encode([]rune(text))
+	for _, e := range entities {
+		if e.Offset < 0 || e.Length <= 0 || e.Offset+e.Length > len(u) {
+			continue
+		}
+		span := string(utf16.Decode(u[e.Offset : e.Offset+e.Length]))
+		switch e.Type {
+		case models.MessageEntityTypeMention:
+			if strings.ToLower(span) == mention {
+				rest := append(append([]uint16{}, u[:e.Offset]...), u[e.Offset+e.Length:]...)
+				return strings.Join(strings.Fields(string(utf16.Decode(rest))), " "), true
+			}
+		case models.MessageEntityTypeTextMention:
+			if e.User != nil && e.User.ID == p.botUser.ID {
+				return text, true
+			}
+		case models.MessageEntityTypeBotCommand:
+			if strings.HasSuffix(strings.ToLower(span), mention) {
+				return text, true
+			}
+		}
+	}
+	return "", false
+}
+
+// download fetches the message's photo, document, voice note or video into
+// the uploads directory and returns them as attachments.
+func (p *Platform) download(ctx context.Context, m *models.Message) ([]wire.Attachment, error) {
+	type item struct {
+		fileID, kind, name string
+		size               int64
+	}
+	var items []item
+	if n := len(m.Photo); n > 0 {
+		ph := m.Photo[n-1] // sizes ascend; the last is the original
+		items = append(items, item{ph.FileID, "image", "photo.jpg", int64(ph.FileSize)})
+	}
+	if d := m.Document; d != nil {
+		items = append(items, item{d.FileID, "file", d.FileName, d.FileSize})
+	}
+	if v := m.Voice; v != nil {
+		items = append(items, item{v.FileID, "voice", "voice.ogg", v.FileSize})
+	}
+	if v := m.Video; v != nil {
+		items = append(items, item{v.FileID, "video", v.FileName, v.FileSize})
+	}
+	var out []wire.Attachment
+	for _, it := range items {
+		if it.size > maxDownload {
+			return out, fmt.Errorf("%s is larger than Telegram's 20 MB download limit", it.kind)
+		}
+		path, err := p.fetch(ctx, it.fileID, it.name)
+		if err != nil {
+			return out, err
+		}
+		name := it.name
+		if name == "" {
+			name = filepath.Base(path)
+		}
+		out = append(out, wire.Attachment{Kind: it.kind, Path: path, Filename: name})
+	}
+	return out, nil
+}
+
+// fetch downloads one file (getFile, then /file/bot<token>/<path>) into
+// the uploads directory under a fresh name and returns its path.
+func (p *Platform) fetch(ctx context.Context, fileID, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, downloadTimeout)
+	defer cancel()
+	var f models.File
+	if err := p.call(ctx, "getFile", map[string]any{"file_id": fileID}, &f); err != nil {
+		return "", err
+	}
+	if f.FilePath == "" {
+		return "", errors.New("telegram getFile: no file_path in the answer")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.b.FileDownloadLink(&f), nil)
+	if err != nil {
+		return "", fmt.Errorf("telegram file download: %w", err)
+	}
+	resp, err := p.httpClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("telegram file download: %s", strings.ReplaceAll(err.Error(), p.token, "<token>"))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("telegram file download: HTTP %d", resp.StatusCode)
+	}
+	dir := filepath.Join(p.cfg.UploadsDir, "telegram")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("telegram file download: %w", err)
+	}
+	if name == "" {
+		name = filepath.Base(f.FilePath)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	// The user's file name is kept for humans, stripped of any path so it
+	// cannot escape the uploads directory.
+	dst := filepath.Join(dir, hex.EncodeToString(rnd[:])+"-"+sanitize(name))
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("telegram file download: %w", err)
+	}
+	n, err := io.Copy(out, io.LimitReader(resp.Body, maxDownload+1))
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > maxDownload {
+		err = errors.New("file larger than 20 MB")
+	}
+	if err != nil {
+		os.Remove(dst)
+		return "", fmt.Errorf("telegram file download: %w", err)
+	}
+	return dst, nil
+}
+
+func sanitize(name string) string {
+	name = filepath.Base(strings.ReplaceAll(name, "\\", "/"))
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r == '/' || r == 0 || r < 32:
+			b.WriteRune('_')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	s := strings.TrimLeft(b.String(), ".")
+	if s == "" {
+		s = "file"
+	}
+	if len(s) > 100 {
+		s = s[len(s)-100:]
+	}
+	return s
+}

@@ -1,0 +1,318 @@
+// Package telegram is the Telegram bridge platform for agentd: a bot that
+// long-polls the Bot API, passes private messages (and group messages that
+// mention it) to the agent as session "tg:<chat_id>", and streams replies
+// back by editing one message.
+//
+// Updates are fetched with our own getUpdates calls rather than
+// go-telegram/bot's Start loop: the library confirms an update (by asking
+// for offset = its id + 1) as soon as it has queued it for a handler, so a
+// bridge killed while the agent had not yet accepted the message would lose
+// it. Here the offset moves past an update only after Host.Deliver returned
+// nil, i.e. the gateway accepted the turn (see poll.go). Everything else —
+// sending, editing, files — goes through the library.
+package telegram
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+
+	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/wire"
+)
+
+// Telegram's limits and the bridge's defaults.
+const (
+	// MaxMessageLen is Telegram's limit on a message's text, in UTF-16
+	// code units after entity parsing.
+	MaxMessageLen = 4096
+	// maxPhotoSize: larger images go out as documents.
+	maxPhotoSize = 10 << 20
+	// DefaultAPIURL is the public Bot API.
+	DefaultAPIURL = "https://api.telegram.org"
+	// DefaultPollTimeout is the long-poll timeout of getUpdates.
+	DefaultPollTimeout = 50 * time.Second
+	// maxRetries bounds how often one call is retried after a 429.
+	maxRetries = 3
+	// maxRetryAfter caps a 429's wait; longer waits fail the call.
+	maxRetryAfter = 60 * time.Second
+)
+
+// Platform is the Telegram bridge. Create it with New.
+type Platform struct {
+	cfg         bridge.PlatformConfig
+	token       string
+	apiURL      string
+	pollTimeout time.Duration
+	httpClient  *http.Client
+	allowed     map[string]bool
+	allowAll    bool
+	log         *slog.Logger
+
+	b       *bot.Bot
+	botUser models.User
+}
+
+// New returns an unconfigured Telegram platform.
+func New() *Platform { return &Platform{} }
+
+var (
+	_ bridge.Platform      = (*Platform)(nil)
+	_ bridge.MessageEditor = (*Platform)(nil)
+	_ bridge.Typer         = (*Platform)(nil)
+	_ bridge.FileSender    = (*Platform)(nil)
+	_ bridge.VoiceSender   = (*Platform)(nil)
+	_ bridge.MaxTextLen    = (*Platform)(nil)
+)
+
+// Name implements bridge.Platform.
+func (p *Platform) Name() string { return "telegram" }
+
+// SessionPrefix implements bridge.Platform.
+func (p *Platform) SessionPrefix() string { return "tg" }
+
+// MaxTextLen implements bridge.MaxTextLen.
+func (p *Platform) MaxTextLen() int { return MaxMessageLen }
+
+// Configure reads the settings: token (required), api_url (default the
+// public Bot API; a local Bot API server or a test fake otherwise),
+// poll_timeout (seconds, default 50).
+func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
+	token := strings.TrimSpace(cfg.Settings["token"])
+	if token == "" {
+		return errors.New("telegram: setting \"token\" is required (the bot token from @BotFather)")
+	}
+	if !strings.Contains(token, ":") {
+		return errors.New("telegram: setting \"token\" does not look like a bot token (want <id>:<secret>)")
+	}
+	apiURL := strings.TrimRight(strings.TrimSpace(cfg.Settings["api_url"]), "/")
+	if apiURL == "" {
+		apiURL = DefaultAPIURL
+	}
+	if !strings.HasPrefix(apiURL, "http://") && !strings.HasPrefix(apiURL, "https://") {
+		return fmt.Errorf("telegram: api_url %q must be an http(s) URL", apiURL)
+	}
+	poll := DefaultPollTimeout
+	if v := strings.TrimSpace(cfg.Settings["poll_timeout"]); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 300 {
+			return fmt.Errorf("telegram: poll_timeout %q must be 0..300 seconds", v)
+		}
+		poll = time.Duration(n) * time.Second
+	}
+	if cfg.UploadsDir == "" {
+		return errors.New("telegram: no uploads directory configured")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p.cfg = cfg
+	p.token, p.apiURL, p.pollTimeout = token, apiURL, poll
+	p.log = cfg.Logger.With("platform", "telegram")
+	p.allowed = map[string]bool{}
+	for _, u := range cfg.AllowedUsers {
+		if u = strings.TrimSpace(u); u == bridge.AllowEveryone {
+			p.allowAll = true
+		} else if u != "" {
+			p.allowed[u] = true
+		}
+	}
+	// No client-wide timeout: long polls and uploads set their own limits
+	// through contexts.
+	p.httpClient = &http.Client{}
+	b, err := bot.New(token,
+		bot.WithServerURL(apiURL),
+		bot.WithSkipGetMe(),
+		bot.WithHTTPClient(poll+10*time.Second, p.httpClient),
+		bot.WithErrorsHandler(func(err error) { p.log.Warn("telegram library error", "err", err) }),
+	)
+	if err != nil {
+		return fmt.Errorf("telegram: %w", err)
+	}
+	p.b = b
+	return nil
+}
+
+func (p *Platform) ready() error {
+	if p.b == nil {
+		return errors.New("telegram: not configured")
+	}
+	return nil
+}
+
+func parseChatID(chatID string) (int64, error) {
+	id, err := strconv.ParseInt(chatID, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("telegram: invalid chat id %q", chatID)
+	}
+	return id, nil
+}
+
+// htmlEscaper escapes exactly what Telegram's HTML mode needs escaped.
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// EscapeHTML makes text safe for parse_mode HTML: the user sees it verbatim.
+func EscapeHTML(text string) string { return htmlEscaper.Replace(text) }
+
+// retry runs call, waiting out 429 answers (retry_after) up to maxRetries.
+func (p *Platform) retry(ctx context.Context, what string, call func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := call()
+		var tm *bot.TooManyRequestsError
+		if err == nil || !errors.As(err, &tm) || attempt >= maxRetries {
+			if err != nil {
+				return fmt.Errorf("telegram %s: %w", what, err)
+			}
+			return nil
+		}
+		wait := time.Duration(max(tm.RetryAfter, 1)) * time.Second
+		if wait > maxRetryAfter {
+			return fmt.Errorf("telegram %s: rate limited for %v: %w", what, wait, err)
+		}
+		p.log.Info("telegram rate limit; waiting", "method", what, "retry_after", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("telegram %s: %w", what, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// SendText implements bridge.Platform. Text is sent with parse_mode HTML,
+// fully escaped, so the agent's text appears exactly as written.
+func (p *Platform) SendText(ctx context.Context, chatID, text string) (string, error) {
+	if err := p.ready(); err != nil {
+		return "", err
+	}
+	id, err := parseChatID(chatID)
+	if err != nil {
+		return "", err
+	}
+	var m *models.Message
+	err = p.retry(ctx, "sendMessage", func() error {
+		var err error
+		m, err = p.b.SendMessage(ctx, &bot.SendMessageParams{ChatID: id, Text: EscapeHTML(text), ParseMode: models.ParseModeHTML})
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return strconv.Itoa(m.ID), nil
+}
+
+// EditText implements bridge.MessageEditor. An edit to the same text is not
+// an error.
+func (p *Platform) EditText(ctx context.Context, chatID, msgID, text string) error {
+	if err := p.ready(); err != nil {
+		return err
+	}
+	id, err := parseChatID(chatID)
+	if err != nil {
+		return err
+	}
+	mid, err := strconv.Atoi(msgID)
+	if err != nil {
+		return fmt.Errorf("telegram: invalid message id %q", msgID)
+	}
+	err = p.retry(ctx, "editMessageText", func() error {
+		_, err := p.b.EditMessageText(ctx, &bot.EditMessageTextParams{ChatID: id, MessageID: mid, Text: EscapeHTML(text), ParseMode: models.ParseModeHTML})
+		return err
+	})
+	if err != nil && strings.Contains(err.Error(), "message is not modified") {
+		return nil
+	}
+	return err
+}
+
+// SendTyping implements bridge.Typer.
+func (p *Platform) SendTyping(ctx context.Context, chatID string) error {
+	if err := p.ready(); err != nil {
+		return err
+	}
+	id, err := parseChatID(chatID)
+	if err != nil {
+		return err
+	}
+	_, err = p.b.SendChatAction(ctx, &bot.SendChatActionParams{ChatID: id, Action: models.ChatActionTyping})
+	if err != nil {
+		return fmt.Errorf("telegram sendChatAction: %w", err)
+	}
+	return nil
+}
+
+// SendFile implements bridge.FileSender: images go out with sendPhoto
+// (documents above Telegram's 10 MB photo limit), videos with sendVideo,
+// voice with sendVoice, anything else with sendDocument.
+func (p *Platform) SendFile(ctx context.Context, chatID string, a wire.Attachment) error {
+	method := "sendDocument"
+	switch a.Kind {
+	case "image":
+		method = "sendPhoto"
+	case "video":
+		method = "sendVideo"
+	case "voice":
+		method = "sendVoice"
+	}
+	return p.sendFile(ctx, chatID, a, method)
+}
+
+// SendVoice implements bridge.VoiceSender.
+func (p *Platform) SendVoice(ctx context.Context, chatID string, a wire.Attachment) error {
+	return p.sendFile(ctx, chatID, a, "sendVoice")
+}
+
+func (p *Platform) sendFile(ctx context.Context, chatID string, a wire.Attachment, method string) error {
+	if err := p.ready(); err != nil {
+		return err
+	}
+	id, err := parseChatID(chatID)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(a.Path)
+	if err != nil {
+		return fmt.Errorf("telegram %s: %w", method, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("telegram %s: %s is not a regular file", method, a.Path)
+	}
+	if method == "sendPhoto" && fi.Size() > maxPhotoSize {
+		method = "sendDocument"
+	}
+	name := a.Filename
+	if name == "" {
+		name = filepath.Base(a.Path)
+	}
+	return p.retry(ctx, method, func() error {
+		// Reopened per attempt: an upload consumes the reader.
+		f, err := os.Open(a.Path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		up := &models.InputFileUpload{Filename: name, Data: f}
+		switch method {
+		case "sendPhoto":
+			_, err = p.b.SendPhoto(ctx, &bot.SendPhotoParams{ChatID: id, Photo: up})
+		case "sendVideo":
+			_, err = p.b.SendVideo(ctx, &bot.SendVideoParams{ChatID: id, Video: up})
+		case "sendVoice":
+			_, err = p.b.SendVoice(ctx, &bot.SendVoiceParams{ChatID: id, Voice: up})
+		default:
+			_, err = p.b.SendDocument(ctx, &bot.SendDocumentParams{ChatID: id, Document: up})
+		}
+		return err
+	})
+}

@@ -1,0 +1,759 @@
+// Package telegramtest is an in-process fake of the Telegram Bot API for
+// tests, faithful where bridges depend on it: every method is
+// POST (or GET) /bot<token>/<method> with a multipart, JSON or urlencoded
+// body; answers are {"ok":true,"result":…} or {"ok":false,"error_code":…,
+// "description":…[,"parameters":{"retry_after":…}]}; getUpdates long-polls
+// with offset/limit/timeout semantics (updates confirmed by a higher offset
+// are gone for good, a second concurrent poll makes the first fail with 409);
+// sendMessage/editMessageText parse HTML like Telegram (unsupported tags are
+// refused, entities unescaped, 4096 UTF-16 units at most, "message is not
+// modified"); media uploads are stored; getFile + /file/bot<token>/<path>
+// serve files.
+package telegramtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf16"
+
+	"github.com/go-telegram/bot/models"
+)
+
+// Telegram's limits.
+const (
+	MaxMessageLen   = 4096
+	MaxCaptionLen   = 1024
+	MaxDownloadSize = 20 << 20 // getFile refuses bigger files
+	maxUpdatesLimit = 100
+)
+
+// Token is the bot token the fake accepts by default.
+const Token = "123456:TEST-token_abc"
+
+// Msg is a message the bot sent, as the chat shows it now.
+type Msg struct {
+	ChatID    int64
+	ID        int
+	Kind      string // text, photo, document, voice, video
+	Text      string // after HTML parsing: what the user sees
+	Raw       string // as sent
+	ParseMode string
+	Edits     int // how many times it was edited
+	Caption   string
+	FileName  string
+	FileData  []byte
+}
+
+// Call is one API call the fake received.
+type Call struct {
+	Method string
+	Params map[string]string
+	Files  map[string]Upload
+	At     time.Time
+}
+
+// Upload is a file part of a multipart request.
+type Upload struct {
+	FileName string
+	Data     []byte
+}
+
+type file struct {
+	id, unique, path string
+	data             []byte
+}
+
+type failure struct {
+	code       int
+	desc       string
+	retryAfter int
+}
+
+// Server is the fake Bot API.
+type Server struct {
+	t     testing.TB
+	srv   *httptest.Server
+	Token string
+	Bot   models.User
+
+	// mu guards everything below.
+	mu       sync.Mutex
+	updates  []models.Update // not yet confirmed
+	nextUpd  int64
+	nextMsg  map[int64]int
+	msgs     map[int64][]*Msg
+	calls    []Call
+	files    map[string]*file
+	nextFile int
+	fail     map[string][]failure
+	latency  time.Duration
+	changed  chan struct{} // closed and replaced on every change
+	pollGen  int           // incremented by each getUpdates; an older poll sees a newer one
+	polls    int           // getUpdates calls answered
+}
+
+// New starts a fake Bot API server that stops with the test.
+func New(t testing.TB) *Server {
+	s := &Server{
+		t:       t,
+		Token:   Token,
+		Bot:     models.User{ID: 123456, IsBot: true, FirstName: "Agent", Username: "agentd_test_bot"},
+		nextUpd: 100,
+		nextMsg: map[int64]int{},
+		msgs:    map[int64][]*Msg{},
+		files:   map[string]*file{},
+		fail:    map[string][]failure{},
+		changed: make(chan struct{}),
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// URL is the server URL for bot.WithServerURL.
+func (s *Server) URL() string { return s.srv.URL }
+
+// Close stops the server; pending long polls end.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.bump()
+	s.mu.Unlock()
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+}
+
+// bump wakes waiters; call with mu held.
+func (s *Server) bump() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// SetLatency delays every method except getUpdates, like a slow network.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// FailNext makes the next call of method fail with code and description;
+// retryAfter > 0 adds parameters.retry_after (use code 429).
+func (s *Server) FailNext(method string, code int, desc string, retryAfter int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail[method] = append(s.fail[method], failure{code, desc, retryAfter})
+}
+
+// --- building updates -------------------------------------------------
+
+// User returns a plain Telegram user with id.
+func User(id int64, name string) models.User {
+	return models.User{ID: id, FirstName: name, Username: strings.ToLower(name)}
+}
+
+// PrivateChat is the private chat with user u.
+func PrivateChat(u models.User) models.Chat {
+	return models.Chat{ID: u.ID, Type: models.ChatTypePrivate, FirstName: u.FirstName, Username: u.Username}
+}
+
+// GroupChat is a supergroup with id (negative, as Telegram's are).
+func GroupChat(id int64, title string) models.Chat {
+	return models.Chat{ID: id, Type: models.ChatTypeSupergroup, Title: title}
+}
+
+// Push queues an update with message m (its update id and message id are
+// assigned) and returns the update id.
+func (s *Server) Push(m models.Message) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextUpd++
+	if m.ID == 0 {
+		s.nextMsg[m.Chat.ID]++
+		m.ID = s.nextMsg[m.Chat.ID]
+	}
+	if m.Date == 0 {
+		m.Date = int(time.Now().Unix())
+	}
+	if m.Entities == nil {
+		m.Entities = entities(m.Text)
+	}
+	mm := m
+	s.updates = append(s.updates, models.Update{ID: s.nextUpd, Message: &mm})
+	s.bump()
+	return s.nextUpd
+}
+
+// Text queues a text message from user u in chat c.
+func (s *Server) Text(c models.Chat, u models.User, text string) int64 {
+	return s.Push(models.Message{Chat: c, From: &u, Text: text})
+}
+
+// entities marks @mentions and /commands as Telegram does (offsets and
+// lengths in UTF-16 units).
+func entities(text string) []models.MessageEntity {
+	var out []models.MessageEntity
+	u := utf16.Encode([]rune(text))
+	for i := 0; i < len(u); i++ {
+		if (u[i] != '@' && u[i] != '/') || (i > 0 && u[i-1] != ' ' && u[i-1] != '\n') {
+			continue
+		}
+		j := i + 1
+		for j < len(u) && (u[j] == '_' || u[j] == '@' && u[i] == '/' || u[j] < 128 && (u[j] >= 'a' && u[j] <= 'z' || u[j] >= 'A' && u[j] <= 'Z' || u[j] >= '0' && u[j] <= '9')) {
+			j++
+		}
+		if j-i < 2 {
+			continue
+		}
+		typ := models.MessageEntityTypeMention
+		if u[i] == '/' {
+			if i != 0 {
+				continue
+			}
+			typ = models.MessageEntityTypeBotCommand
+		}
+		out = append(out, models.MessageEntity{Type: typ, Offset: i, Length: j - i})
+		i = j
+	}
+	return out
+}
+
+// AddFile stores a file users can send; it returns the file id.
+func (s *Server) AddFile(name string, data []byte) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addFile(name, data).id
+}
+
+func (s *Server) addFile(name string, data []byte) *file {
+	s.nextFile++
+	f := &file{
+		id:     fmt.Sprintf("BQACAgQAAx%06d", s.nextFile),
+		unique: fmt.Sprintf("AgAD%06d", s.nextFile),
+		path:   fmt.Sprintf("documents/file_%d%s", s.nextFile, safeExt(name)),
+		data:   data,
+	}
+	s.files[f.id] = f
+	return f
+}
+
+// --- inspecting --------------------------------------------------------
+
+// Messages returns copies of the messages the bot has in chat, in order.
+func (s *Server) Messages(chatID int64) []Msg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Msg
+	for _, m := range s.msgs[chatID] {
+		out = append(out, *m)
+	}
+	return out
+}
+
+// Calls returns the calls of method so far ("" for all).
+func (s *Server) Calls(method string) []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Call
+	for _, c := range s.calls {
+		if method == "" || c.Method == method {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Unconfirmed returns the ids of updates not yet confirmed by an offset.
+func (s *Server) Unconfirmed() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []int64
+	for _, u := range s.updates {
+		ids = append(ids, u.ID)
+	}
+	return ids
+}
+
+// Wait polls cond (under no lock) whenever the fake's state changes, until
+// it is true; it fails the test after timeout.
+func (s *Server) Wait(timeout time.Duration, what string, cond func() bool) {
+	s.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if cond() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			s.t.Fatalf("telegramtest: timed out after %v waiting for %s", timeout, what)
+		}
+	}
+}
+
+// --- HTTP ----------------------------------------------------------------
+
+type apiError struct {
+	code       int
+	desc       string
+	retryAfter int
+}
+
+func (e *apiError) Error() string { return e.desc }
+
+func badRequest(format string, a ...any) *apiError {
+	return &apiError{code: 400, desc: "Bad Request: " + fmt.Sprintf(format, a...)}
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/file/bot"); ok {
+		s.serveFile(w, r, rest)
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/bot")
+	token, method, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 {
+		writeErr(w, &apiError{code: 404, desc: "Not Found"})
+		return
+	}
+	if token != s.Token {
+		writeErr(w, &apiError{code: 401, desc: "Unauthorized"})
+		return
+	}
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		writeErr(w, &apiError{code: 405, desc: "Method Not Allowed"})
+		return
+	}
+	params, files, err := parseParams(r)
+	if err != nil {
+		writeErr(w, badRequest("%v", err))
+		return
+	}
+	s.mu.Lock()
+	s.calls = append(s.calls, Call{Method: method, Params: params, Files: files, At: time.Now()})
+	var f *failure
+	if q := s.fail[method]; len(q) > 0 {
+		f, s.fail[method] = &q[0], q[1:]
+	}
+	latency := s.latency
+	s.bump()
+	s.mu.Unlock()
+	if f != nil {
+		writeErr(w, &apiError{code: f.code, desc: f.desc, retryAfter: f.retryAfter})
+		return
+	}
+	if method != "getUpdates" && latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	var res any
+	var aerr *apiError
+	switch method {
+	case "getMe":
+		res = s.Bot
+	case "getUpdates":
+		res, aerr = s.getUpdates(r, params)
+	case "sendMessage":
+		res, aerr = s.sendMessage(params)
+	case "editMessageText":
+		res, aerr = s.editMessageText(params)
+	case "sendChatAction":
+		res, aerr = s.sendChatAction(params)
+	case "sendPhoto", "sendDocument", "sendVoice", "sendVideo":
+		res, aerr = s.sendMedia(method, params, files)
+	case "getFile":
+		res, aerr = s.getFile(params)
+	case "deleteWebhook":
+		res = true
+	default:
+		aerr = &apiError{code: 404, desc: "Not Found"}
+	}
+	if aerr != nil {
+		writeErr(w, aerr)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "result": res})
+}
+
+func writeErr(w http.ResponseWriter, e *apiError) {
+	body := map[string]any{"ok": false, "error_code": e.code, "description": e.desc}
+	if e.retryAfter > 0 {
+		body["parameters"] = map[string]any{"retry_after": e.retryAfter}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.code)
+	json.NewEncoder(w).Encode(body)
+}
+
+// parseParams reads the query string and a multipart, JSON or urlencoded
+// body into flat string parameters, as the Bot API accepts all of them.
+func parseParams(r *http.Request) (map[string]string, map[string]Upload, error) {
+	params := map[string]string{}
+	files := map[string]Upload{}
+	for k, v := range r.URL.Query() {
+		params[k] = v[0]
+	}
+	ct := r.Header.Get("Content-Type")
+	switch {
+	case strings.HasPrefix(ct, "multipart/form-data"):
+		mr, err := r.MultipartReader()
+		if err != nil {
+			return nil, nil, fmt.Errorf("multipart: %w", err)
+		}
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("multipart: %w", err)
+			}
+			data, err := io.ReadAll(io.LimitReader(p, 60<<20))
+			if err != nil {
+				return nil, nil, fmt.Errorf("multipart: %w", err)
+			}
+			if p.FileName() != "" {
+				files[p.FormName()] = Upload{FileName: p.FileName(), Data: data}
+			} else {
+				params[p.FormName()] = string(data)
+			}
+		}
+	case strings.HasPrefix(ct, "application/json"):
+		var m map[string]json.RawMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			return nil, nil, fmt.Errorf("can't parse JSON body: %v", err)
+		}
+		for k, v := range m {
+			var s string
+			if json.Unmarshal(v, &s) == nil {
+				params[k] = s
+			} else {
+				params[k] = string(v)
+			}
+		}
+	case strings.HasPrefix(ct, "application/x-www-form-urlencoded"):
+		if err := r.ParseForm(); err != nil {
+			return nil, nil, err
+		}
+		for k, v := range r.PostForm {
+			params[k] = v[0]
+		}
+	case ct == "":
+	default:
+		return nil, nil, fmt.Errorf("unsupported Content-Type %q", ct)
+	}
+	return params, files, nil
+}
+
+// safeExt keeps a file name's extension if it is short and plain, as
+// Telegram's file paths do ("documents/file_3.pdf").
+func safeExt(name string) string {
+	ext := filepath.Ext(name)
+	if len(ext) < 2 || len(ext) > 6 {
+		return ""
+	}
+	for _, r := range ext[1:] {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return ""
+		}
+	}
+	return ext
+}
+
+func intParam(p map[string]string, k string, def int64) (int64, *apiError) {
+	v, ok := p[k]
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, badRequest("field %q must be an integer", k)
+	}
+	return n, nil
+}
+
+func (s *Server) getUpdates(r *http.Request, p map[string]string) (any, *apiError) {
+	offset, e := intParam(p, "offset", 0)
+	if e != nil {
+		return nil, e
+	}
+	limit, e := intParam(p, "limit", maxUpdatesLimit)
+	if e != nil {
+		return nil, e
+	}
+	if limit < 1 || limit > maxUpdatesLimit {
+		limit = maxUpdatesLimit
+	}
+	timeout, e := intParam(p, "timeout", 0)
+	if e != nil {
+		return nil, e
+	}
+	deadline := time.Now().Add(time.Duration(timeout) * time.Second)
+	s.mu.Lock()
+	s.pollGen++
+	gen := s.pollGen
+	if offset > 0 {
+		// Confirmation: updates below offset are forgotten for good.
+		s.updates = slices.DeleteFunc(s.updates, func(u models.Update) bool { return u.ID < offset })
+	} else if offset < 0 {
+		n := int(-offset)
+		if n < len(s.updates) {
+			s.updates = s.updates[len(s.updates)-n:]
+		}
+	}
+	s.bump()
+	for {
+		if gen != s.pollGen {
+			s.mu.Unlock()
+			return nil, &apiError{code: 409, desc: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"}
+		}
+		if len(s.updates) > 0 {
+			n := min(int(limit), len(s.updates))
+			out := slices.Clone(s.updates[:n])
+			s.polls++
+			s.mu.Unlock()
+			return out, nil
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			s.polls++
+			s.mu.Unlock()
+			return []models.Update{}, nil
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(wait):
+		case <-r.Context().Done():
+			return nil, &apiError{code: 499, desc: "client gone"}
+		}
+		s.mu.Lock()
+	}
+}
+
+func (s *Server) chatParam(p map[string]string) (int64, *apiError) {
+	v := p["chat_id"]
+	if v == "" {
+		return 0, badRequest("chat_id is empty")
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, badRequest("chat not found")
+	}
+	return id, nil
+}
+
+func utf16Len(s string) int { return len(utf16.Encode([]rune(s))) }
+
+// render applies parse_mode to text and checks it as Telegram does.
+func render(text, mode string, limit int) (string, *apiError) {
+	out := text
+	switch strings.ToLower(mode) {
+	case "":
+	case "html":
+		var err error
+		if out, err = ParseHTML(text); err != nil {
+			return "", badRequest("can't parse entities: %v", err)
+		}
+	default:
+		return "", badRequest("unsupported parse_mode %q in this fake", mode)
+	}
+	if limit == MaxMessageLen && strings.TrimSpace(out) == "" {
+		return "", badRequest("message text is empty")
+	}
+	if utf16Len(out) > limit {
+		if limit == MaxMessageLen {
+			return "", badRequest("message is too long")
+		}
+		return "", badRequest("message caption is too long")
+	}
+	return out, nil
+}
+
+func (s *Server) newMsg(chatID int64, m *Msg) models.Message {
+	s.nextMsg[chatID]++
+	m.ChatID, m.ID = chatID, s.nextMsg[chatID]
+	s.msgs[chatID] = append(s.msgs[chatID], m)
+	s.bump()
+	return models.Message{ID: m.ID, Date: int(time.Now().Unix()), Chat: models.Chat{ID: chatID, Type: chatType(chatID)}, From: &s.Bot, Text: m.Text, Caption: m.Caption}
+}
+
+func chatType(id int64) models.ChatType {
+	if id < 0 {
+		return models.ChatTypeSupergroup
+	}
+	return models.ChatTypePrivate
+}
+
+func (s *Server) sendMessage(p map[string]string) (any, *apiError) {
+	chatID, e := s.chatParam(p)
+	if e != nil {
+		return nil, e
+	}
+	if p["text"] == "" {
+		return nil, badRequest("message text is empty")
+	}
+	text, e := render(p["text"], p["parse_mode"], MaxMessageLen)
+	if e != nil {
+		return nil, e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newMsg(chatID, &Msg{Kind: "text", Text: text, Raw: p["text"], ParseMode: p["parse_mode"]}), nil
+}
+
+func (s *Server) editMessageText(p map[string]string) (any, *apiError) {
+	chatID, e := s.chatParam(p)
+	if e != nil {
+		return nil, e
+	}
+	id, e := intParam(p, "message_id", 0)
+	if e != nil {
+		return nil, e
+	}
+	if p["text"] == "" {
+		return nil, badRequest("message text is empty")
+	}
+	text, e := render(p["text"], p["parse_mode"], MaxMessageLen)
+	if e != nil {
+		return nil, e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.msgs[chatID] {
+		if int64(m.ID) != id {
+			continue
+		}
+		if m.Kind != "text" {
+			return nil, badRequest("there is no text in the message to edit")
+		}
+		if m.Text == text {
+			return nil, badRequest("message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message")
+		}
+		m.Text, m.Raw, m.ParseMode = text, p["text"], p["parse_mode"]
+		m.Edits++
+		s.bump()
+		return models.Message{ID: m.ID, Date: int(time.Now().Unix()), EditDate: int(time.Now().Unix()), Chat: models.Chat{ID: chatID, Type: chatType(chatID)}, From: &s.Bot, Text: text}, nil
+	}
+	return nil, badRequest("message to edit not found")
+}
+
+var chatActions = []string{"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice", "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note"}
+
+func (s *Server) sendChatAction(p map[string]string) (any, *apiError) {
+	if _, e := s.chatParam(p); e != nil {
+		return nil, e
+	}
+	if !slices.Contains(chatActions, p["action"]) {
+		return nil, badRequest("wrong parameter action in request")
+	}
+	return true, nil
+}
+
+func (s *Server) sendMedia(method string, p map[string]string, files map[string]Upload) (any, *apiError) {
+	chatID, e := s.chatParam(p)
+	if e != nil {
+		return nil, e
+	}
+	field := strings.ToLower(strings.TrimPrefix(method, "send"))
+	caption, e := render(p["caption"], p["parse_mode"], MaxCaptionLen)
+	if p["caption"] == "" {
+		caption, e = "", nil
+	}
+	if e != nil {
+		return nil, e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var name string
+	var data []byte
+	if up, ok := files[field]; ok {
+		name, data = up.FileName, up.Data
+	} else if ref := p[field]; ref != "" {
+		// attach://<name> refers to another part; anything else is a file id.
+		if a, ok := strings.CutPrefix(ref, "attach://"); ok {
+			up, ok := files[a]
+			if !ok {
+				return nil, badRequest("wrong file identifier/HTTP URL specified")
+			}
+			name, data = up.FileName, up.Data
+		} else if f, ok := s.files[ref]; ok {
+			name, data = f.path, f.data
+		} else {
+			return nil, badRequest("wrong file identifier/HTTP URL specified")
+		}
+	} else {
+		return nil, badRequest("there is no %s in the request", field)
+	}
+	if len(data) == 0 {
+		return nil, badRequest("file must be non-empty")
+	}
+	f := s.addFile(name, data)
+	m := &Msg{Kind: field, Caption: caption, FileName: name, FileData: data}
+	msg := s.newMsg(chatID, m)
+	switch field {
+	case "photo":
+		msg.Photo = []models.PhotoSize{{FileID: f.id, FileUniqueID: f.unique, Width: 90, Height: 90, FileSize: len(data)}}
+	case "document":
+		msg.Document = &models.Document{FileID: f.id, FileUniqueID: f.unique, FileName: name, FileSize: int64(len(data))}
+	case "voice":
+		msg.Voice = &models.Voice{FileID: f.id, FileUniqueID: f.unique, FileSize: int64(len(data))}
+	case "video":
+		msg.Video = &models.Video{FileID: f.id, FileUniqueID: f.unique, FileName: name, FileSize: int64(len(data))}
+	}
+	return msg, nil
+}
+
+func (s *Server) getFile(p map[string]string) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[p["file_id"]]
+	if !ok {
+		return nil, badRequest("invalid file_id")
+	}
+	if len(f.data) > MaxDownloadSize {
+		return nil, badRequest("file is too big")
+	}
+	return models.File{FileID: f.id, FileUniqueID: f.unique, FileSize: int64(len(f.data)), FilePath: f.path}, nil
+}
+
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, rest string) {
+	token, path, ok := strings.Cut(rest, "/")
+	if !ok || token != s.Token {
+		writeErr(w, &apiError{code: 404, desc: "Not Found"})
+		return
+	}
+	s.mu.Lock()
+	var data []byte
+	found := false
+	for _, f := range s.files {
+		if f.path == path {
+			data, found = f.data, true
+			break
+		}
+	}
+	s.mu.Unlock()
+	if !found {
+		writeErr(w, &apiError{code: 404, desc: "Not Found"})
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Write(data)
+}

@@ -178,7 +178,11 @@ func (d *Dialer) Transport() *http.Transport {
 	d.once.Do(func() {
 		d.transport = &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return d.DialAuth(ctx)
+				c, err := d.DialAuth(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return newGatedConn(c), nil
 			},
 			MaxIdleConnsPerHost: 4,
 			IdleConnTimeout:     idleConnTimeout,
@@ -198,4 +202,41 @@ func (d *Dialer) HTTPClient() *http.Client {
 // CloseIdle closes idle REST streams.
 func (d *Dialer) CloseIdle() {
 	d.Transport().CloseIdleConnections()
+}
+
+// gatedConn holds back reads until the first write. A gateway that refuses
+// the handshake answers with a 401 at once, before any request; an
+// http.Transport that saw those bytes on a connection with no request in
+// flight would drop them as an unsolicited response and report a useless
+// error. Gated, the 401 is read as the answer to the first request.
+type gatedConn struct {
+	net.Conn
+	wrote     chan struct{}
+	wroteOnce sync.Once
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newGatedConn(c net.Conn) *gatedConn {
+	return &gatedConn{Conn: c, wrote: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (c *gatedConn) Read(p []byte) (int, error) {
+	select {
+	case <-c.wrote:
+	case <-c.closed:
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.wroteOnce.Do(func() { close(c.wrote) })
+	return n, err
+}
+
+func (c *gatedConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.Conn.Close()
 }

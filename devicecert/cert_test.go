@@ -222,13 +222,13 @@ func TestSignRefuses(t *testing.T) {
 	ck, _, c := testKeys(t)
 	mod := func(f func(*Cert)) Cert { x := c; f(&x); return x }
 	cases := map[string]Cert{
-		"short pubkey":   mod(func(x *Cert) { x.DevicePub = x.DevicePub[:31] }),
-		"no handle":      mod(func(x *Cert) { x.Handle = "" }),
-		"no network":     mod(func(x *Cert) { x.NetworkID = "" }),
-		"expires first":  mod(func(x *Cert) { x.ExpiresAt = x.IssuedAt }),
-		"empty cap":      mod(func(x *Cert) { x.Capabilities = []string{""} }),
-		"oversize cert":  mod(func(x *Cert) { x.Handle = strings.Repeat("h", MaxCertSize) }),
-		"before 1970":    mod(func(x *Cert) { x.IssuedAt = time.Unix(-1, 0) }),
+		"short pubkey":  mod(func(x *Cert) { x.DevicePub = x.DevicePub[:31] }),
+		"no handle":     mod(func(x *Cert) { x.Handle = "" }),
+		"no network":    mod(func(x *Cert) { x.NetworkID = "" }),
+		"expires first": mod(func(x *Cert) { x.ExpiresAt = x.IssuedAt }),
+		"empty cap":     mod(func(x *Cert) { x.Capabilities = []string{""} }),
+		"oversize cert": mod(func(x *Cert) { x.Handle = strings.Repeat("h", MaxCertSize) }),
+		"before 1970":   mod(func(x *Cert) { x.IssuedAt = time.Unix(-1, 0) }),
 	}
 	for name, cc := range cases {
 		if _, err := Sign(ck, cc); err == nil {

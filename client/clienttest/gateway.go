@@ -336,7 +336,7 @@ func (g *Gateway) handshake(c net.Conn, authed *chanListener) {
 		if err != nil {
 			body := `{"error":{"code":"unauthorized","message":"` + strings.ReplaceAll(err.Error(), `"`, `'`) + `"}}`
 			fmt.Fprintf(c, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-			c.Close()
+			lingerClose(c)
 			return
 		}
 	}
@@ -344,6 +344,19 @@ func (g *Gateway) handshake(c net.Conn, authed *chanListener) {
 	if !authed.push(&authConn{Conn: c, peer: p}) {
 		c.Close()
 	}
+}
+
+// lingerClose half-closes c and drains what the client still sends (its
+// request) before closing. Closing at once with unread input makes the
+// kernel reset the connection, and the client would see a broken pipe
+// instead of the 401.
+func lingerClose(c net.Conn) {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+	c.Close()
 }
 
 func (g *Gateway) verify(certWire, nonce, sig []byte) (*peer, error) {

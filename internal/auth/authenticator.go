@@ -30,7 +30,7 @@ var (
 	ErrExpired     = errors.New("certificate expired")
 	ErrNotYetValid = errors.New("certificate not yet valid")
 	ErrNetwork     = errors.New("certificate is for another network")
-	ErrRevoked     = errors.New("device revoked")
+	ErrRevoked     = errors.New("device revoked or not registered")
 	ErrProof       = errors.New("device did not prove its key")
 )
 

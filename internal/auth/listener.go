@@ -136,15 +136,16 @@ func (l *listener) loop() {
 				return
 			default:
 			}
-			// EMFILE and friends pass; a closed listener does not.
-			if !errors.Is(err, net.ErrClosed) && backoff < time.Second {
+			// EMFILE and friends pass (as in net/http); a closed listener
+			// does not.
+			if !errors.Is(err, net.ErrClosed) {
 				l.log.Warn("accept", "err", err, "retry_in", backoff)
 				select {
 				case <-time.After(backoff):
 				case <-l.ctx.Done():
 					return
 				}
-				backoff *= 2
+				backoff = min(2*backoff, time.Second)
 				continue
 			}
 			l.mu.Lock()

@@ -31,16 +31,19 @@ import (
 // env is a real agent network: SQLite file, coordinator, authenticator,
 // and an http.Server behind the auth listener on a unix socket.
 type env struct {
-	dir   string
-	st    *store.Store
-	coord *coordinator.Coordinator
-	a     *auth.Authenticator
-	key   ed25519.PrivateKey // the coordinator's, for forging test certs
-	owner *devicecert.Identity
-	sock  string
+	dir     string
+	st      *store.Store
+	coord   *coordinator.Coordinator
+	a       *auth.Authenticator
+	key     ed25519.PrivateKey // the coordinator's, for forging test certs
+	owner   *devicecert.Identity
+	sock    string // address to dial
+	network string
 }
 
-func newEnv(t *testing.T, mode auth.Mode) *env {
+func newEnv(t *testing.T, mode auth.Mode) *env { return newEnvNet(t, mode, "unix") }
+
+func newEnvNet(t *testing.T, mode auth.Mode, network string) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -66,10 +69,15 @@ func newEnv(t *testing.T, mode auth.Mode) *env {
 	}
 	e := &env{dir: dir, st: st, coord: c, a: auth.NewAuthenticator(c), key: ed25519.NewKeyFromSeed(seed), owner: owner,
 		sock: filepath.Join(dir, "agentd.sock")}
-	inner, err := net.Listen("unix", e.sock)
+	addr := e.sock
+	if network == "tcp" {
+		addr = "127.0.0.1:0"
+	}
+	inner, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.network, e.sock = network, inner.Addr().String()
 	if mode == auth.ModeIroh {
 		inner = &fakeIrohListener{inner}
 	}
@@ -142,7 +150,7 @@ func (l *fakeIrohListener) Accept() (net.Conn, error) {
 // dial opens a unix stream, runs handshake, and returns the conn.
 func (e *env) dial(t *testing.T, id *devicecert.Identity) net.Conn {
 	t.Helper()
-	c, err := net.Dial("unix", e.sock)
+	c, err := net.Dial(e.network, e.sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -535,5 +543,52 @@ func TestListenerClose(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("in-flight stream still open")
+	}
+}
+
+// TestTCP: the same handshake over TCP; a refused stream's 401 arrives even
+// though the client already sent its request (no reset under it).
+func TestTCP(t *testing.T) {
+	e := newEnvNet(t, auth.ModeNonce, "tcp")
+	c := e.dial(t, e.owner)
+	resp, body := get(t, c, "GET", "/whoami")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"Transport":"tcp"`) {
+		t.Fatalf("tcp stream: %d %s", resp.StatusCode, body)
+	}
+	_, other, _ := ed25519.GenerateKey(nil)
+	bad := &devicecert.Identity{Key: other, Cert: e.owner.Cert} // someone else's cert
+	for range 20 {
+		r := e.dial(t, bad)
+		fmt.Fprintf(r, "GET /whoami HTTP/1.1\r\nHost: agentd\r\n\r\n%s", strings.Repeat("x", 4096))
+		resp, err := http.ReadResponse(bufio.NewReader(r), nil)
+		if err != nil || resp.StatusCode != 401 {
+			t.Fatalf("tcp refusal: %v %v", resp, err)
+		}
+	}
+}
+
+// TestExpiryClosesStream: a stream lives no longer than its certificate.
+func TestExpiryClosesStream(t *testing.T) {
+	e := newEnv(t, auth.ModeNonce)
+	dev := e.issue(t, "ivy", "chat")
+	exp := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	var err error
+	dev.Cert, err = devicecert.Sign(e.key, devicecert.Cert{Handle: "ivy", DevicePub: dev.Public(), NetworkID: e.coord.NetworkID(),
+		IssuedAt: exp.Add(-time.Hour), ExpiresAt: exp, Capabilities: []string{"chat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.dial(t, dev)
+	if resp, _ := get(t, c, "GET", "/whoami"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	c.SetDeadline(exp.Add(2 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("stream outlived its cert: %v", err)
+	}
+	if late := time.Since(exp); late < 0 || late > 500*time.Millisecond {
+		t.Fatalf("closed %v after expiry", late)
 	}
 }

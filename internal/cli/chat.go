@@ -158,7 +158,8 @@ func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
 			frames <- m
 		}
 	}()
-	busy := false
+	pending, eof := 0, false // turns sent and not yet complete
+	var giveUp <-chan time.Time
 	lastInterrupt := time.Time{}
 	for {
 		select {
@@ -166,8 +167,10 @@ func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
 			return nil
 		case err := <-recvErr:
 			return fmt.Errorf("connection closed: %w", err)
+		case <-giveUp:
+			return nil
 		case <-sigs:
-			if !busy || time.Since(lastInterrupt) < 2*time.Second {
+			if pending == 0 || time.Since(lastInterrupt) < 2*time.Second {
 				fmt.Fprintln(stderr)
 				return nil
 			}
@@ -176,7 +179,12 @@ func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
 			fmt.Fprintln(stderr, "\n(interrupted; Ctrl-C again to quit)")
 		case line, ok := <-lines:
 			if !ok {
-				return nil
+				// End of input: let a running turn finish, then leave.
+				if pending == 0 {
+					return nil
+				}
+				lines, eof = nil, true
+				continue
 			}
 			line = strings.TrimSpace(line)
 			if line == "" {
@@ -189,7 +197,7 @@ func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
 				conn.Send(wire.Command{Name: name, Args: arg, SessionID: session})
 				continue
 			}
-			busy = true
+			pending++
 			conn.Send(wire.TextFinal{Text: line, SessionID: session})
 		case m := <-frames:
 			switch f := m.(type) {
@@ -204,15 +212,23 @@ func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
 					fmt.Fprintf(stderr, "[%s] %s\n", a.Kind, a.Path)
 				}
 			case wire.TurnComplete:
-				busy = false
+				pending = max(pending-1, 0)
 				fmt.Fprintf(stderr, "(%d tokens, $%.4f)\n", f.Usage.TotalTokens, f.Usage.CostUSD)
+				if eof && pending == 0 {
+					return nil
+				}
 			case wire.Queued:
 				fmt.Fprintf(stderr, "queued #%d\n", f.Position)
 			case wire.Status:
 				fmt.Fprintf(stderr, "… %s\n", f.Text)
 			case wire.Error:
-				busy = false
 				fmt.Fprintf(stderr, "error: %s\n", f.Text)
+				// A failed turn is followed by turn_complete; a refused one
+				// (queue full, bad session) is not. At EOF, give up waiting
+				// shortly after an error.
+				if eof {
+					giveUp = time.After(2 * time.Second)
+				}
 			case wire.CommandResult:
 				if f.NewSessionID != "" {
 					session = f.NewSessionID

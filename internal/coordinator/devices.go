@@ -292,15 +292,31 @@ func (c *Coordinator) Devices(ctx context.Context) ([]Device, error) {
 // in-memory set drops the devices before Revoke returns and the revoke
 // hooks run, so their open streams close.
 func (c *Coordinator) Revoke(ctx context.Context, arg string) ([]Device, error) {
+	matched, hooks, err := c.revoke(ctx, arg)
+	if err != nil {
+		return nil, err
+	}
+	// Hooks run outside every lock: they close connections and may call
+	// back into the coordinator.
+	for _, d := range matched {
+		for _, h := range hooks {
+			h(d.ClientID)
+		}
+		c.log.Info("device revoked", "client_id", d.ClientID, "handle", d.Handle)
+	}
+	return matched, nil
+}
+
+func (c *Coordinator) revoke(ctx context.Context, arg string) ([]Device, []func(string), error) {
 	arg = strings.TrimSpace(arg)
 	if arg == "" {
-		return nil, errors.New("revoke: which device? give a client id prefix or a handle")
+		return nil, nil, errors.New("revoke: which device? give a client id prefix or a handle")
 	}
 	c.issueMu.Lock()
 	defer c.issueMu.Unlock()
 	all, err := c.Devices(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("revoke: %w", err)
+		return nil, nil, fmt.Errorf("revoke: %w", err)
 	}
 	var matched []Device
 	exactHandle := true
@@ -315,34 +331,34 @@ func (c *Coordinator) Revoke(ctx context.Context, arg string) ([]Device, error) 
 	}
 	switch {
 	case len(matched) == 0:
-		return nil, fmt.Errorf("revoke: %w %q among active devices", ErrNoMatch, arg)
+		return nil, nil, fmt.Errorf("revoke: %w %q among active devices", ErrNoMatch, arg)
 	case len(matched) > 1 && !exactHandle:
 		var names []string
 		for _, d := range matched {
 			names = append(names, d.ClientID[:12]+" ("+d.Handle+")")
 		}
-		return nil, fmt.Errorf("revoke: %w: %q matches %d devices: %s; give a longer prefix", ErrAmbiguous, arg, len(matched), strings.Join(names, ", "))
+		return nil, nil, fmt.Errorf("revoke: %w: %q matches %d devices: %s; give a longer prefix", ErrAmbiguous, arg, len(matched), strings.Join(names, ", "))
 	}
 	for _, d := range matched {
 		if d.ClientID == c.ownerID {
-			return nil, fmt.Errorf("revoke %s: %w (it is how the local CLI administers this agent)", d.ClientID[:12], ErrOwner)
+			return nil, nil, fmt.Errorf("revoke %s: %w (it is how the local CLI administers this agent)", d.ClientID[:12], ErrOwner)
 		}
 	}
 	now := c.now().Unix()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("revoke: %w", err)
+		return nil, nil, fmt.Errorf("revoke: %w", err)
 	}
 	defer tx.Rollback()
 	for i := range matched {
 		if _, err := tx.ExecContext(ctx, `UPDATE network_devices SET status = 'revoked', revoked_at = ? WHERE pubkey = ?`, now, matched[i].ClientID); err != nil {
-			return nil, fmt.Errorf("revoke: %w", err)
+			return nil, nil, fmt.Errorf("revoke: %w", err)
 		}
 		t := time.Unix(now, 0).UTC()
 		matched[i].Status, matched[i].RevokedAt = "revoked", &t
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("revoke: %w", err)
+		return nil, nil, fmt.Errorf("revoke: %w", err)
 	}
 	c.mu.Lock()
 	for _, d := range matched {
@@ -350,11 +366,5 @@ func (c *Coordinator) Revoke(ctx context.Context, arg string) ([]Device, error) 
 	}
 	hooks := slices.Clone(c.hooks)
 	c.mu.Unlock()
-	for _, d := range matched {
-		for _, h := range hooks {
-			h(d.ClientID)
-		}
-		c.log.Info("device revoked", "client_id", d.ClientID, "handle", d.Handle)
-	}
-	return matched, nil
+	return matched, hooks, nil
 }

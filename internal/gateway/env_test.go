@@ -39,8 +39,11 @@ var identities = map[string]*auth.Identity{
 // identity a real preamble would have proven.
 func withTestIdentity(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if id, ok := identities[r.Header.Get("X-Test-Identity")]; ok {
+		name := r.Header.Get("X-Test-Identity")
+		if id, ok := identities[name]; ok {
 			r = r.WithContext(auth.WithIdentity(r.Context(), id))
+		} else if strings.HasPrefix(name, "user") { // benchmark clients
+			r = r.WithContext(auth.WithIdentity(r.Context(), &auth.Identity{ClientID: name, Capabilities: []string{auth.CapChat}}))
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -55,7 +58,7 @@ type envOpts struct {
 }
 
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	cfg      *config.Watcher
 	store    *store.Store
@@ -94,7 +97,7 @@ providers:
 	return y
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	dir := o.dir
 	if dir == "" {
@@ -140,7 +143,6 @@ func newEnv(t *testing.T, o envOpts) *env {
 // the session manager is abandoned mid-run, without any shutdown step.
 func (e *env) crash() {
 	e.crashed = true
-	e.srv.CloseClientConnections()
 	e.gw.Close()
 	e.srv.Close()
 	e.store.Close()
@@ -162,7 +164,7 @@ func (e *env) stop() {
 
 // client is a test WebSocket client.
 type client struct {
-	t  *testing.T
+	t  testing.TB
 	ws *websocket.Conn
 }
 

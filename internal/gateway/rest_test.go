@@ -271,7 +271,21 @@ func TestCommands(t *testing.T) {
 func TestAttachmentGoesWithNextTurn(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c := e.dial("alice")
-	p := filepath.Join(e.dir, "uploads", "note.txt")
+	p := filepath.Join(e.dir, "note.txt")
+	if err := os.WriteFile(p, []byte("hi"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(e.dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	c.send(wire.AttachmentIn{SessionID: "s1", Path: filepath.Join(e.dir, "escape"), Kind: "file"})
+	if m, ok := c.next().(wire.Error); !ok || !strings.Contains(m.Text, "outside the agent directory") {
+		t.Fatalf("symlink out of the agent dir: %#v", m)
+	}
+	c.send(wire.AttachmentIn{SessionID: "s1", Path: filepath.Join(e.dir, "missing.txt"), Kind: "file"})
+	if m, ok := c.next().(wire.Error); !ok || !strings.Contains(m.Text, "does not exist") {
+		t.Fatalf("missing file: %#v", m)
+	}
 	c.send(wire.AttachmentIn{SessionID: "s1", Path: p, Filename: "note.txt", Kind: "file"})
 	c.send(wire.TextFinal{Text: "see file", SessionID: "s1"})
 	tf := c.readTurn()

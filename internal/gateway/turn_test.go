@@ -191,6 +191,7 @@ func TestQueuedTurnsSurviveCrash(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return len(fake.Requests()) == 1 }) // "one" is running
+	c.ws.Close()
 	e1.crash()
 
 	e2 := newEnv(t, envOpts{dir: dir}) // restarted with the echo model as default
@@ -246,7 +247,7 @@ func TestOutboxOnSessionOpen(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -59,12 +59,14 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	g.mu.Unlock()
 
 	c.Send(wire.AuthOK{AgentName: cfg.Agent.Name, Version: g.opts.Version})
+	// Connect (an outbox query) runs here, not on the reader, so the
+	// reader's stack stays small for as long as the connection idles.
+	var detach func()
+	if g.opts.Sessions != nil {
+		detach = g.opts.Sessions.Connect(c.client)
+	}
 	go func() {
 		defer g.wg.Done()
-		var detach func()
-		if g.opts.Sessions != nil {
-			detach = g.opts.Sessions.Connect(c.client)
-		}
 		c.read(g.ctx, cfg.Limits.MaxFrameBytes)
 		if detach != nil {
 			detach()

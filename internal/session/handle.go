@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -117,7 +118,8 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 	return nil
 }
 
-// checkAttachment accepts files inside the agent directory only.
+// checkAttachment accepts existing regular files inside the agent
+// directory only, symlinks resolved.
 func (m *Manager) checkAttachment(p string) error {
 	if p == "" || !filepath.IsAbs(p) {
 		return fmt.Errorf("%w: attachment path must be absolute", ErrInvalid)
@@ -125,11 +127,29 @@ func (m *Manager) checkAttachment(p string) error {
 	if m.agentDir == "" {
 		return fmt.Errorf("%w: attachments are not accepted by this agent", ErrInvalid)
 	}
-	rel, err := filepath.Rel(m.agentDir, filepath.Clean(p))
-	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	root, err := filepath.EvalSymlinks(m.agentDir)
+	if err != nil {
+		return fmt.Errorf("%w: attachments are not accepted by this agent", ErrInvalid)
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		if rel, rerr := filepath.Rel(m.agentDir, filepath.Clean(p)); rerr != nil || !local(rel) {
+			return fmt.Errorf("%w: attachment %s is outside the agent directory", ErrInvalid, p)
+		}
+		return fmt.Errorf("%w: attachment %s does not exist", ErrInvalid, p)
+	}
+	if rel, err := filepath.Rel(root, real); err != nil || !local(rel) {
 		return fmt.Errorf("%w: attachment %s is outside the agent directory", ErrInvalid, p)
 	}
+	if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: attachment %s is not a regular file", ErrInvalid, p)
+	}
 	return nil
+}
+
+// local reports whether rel (from filepath.Rel) stays below its base.
+func local(rel string) bool {
+	return rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 func (m *Manager) attach(ctx context.Context, c *Client, f wire.AttachmentIn) error {

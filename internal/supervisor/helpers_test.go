@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentd/agentd/client/clienttest"
+	"github.com/agentd/agentd/devicecert"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/store"
@@ -110,7 +112,9 @@ func newFixture(t testing.TB, yaml string, opts Options) *fixture {
 	f.writeConfig(yaml)
 	opts.Dir = dir
 	opts.BinDir = filepath.Join(dir, "bin")
-	opts.Issuer = co
+	if opts.Issuer == nil {
+		opts.Issuer = co
+	}
 	opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.OnChange = func(name, action string) {
 		f.mu.Lock()
@@ -123,6 +127,18 @@ func newFixture(t testing.TB, yaml string, opts Options) *fixture {
 	}
 	t.Cleanup(func() { f.sup.Close() })
 	return f
+}
+
+// gatewayIssuer issues bridge identities signed by a test gateway's
+// coordinator key, so bridges can really connect to it.
+type gatewayIssuer struct {
+	gw  *clienttest.Gateway
+	dir func() string
+}
+
+func (g gatewayIssuer) IssueBridge(_ context.Context, name, prefix string) (*devicecert.Identity, error) {
+	id := g.gw.BridgeIdentity(prefix)
+	return id, id.Save(IdentityPath(g.dir(), name))
 }
 
 func (f *fixture) writeConfig(yaml string) {

@@ -68,13 +68,14 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 	delay, quick := InitialBackoff, 0
 	for {
 		s.setState(e, StateStarting, nil)
+		t0 := time.Now()
 		inst, err := s.launch(ctx, e, cfg, logs, blog)
 		if err == nil {
 			started := time.Now()
 			s.setState(e, StateRunning, func(st *Status) {
 				st.PID, st.StartedAt = inst.pid, started
 			})
-			s.log.Info("bridge running", "bridge", e.name, "pid", inst.pid)
+			s.log.Info("bridge running", "bridge", e.name, "pid", inst.pid, "launch", time.Since(t0).Round(time.Microsecond))
 			err = s.watch(ctx, e, inst)
 			if err == nil { // stopped on request
 				return
@@ -321,6 +322,7 @@ func (s *Supervisor) watch(ctx context.Context, e *entry, inst *instance) error 
 			return nil
 		case <-poll.C:
 			if inst.pc.Exited() || inst.leaderGone() {
+				s.log.Debug("bridge process ended", "bridge", e.name, "pid", inst.pid)
 				s.kill(inst) // reaps it, so exitError can read the status
 				return inst.exitError()
 			}

@@ -57,7 +57,7 @@ const (
 	startErrGrace = 300 * time.Millisecond
 	// exitPollInterval is how often go-plugin's exit flag is read: it is a
 	// mutex-guarded bool, so polling is cheap and bounds crash detection.
-	exitPollInterval = 25 * time.Millisecond
+	exitPollInterval = 10 * time.Millisecond
 	// maxEvents is how many recent events each status keeps.
 	maxEvents = 20
 )

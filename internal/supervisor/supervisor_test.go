@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentd/agentd/client/clienttest"
+	"github.com/agentd/agentd/wire"
 )
 
 const twoBridges = `# agent config
@@ -144,6 +147,8 @@ func TestNotABridge(t *testing.T) {
 			"handshake version mismatch"},
 		{"shell script", func(t *testing.T) string { return script(t, `echo "hello, I am a script"; sleep 30`) },
 			"not an agentd bridge plugin"},
+		{"silent program", func(t *testing.T) string { return script(t, `exec sleep 30`) },
+			"no plugin handshake within"},
 		{"missing binary", func(t *testing.T) string { return "/nonexistent/bridge-x" }, "binary /nonexistent/bridge-x"},
 		{"not executable", func(t *testing.T) string {
 			p := filepath.Join(t.TempDir(), "f")
@@ -156,7 +161,7 @@ func TestNotABridge(t *testing.T) {
 			f := newFixture(t, "bridges:\n  odd:\n    enabled: true\n    path: "+bin+"\n", Options{})
 			start := time.Now()
 			f.apply()
-			st := f.waitFor("odd", 3*time.Second, "failed", func(st Status) bool { return st.State == StateFailed })
+			st := f.waitFor("odd", PluginStartTimeout+2*time.Second, "failed", func(st Status) bool { return st.State == StateFailed })
 			t.Logf("failed after %s: %s", time.Since(start), st.LastError)
 			if !strings.Contains(st.LastError, tc.want) {
 				t.Errorf("last error %q lacks %q", st.LastError, tc.want)
@@ -294,6 +299,44 @@ func TestEventsAndLogs(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("bridge log lacks the plugin's Log and Event lines:\n%s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBridgeReachesGateway: a supervised bridge dials the gateway with the
+// identity it was issued, a platform message becomes a turn of session
+// "<prefix>:<chat>", and the agent's reply reaches the platform.
+func TestBridgeReachesGateway(t *testing.T) {
+	bin := testPlugin(t, "")
+	gw := clienttest.New(t)
+	var dir string
+	f := newFixture(t, `bridges:
+  alpha:
+    enabled: true
+    allowed_users: ["u1"]
+    settings:
+      deliver: hi there
+`, Options{
+		Issuer:         gatewayIssuer{gw: gw, dir: func() string { return dir }},
+		GatewayNetwork: "unix", GatewayAddress: gw.SocketPath(),
+	})
+	dir = f.dir
+	link(t, f.dir, "alpha", bin)
+	f.apply()
+	gw.WaitReceived(5*time.Second, func(r clienttest.Received) bool {
+		tf, ok := r.Msg.(wire.TextFinal)
+		return ok && tf.SessionID == "alpha:1" && tf.Text == "hi there"
+	})
+	f.waitFor("alpha", HealthInterval+3*time.Second, "connected", func(st Status) bool { return st.GatewayConnected })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		log, _ := os.ReadFile(LogPath(f.dir, "alpha"))
+		if strings.Contains(string(log), `msg="testplugin sent" chat_id=1 text="echo: hi there"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reply never reached the platform; bridge log:\n%s", log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -42,7 +42,7 @@ func Serve(p Platform) {
 	defer cancel()
 	srv := newServer(p, nil)
 	srv.ctx = ctx
-	go srv.watchParent(ctx)
+	go srv.watchParent(ctx, os.Getppid())
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Platform: p, srv: srv}},
@@ -259,8 +259,7 @@ func (s *server) Health(context.Context, *bridgev1.HealthRequest) (*bridgev1.Hea
 // watchParent ends the plugin when agentd is gone without having stopped
 // it (killed, crashed): the process is then re-parented, and a bridge that
 // nobody supervises must not keep answering chats.
-func (s *server) watchParent(ctx context.Context) {
-	ppid := os.Getppid()
+func (s *server) watchParent(ctx context.Context, ppid int) {
 	t := time.NewTicker(orphanCheck)
 	defer t.Stop()
 	for {

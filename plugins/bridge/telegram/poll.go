@@ -199,7 +199,9 @@ func (p *Platform) call(ctx context.Context, method string, params map[string]an
 	if err != nil {
 		return fmt.Errorf("telegram %s: %w", method, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if params != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := p.httpClient.Do(req)
 	if err != nil {
 		// The URL holds the token; never let it reach a log.

@@ -414,10 +414,9 @@ func TestOffsetNotAdvancedBeforeAcceptance(t *testing.T) {
 	e.gw.Stop() // the agent is unreachable: nothing can be accepted
 	e.start(opts{})
 	id := e.tg.Text(telegramtest.PrivateChat(aliceUser), aliceUser, "do not lose me")
-	// Wait until the bridge has fetched the update and polled again (its
-	// Deliver is blocked), then kill it.
-	polls := len(e.tg.Calls("getUpdates"))
-	e.tg.Wait(waitFor, "the update to be fetched", func() bool { return len(e.tg.Calls("getUpdates")) > polls })
+	// Wait until the bridge has fetched the update (its Deliver is now
+	// blocked), then kill it.
+	e.tg.Wait(waitFor, "the update to be fetched", func() bool { return e.tg.Fetched(id) == 1 })
 	time.Sleep(300 * time.Millisecond)
 	e.stop()
 	if u := e.tg.Unconfirmed(); len(u) != 1 || u[0] != id {
@@ -429,6 +428,9 @@ func TestOffsetNotAdvancedBeforeAcceptance(t *testing.T) {
 	}
 	e.start(opts{})
 	tf := e.waitTurn(func(wire.TextFinal) bool { return true })
+	if n := e.tg.Fetched(id); n < 2 {
+		t.Fatalf("update fetched %d times, want a redelivery", n)
+	}
 	if tf.Text != "do not lose me" {
 		t.Fatalf("turn = %+v", tf)
 	}

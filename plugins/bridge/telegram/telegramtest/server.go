@@ -99,7 +99,7 @@ type Server struct {
 	latency  time.Duration
 	changed  chan struct{} // closed and replaced on every change
 	pollGen  int           // incremented by each getUpdates; an older poll sees a newer one
-	polls    int           // getUpdates calls answered
+	fetched  map[int64]int // update id → how often getUpdates returned it
 }
 
 // New starts a fake Bot API server that stops with the test.
@@ -113,6 +113,7 @@ func New(t testing.TB) *Server {
 		msgs:    map[int64][]*Msg{},
 		files:   map[string]*file{},
 		fail:    map[string][]failure{},
+		fetched: map[int64]int{},
 		changed: make(chan struct{}),
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -282,6 +283,13 @@ func (s *Server) Unconfirmed() []int64 {
 	return ids
 }
 
+// Fetched reports how many times getUpdates has returned update id.
+func (s *Server) Fetched(id int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fetched[id]
+}
+
 // Wait polls cond (under no lock) whenever the fake's state changes, until
 // it is true; it fails the test after timeout.
 func (s *Server) Wait(timeout time.Duration, what string, cond func() bool) {
@@ -436,7 +444,7 @@ func parseParams(r *http.Request) (map[string]string, map[string]Upload, error) 
 		}
 	case strings.HasPrefix(ct, "application/json"):
 		var m map[string]json.RawMessage
-		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil && err != io.EOF {
 			return nil, nil, fmt.Errorf("can't parse JSON body: %v", err)
 		}
 		for k, v := range m {
@@ -526,13 +534,15 @@ func (s *Server) getUpdates(r *http.Request, p map[string]string) (any, *apiErro
 		if len(s.updates) > 0 {
 			n := min(int(limit), len(s.updates))
 			out := slices.Clone(s.updates[:n])
-			s.polls++
+			for _, u := range out {
+				s.fetched[u.ID]++
+			}
+			s.bump()
 			s.mu.Unlock()
 			return out, nil
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			s.polls++
 			s.mu.Unlock()
 			return []models.Update{}, nil
 		}
@@ -575,7 +585,9 @@ func render(text, mode string, limit int) (string, *apiError) {
 	default:
 		return "", badRequest("unsupported parse_mode %q in this fake", mode)
 	}
-	if limit == MaxMessageLen && strings.TrimSpace(out) == "" {
+	// Telegram strips leading and trailing whitespace from texts.
+	out = strings.TrimSpace(out)
+	if limit == MaxMessageLen && out == "" {
 		return "", badRequest("message text is empty")
 	}
 	if utf16Len(out) > limit {

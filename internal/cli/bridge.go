@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/url"
+	"text/tabwriter"
+	"time"
+)
+
+func init() {
+	register(&command{
+		name: "bridge",
+		args: "list DIR | enable|disable|restart DIR NAME",
+		summary: `control the chat bridges of the running daemon
+list shows each bridge's state, pid, restarts, uptime, last error and
+platform status (e.g. "logged out"). enable and disable also write
+bridges.NAME.enabled to openagent.yaml (comments kept); restart restarts one
+bridge and touches no other. Needs the daemon running (agentd serve DIR).`,
+		run: runBridge,
+	})
+}
+
+// bridgeStatus mirrors supervisor.Status as served by GET /api/bridges.
+type bridgeStatus struct {
+	Name           string    `json:"name"`
+	State          string    `json:"state"`
+	PID            int       `json:"pid"`
+	Restarts       int       `json:"restarts"`
+	LastError      string    `json:"last_error"`
+	StartedAt      time.Time `json:"started_at"`
+	PlatformStatus string    `json:"platform_status"`
+	Enabled        bool      `json:"enabled"`
+}
+
+func runBridge(_ *flag.FlagSet, args []string) error {
+	if len(args) == 0 {
+		return usagef("missing subcommand: list, enable, disable or restart")
+	}
+	op := args[0]
+	switch op {
+	case "list":
+		if len(args) != 2 {
+			return usagef("usage: agentd bridge list DIR")
+		}
+	case "enable", "disable", "restart":
+		if len(args) != 3 {
+			return usagef("usage: agentd bridge %s DIR NAME", op)
+		}
+	default:
+		return usagef("unknown subcommand %q", op)
+	}
+	d, dir, err := localDialer(args[1])
+	if err != nil {
+		return err
+	}
+	defer d.CloseIdle()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if op == "list" {
+		var out struct {
+			Bridges []bridgeStatus `json:"bridges"`
+		}
+		if err := d.GetJSON(ctx, "/api/bridges", &out); err != nil {
+			return explainDial(err, dir)
+		}
+		if len(out.Bridges) == 0 {
+			fmt.Fprintln(stdout, "no bridges configured (see bridges: in openagent.yaml)")
+			return nil
+		}
+		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME\tPLATFORM\tLAST ERROR")
+		for _, b := range out.Bridges {
+			up := "-"
+			if b.State == "running" && !b.StartedAt.IsZero() {
+				up = time.Since(b.StartedAt).Round(time.Second).String()
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", b.Name, b.State, b.PID, b.Restarts, up,
+				dash(b.PlatformStatus), dash(b.LastError))
+		}
+		return w.Flush()
+	}
+	var st bridgeStatus
+	if err := d.PostJSON(ctx, "/api/bridges/"+url.PathEscape(args[2])+"/"+op, nil, &st); err != nil {
+		return explainDial(err, dir)
+	}
+	fmt.Fprintf(stdout, "bridge %s: %s\n", st.Name, st.State)
+	return nil
+}

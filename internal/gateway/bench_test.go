@@ -1,0 +1,294 @@
+package gateway
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/wire"
+)
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// bareEcho is a plain gorilla echo server: the floor a WebSocket round trip
+// costs on this machine.
+func bareEcho(b *testing.B) *websocket.Conn {
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		for {
+			typ, data, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			if ws.WriteMessage(typ, data) != nil {
+				return
+			}
+		}
+	}))
+	b.Cleanup(srv.Close)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// BenchmarkTurnOverhead: text_final → first delta through the gateway with
+// the echo provider, against a bare gorilla echo round trip in the same run.
+func BenchmarkTurnOverhead(b *testing.B) {
+	e := newEnv(b, envOpts{})
+	c := e.dial("alice")
+	bare := bareEcho(b)
+	msg := []byte(`{"type":"text_final","text":"hello there","session_id":"bench"}`)
+	var turn, echo []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%10 == 0 { // bounded history, as a real chat clears or rotates
+			b.StopTimer()
+			c.send(wire.Command{Name: "clear", SessionID: "bench"})
+			until[wire.CommandResult](c)
+			b.StartTimer()
+		}
+		t0 := time.Now()
+		c.sendRaw(msg)
+		until[wire.Delta](c)
+		turn = append(turn, time.Since(t0))
+		until[wire.TurnComplete](c)
+
+		t1 := time.Now()
+		if err := bare.WriteMessage(websocket.TextMessage, msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := bare.ReadMessage(); err != nil {
+			b.Fatal(err)
+		}
+		echo = append(echo, time.Since(t1))
+	}
+	tp, ep := percentile(turn, 0.5), percentile(echo, 0.5)
+	b.ReportMetric(float64(tp.Microseconds()), "µs-first-delta-p50")
+	b.ReportMetric(float64(ep.Microseconds()), "µs-ws-echo-p50")
+	b.ReportMetric(float64(tp)/float64(ep), "ratio")
+}
+
+// BenchmarkDeltaThroughput: delta frames per second to one client.
+func BenchmarkDeltaThroughput(b *testing.B) {
+	e := newEnv(b, envOpts{})
+	c := e.dial("alice")
+	text := strings.Repeat("w ", 20000)
+	frames := 0
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		c.send(wire.TextFinal{Text: text, SessionID: "bench"})
+		tf := c.readTurn()
+		if tf.response.Text == "" {
+			b.Fatalf("no reply: %+v", tf.errFrame)
+		}
+		frames += len(tf.deltas)
+		b.StopTimer()
+		c.send(wire.Command{Name: "clear", SessionID: "bench"})
+		until[wire.CommandResult](c)
+		b.StartTimer()
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(frames)/el.Seconds(), "deltas/s")
+	if n := e.gw.SlowConsumersClosed(); n != 0 {
+		b.Fatalf("%d slow consumers", n)
+	}
+}
+
+// BenchmarkConcurrentClients: 1,000 clients each run 20 turns; reports lost
+// turns and the p99 of text_final → turn_complete.
+func BenchmarkConcurrentClients(b *testing.B) {
+	const clients, turns = 1000, 20
+	for i := 0; i < b.N; i++ {
+		e := newEnv(b, envOpts{})
+		conns := make([]*client, clients)
+		for j := range conns {
+			conns[j] = e.dialRawQuiet(fmt.Sprintf("user%d", j))
+		}
+		var lost atomic.Int64
+		var mu sync.Mutex
+		var lat []time.Duration
+		var wg sync.WaitGroup
+		start := time.Now()
+		for j, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mine := make([]time.Duration, 0, turns)
+				for k := range turns {
+					want := provider.EchoReply(fmt.Sprintf("client %d turn %d", j, k))
+					b, _ := wire.Encode(wire.TextFinal{Text: fmt.Sprintf("client %d turn %d", j, k), SessionID: "s"})
+					t0 := time.Now()
+					if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
+						lost.Add(int64(turns - k))
+						return
+					}
+					got := ""
+					for {
+						m, err := c.read(60 * time.Second)
+						if err != nil {
+							lost.Add(int64(turns - k))
+							return
+						}
+						if r, ok := m.(wire.Response); ok {
+							got = r.Text
+						}
+						if _, ok := m.(wire.TurnComplete); ok {
+							break
+						}
+					}
+					if got != want {
+						lost.Add(1)
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		b.ReportMetric(float64(lost.Load()), "lost-turns")
+		b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "ms-p99")
+		b.ReportMetric(float64(percentile(lat, 0.5).Milliseconds()), "ms-p50")
+		b.ReportMetric(float64(clients*turns)/el.Seconds(), "turns/s")
+		for _, c := range conns {
+			c.ws.Close()
+		}
+	}
+}
+
+// dialRawQuiet dials as a generated chat identity, without t.Cleanup per
+// connection.
+func (e *env) dialRawQuiet(name string) *client {
+	e.t.Helper()
+	h := http.Header{}
+	h.Set("X-Test-Identity", name)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.srv.URL, "http")+"/ws", h)
+	if err != nil {
+		e.t.Fatalf("dial: %v", err)
+	}
+	c := &client{t: e.t, ws: ws}
+	if _, ok := c.next().(wire.AuthOK); !ok {
+		e.t.Fatal("no auth_ok")
+	}
+	return c
+}
+
+// BenchmarkIdleConnMemory: heap+stack and RSS per idle connection, with
+// the clients in a child process so only the server side is measured.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	n := 10000
+	if s := os.Getenv("AGENTD_BENCH_CONNS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	for i := 0; i < b.N; i++ {
+		e := newEnv(b, envOpts{})
+		before, rssBefore := memNow()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperIdleClients$", "-test.v")
+		cmd.Env = append(os.Environ(), "AGENTD_IDLE_CLIENTS="+e.srv.URL+","+strconv.Itoa(n))
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		ready := false
+		for sc.Scan() {
+			if sc.Text() == "ready" {
+				ready = true
+				break
+			}
+		}
+		if !ready {
+			cmd.Wait()
+			b.Fatal("child did not connect")
+		}
+		waitFor(b, func() bool { return e.gw.ClientsConnected() == n })
+		time.Sleep(200 * time.Millisecond)
+		after, rssAfter := memNow()
+		b.ReportMetric(float64(after-before)/float64(n), "heap+stack-B/conn")
+		b.ReportMetric(float64(rssAfter-rssBefore)/float64(n), "rss-B/conn")
+		b.ReportMetric(float64(runtime.NumGoroutine())/float64(n), "goroutines/conn")
+		stdin.Close()
+		cmd.Wait()
+	}
+}
+
+func memNow() (uint64, uint64) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse + ms.StackInuse, rss()
+}
+
+func rss() uint64 {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
+
+// TestHelperIdleClients is the child process of BenchmarkIdleConnMemory.
+func TestHelperIdleClients(t *testing.T) {
+	spec := os.Getenv("AGENTD_IDLE_CLIENTS")
+	if spec == "" {
+		t.Skip("helper process for BenchmarkIdleConnMemory")
+	}
+	url, count, _ := strings.Cut(spec, ",")
+	n, _ := strconv.Atoi(count)
+	d := websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256}
+	conns := make([]*websocket.Conn, 0, n)
+	h := http.Header{}
+	h.Set("X-Test-Identity", "alice")
+	for range n {
+		ws, _, err := d.Dial("ws"+strings.TrimPrefix(url, "http")+"/ws", h)
+		if err != nil {
+			t.Fatalf("dial %d: %v", len(conns), err)
+		}
+		if _, _, err := ws.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, ws)
+	}
+	fmt.Println("ready")
+	bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes stdin
+	for _, ws := range conns {
+		ws.Close()
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -263,5 +264,19 @@ func TestValidAt(t *testing.T) {
 		if err := c.ValidAt(tc.at); (err == nil) != tc.ok {
 			t.Errorf("ValidAt(%v) = %v, want ok=%v", tc.at, err, tc.ok)
 		}
+	}
+}
+
+// TestVectorIndependent runs testdata/check_vector.mjs, a second
+// implementation (hand-written CBOR, Node's Ed25519) that shares no code
+// with this package, against the published vector.
+func TestVectorIndependent(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed; the independent vector check needs it")
+	}
+	out, err := exec.Command(node, "testdata/check_vector.mjs", "testdata/vector.json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("independent check failed: %v\n%s", err, out)
 	}
 }

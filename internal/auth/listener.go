@@ -40,10 +40,13 @@ type NodeIDer interface{ RemoteNodeID() string }
 // an anonymous stream.
 type Conn struct {
 	net.Conn
-	id     *Identity
-	a      *Authenticator
+	id   *Identity
+	a    *Authenticator
+	once sync.Once
+
+	// mu guards expiry, which the timer's own goroutine may race to read.
+	mu     sync.Mutex
 	expiry *time.Timer
-	once   sync.Once
 }
 
 // Identity returns the stream's authenticated identity, nil if anonymous.
@@ -55,9 +58,11 @@ func (c *Conn) Close() error {
 		if c.id != nil {
 			c.a.untrack(c)
 		}
+		c.mu.Lock()
 		if c.expiry != nil {
 			c.expiry.Stop()
 		}
+		c.mu.Unlock()
 	})
 	return c.Conn.Close()
 }
@@ -104,6 +109,9 @@ type listener struct {
 // concurrently with a deadline; refused streams get a 401 and are closed.
 // Close stops the accept loop and every handshake in flight.
 func NewListener(inner net.Listener, mode Mode, a *Authenticator, log *slog.Logger) net.Listener {
+	if a == nil {
+		panic("auth.NewListener: nil Authenticator (there is no unauthenticated mode)")
+	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -197,7 +205,9 @@ func (l *listener) serve(c net.Conn) {
 		now := l.a.Now()
 		l.a.reg.MarkSeen(id.ClientID, now)
 		// A cert that expires while its stream is open ends the stream.
+		ac.mu.Lock()
 		ac.expiry = time.AfterFunc(cert.ExpiresAt.Sub(now), func() { ac.Close() })
+		ac.mu.Unlock()
 	}
 	select {
 	case l.ready <- ac:

@@ -520,7 +520,8 @@ func TestListenerClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := auth.NewListener(inner, auth.ModeNonce, nil, nil)
+	e := newEnv(t, auth.ModeNonce)
+	ln := auth.NewListener(inner, auth.ModeNonce, e.a, nil)
 	// A handshake in flight when Close runs is aborted, and Accept ends.
 	c, err := net.Dial("unix", filepath.Join(dir, "s"))
 	if err != nil {

@@ -108,6 +108,7 @@ func (c *conn) startWriterLocked() {
 
 // write drains the queue, several frames per syscall, then exits.
 func (c *conn) write() {
+	TT("writer start")
 	for {
 		c.mu.Lock()
 		batch, code, text := c.queue, c.closeCode, c.closeText
@@ -150,6 +151,7 @@ func (c *conn) writeBatch(batch [][]byte) error {
 			return err
 		}
 	}
+	TT("flush")
 	return c.raw.flush(time.Now().Add(writeWait))
 }
 
@@ -216,6 +218,7 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 			c.Send(wire.Error{Text: "binary frames are not part of the protocol; send JSON text frames"})
 			continue
 		}
+		TT("read")
 		msg, err := wire.Decode(data, wire.ClientToServer)
 		if err != nil {
 			c.Send(wire.Error{Text: err.Error()})

@@ -143,15 +143,6 @@ func Save(path string, id *devicecert.Identity, a *Agent) error {
 	return nil
 }
 
-// SaveCert replaces only the certificate of the identity at path (after a
-// renewal), keeping the key.
-func SaveCert(path string, id *devicecert.Identity) error {
-	if err := id.Save(path); err != nil {
-		return fmt.Errorf("save renewed certificate: %w", err)
-	}
-	return nil
-}
-
 func checkNodeID(s string) error {
 	if len(s) != 64 {
 		return fmt.Errorf("node id %q: want 64 hex characters", s)

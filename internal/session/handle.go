@@ -101,7 +101,24 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		return errors.New("the agent is not running turns (starting or shutting down); try again")
 	}
 	t.Attachments = append(slices.Clip(m.pending[f.SessionID]), f.Attachments...)
-	if l := m.lanes[t.RunKey]; l != nil && l.active != nil && len(l.queue) >= limit {
+	l := m.lanes[t.RunKey]
+	if l == nil || l.active == nil {
+		// Nothing to wait for: start now and persist while the model call
+		// begins (a write costs more than the rest of the path to the
+		// first delta). The row is written under mu, so any turn queued
+		// behind this one gets a later id.
+		t.persisted = make(chan struct{})
+		m.enqueueLocked(t)
+		TT("enqueued")
+		if err := m.db.insertTurn(ctx, t); err != nil {
+			m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
+		}
+		TT("persisted")
+		close(t.persisted)
+		delete(m.pending, f.SessionID)
+		return nil
+	}
+	if len(l.queue) >= limit {
 		return fmt.Errorf("queue full")
 	}
 	// Persist before acknowledging: a queued{} the client saw is a promise.
@@ -110,11 +127,10 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		return errors.New("could not accept the message (database error); try again")
 	}
 	delete(m.pending, f.SessionID)
-	if pos := m.enqueueLocked(t); pos > 0 {
-		// Sent under mu: the lane cannot start this turn (and stream its
-		// deltas) before the client has its queued{}.
-		c.Sink.Send(wire.Queued{Position: pos, SessionID: t.SessionID})
-	}
+	pos := m.enqueueLocked(t)
+	// Sent under mu: the lane cannot start this turn (and stream its
+	// deltas) before the client has its queued{}.
+	c.Sink.Send(wire.Queued{Position: pos, SessionID: t.SessionID})
 	return nil
 }
 

@@ -124,8 +124,12 @@ func New(opts Options) (*Manager, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	d, err := openDB(context.Background(), opts.DB, opts.Now)
+	if err != nil {
+		return nil, err
+	}
 	m := &Manager{
-		db:        &db{sql: opts.DB, now: opts.Now},
+		db:        d,
 		cfg:       opts.Config,
 		agent:     opts.Agent,
 		providers: opts.Providers,

@@ -46,6 +46,7 @@ func (m *Manager) resolve(cfg *config.Config, pinned string) (config.Model, prov
 // execute runs one turn to its end and delivers its result. On shutdown it
 // returns without storing anything, so the turn runs again after restart.
 func (m *Manager) execute(ctx context.Context, r *run) {
+	TT("execute")
 	t := r.turn
 	cfg := m.cfg.Current()
 	o := outcome{}
@@ -66,6 +67,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		if name == "" {
 			name = mo.ID
 		}
+		TT("agent run")
 		out, err = m.agent.Run(ctx, agent.Turn{
 			Provider:    prov,
 			Model:       name,
@@ -77,6 +79,9 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		})
 	}
 	if m.ctx.Err() != nil {
+		if t.persisted != nil {
+			<-t.persisted
+		}
 		return // shutdown, not an interrupt: keep the turn persisted
 	}
 	r.mu.Lock()
@@ -90,6 +95,9 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		o.CostUSD = agent.Cost(out.Usage, mo.InputPricePerMTok, mo.OutputPricePerMTok)
 	}
 	o.Err = err
+	if t.persisted != nil {
+		<-t.persisted
+	}
 	// Store first: a reply the client saw must be in history.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -126,6 +134,7 @@ func (r *run) sink(m *Manager, t *turn) func(agent.Event) {
 		}
 		switch e := ev.(type) {
 		case agent.Delta:
+			TT("delta")
 			m.deliver(t.ClientID, wire.Delta{Text: e.Text, SessionID: t.SessionID})
 		case agent.Status:
 			m.deliver(t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})

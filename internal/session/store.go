@@ -6,16 +6,71 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/wire"
 )
 
-// db wraps the session tables of migration 0003.
+// db wraps the session tables of migration 0003. The statements on the
+// turn path are prepared once: preparing costs more than running them.
 type db struct {
 	sql *sql.DB
 	now func() time.Time
+
+	getSession, insSession, insTurn, getHistory, insMsg, insUsage, delTurn, touch *sql.Stmt
+
+	// metaMu guards meta, a cache of session owner and pin: sessions are
+	// never deleted and their owner never changes, so only pin updates it.
+	metaMu sync.Mutex
+	meta   map[string]sessionMeta
+}
+
+type sessionMeta struct{ owner, pinned string }
+
+// maxMeta bounds the session cache; past it the cache starts over.
+const maxMeta = 100_000
+
+func (d *db) cached(id string) (sessionMeta, bool) {
+	d.metaMu.Lock()
+	defer d.metaMu.Unlock()
+	m, ok := d.meta[id]
+	return m, ok
+}
+
+func (d *db) remember(id string, m sessionMeta) {
+	d.metaMu.Lock()
+	defer d.metaMu.Unlock()
+	if d.meta == nil || len(d.meta) >= maxMeta {
+		d.meta = map[string]sessionMeta{}
+	}
+	d.meta[id] = m
+}
+
+func openDB(ctx context.Context, sqlDB *sql.DB, now func() time.Time) (*db, error) {
+	d := &db{sql: sqlDB, now: now}
+	for _, p := range []struct {
+		st *(*sql.Stmt)
+		q  string
+	}{
+		{&d.getSession, `SELECT id, owner, pinned_model, created_at, updated_at FROM sessions WHERE id = ?`},
+		{&d.insSession, `INSERT INTO sessions(id, owner, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`},
+		{&d.insTurn, `INSERT INTO turns(session_id, client_id, run_key, text, attachments, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&d.getHistory, `SELECT role, content, tool_calls, tool_call_id, is_error FROM messages WHERE session_id = ? AND failed = 0 ORDER BY id`},
+		{&d.insMsg, `INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error,
+			attachments, model, interrupted, failed, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&d.insUsage, `INSERT INTO turn_usage(session_id, client_id, model, prompt_tokens, completion_tokens, cost_usd, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&d.delTurn, `DELETE FROM turns WHERE id = ?`},
+		{&d.touch, `UPDATE sessions SET updated_at = ? WHERE id = ?`},
+	} {
+		st, err := sqlDB.PrepareContext(ctx, p.q)
+		if err != nil {
+			return nil, fmt.Errorf("prepare session statements: %w", err)
+		}
+		*p.st = st
+	}
+	return d, nil
 }
 
 func (d *db) ms() int64 { return d.now().UnixMilli() }
@@ -29,25 +84,32 @@ type sessionRow struct {
 
 var errNoSession = errors.New("no such session")
 
+// session returns the session's owner and pin (from the cache when known;
+// then Created/Updated are zero).
 func (d *db) session(ctx context.Context, id string) (sessionRow, error) {
+	if m, ok := d.cached(id); ok {
+		return sessionRow{ID: id, Owner: m.owner, Pinned: m.pinned}, nil
+	}
 	var r sessionRow
-	err := d.sql.QueryRowContext(ctx, `SELECT id, owner, pinned_model, created_at, updated_at FROM sessions WHERE id = ?`, id).
-		Scan(&r.ID, &r.Owner, &r.Pinned, &r.Created, &r.Updated)
+	err := d.getSession.QueryRowContext(ctx, id).Scan(&r.ID, &r.Owner, &r.Pinned, &r.Created, &r.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNoSession
 	}
 	if err != nil {
 		return r, fmt.Errorf("read session %s: %w", id, err)
 	}
+	d.remember(id, sessionMeta{owner: r.Owner, pinned: r.Pinned})
 	return r, nil
 }
 
 // ensureSession creates the session owned by owner if it does not exist and
 // returns its row.
 func (d *db) ensureSession(ctx context.Context, id, owner string) (sessionRow, error) {
+	if r, err := d.session(ctx, id); err != errNoSession {
+		return r, err
+	}
 	now := d.ms()
-	if _, err := d.sql.ExecContext(ctx, `INSERT INTO sessions(id, owner, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
-		id, owner, now, now); err != nil {
+	if _, err := d.insSession.ExecContext(ctx, id, owner, now, now); err != nil {
 		return sessionRow{}, fmt.Errorf("create session %s: %w", id, err)
 	}
 	return d.session(ctx, id)
@@ -78,7 +140,16 @@ func (d *db) listSessions(ctx context.Context, owner, prefix string) ([]sessionR
 }
 
 func (d *db) pin(ctx context.Context, id, model string) error {
-	if _, err := d.sql.ExecContext(ctx, `UPDATE sessions SET pinned_model = ?, updated_at = ? WHERE id = ?`, model, d.ms(), id); err != nil {
+	// Forget first: a concurrent reader may cache the old pin until the
+	// update commits, but never after.
+	d.metaMu.Lock()
+	delete(d.meta, id)
+	d.metaMu.Unlock()
+	_, err := d.sql.ExecContext(ctx, `UPDATE sessions SET pinned_model = ?, updated_at = ? WHERE id = ?`, model, d.ms(), id)
+	d.metaMu.Lock()
+	delete(d.meta, id)
+	d.metaMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("pin session %s: %w", id, err)
 	}
 	return nil
@@ -97,8 +168,7 @@ func (d *db) clearHistory(ctx context.Context, id string) (int64, error) {
 // history returns the messages to send to the model: failed turns and
 // empty interrupted replies are left out.
 func (d *db) history(ctx context.Context, id string) ([]provider.Message, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT role, content, tool_calls, tool_call_id, is_error FROM messages
-		WHERE session_id = ? AND failed = 0 ORDER BY id`, id)
+	rows, err := d.getHistory.QueryContext(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("read history of %s: %w", id, err)
 	}
@@ -131,6 +201,10 @@ type turn struct {
 	RunKey      string
 	Text        string
 	Attachments []wire.Attachment
+
+	// persisted, when set, is closed once the row is written (ID is valid
+	// from then on): a turn that starts at once is persisted concurrently.
+	persisted chan struct{}
 }
 
 func (d *db) insertTurn(ctx context.Context, t *turn) error {
@@ -138,8 +212,7 @@ func (d *db) insertTurn(ctx context.Context, t *turn) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.sql.ExecContext(ctx, `INSERT INTO turns(session_id, client_id, run_key, text, attachments, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
+	res, err := d.insTurn.ExecContext(ctx, t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
 	if err != nil {
 		return fmt.Errorf("persist turn: %w", err)
 	}
@@ -244,21 +317,18 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 			att, model, interrupted, rowErr = nonNil(o.Attachments), o.Model, o.Interrupted, errText
 		}
 		attJSON, _ := json.Marshal(att)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error,
-			attachments, model, interrupted, failed, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, string(attJSON), model,
+		if _, err := tx.StmtContext(ctx, d.insMsg).ExecContext(ctx, t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, string(attJSON), model,
 			interrupted, o.Err != nil, rowErr, now); err != nil {
 			return fmt.Errorf("finish turn %d: %w", t.ID, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO turn_usage(session_id, client_id, model, prompt_tokens, completion_tokens, cost_usd, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		t.SessionID, t.ClientID, o.Model, o.Usage.PromptTokens, o.Usage.CompletionTokens, o.CostUSD, o.status(), now); err != nil {
+	if _, err := tx.StmtContext(ctx, d.insUsage).ExecContext(ctx, t.SessionID, t.ClientID, o.Model, o.Usage.PromptTokens, o.Usage.CompletionTokens, o.CostUSD, o.status(), now); err != nil {
 		return fmt.Errorf("finish turn %d: %w", t.ID, err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM turns WHERE id = ?`, t.ID); err != nil {
+	if _, err := tx.StmtContext(ctx, d.delTurn).ExecContext(ctx, t.ID); err != nil {
 		return fmt.Errorf("finish turn %d: %w", t.ID, err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE sessions SET updated_at = ? WHERE id = ?`, now, t.SessionID); err != nil {
+	if _, err := tx.StmtContext(ctx, d.touch).ExecContext(ctx, now, t.SessionID); err != nil {
 		return fmt.Errorf("finish turn %d: %w", t.ID, err)
 	}
 	return tx.Commit()

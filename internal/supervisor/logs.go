@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,9 @@ import (
 // stderrTailLines is how many of a plugin's last stderr lines are kept to
 // explain a crash.
 const stderrTailLines = 3
+
+// maxLogLine bounds one line of plugin output held in memory.
+const maxLogLine = 64 << 10
 
 // bridgeLog is logs/bridge-<name>.log. Plugin stderr and the plugin's Log
 // calls both end up here, written a whole line per Write under mu so they
@@ -72,7 +76,13 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
 	for {
-		i := strings.IndexByte(string(w.buf), '\n')
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 && len(w.buf) > maxLogLine {
+			// A plugin printing without newlines must not grow agentd's
+			// memory: cut the line.
+			w.buf = append(w.buf, '\n')
+			i = len(w.buf) - 1
+		}
 		if i < 0 {
 			break
 		}

@@ -310,7 +310,7 @@ func (s *Supervisor) setEnabled(name string, on bool) error {
 	defer e.op.Unlock()
 	// The file first: if it cannot be written, nothing changes, and a hot
 	// reload of the written file then finds the bridge already as wanted.
-	if err := setBridgeEnabled(s.opts.ConfigPath, name, on); err != nil {
+	if err := WriteEnabled(s.opts.ConfigPath, name, on); err != nil {
 		return fmt.Errorf("bridge %s: %w", name, err)
 	}
 	s.mu.Lock()

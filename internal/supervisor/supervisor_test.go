@@ -101,6 +101,30 @@ func TestFailedPlatformIsRelaunched(t *testing.T) {
 	}
 }
 
+// TestHungBridgeIsReplaced: a bridge that no longer answers (SIGSTOP) is
+// killed after HealthFailures missed checks and relaunched.
+func TestHungBridgeIsReplaced(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, "bridges:\n  frozen:\n    enabled: true\n", Options{})
+	link(t, f.dir, "frozen", bin)
+	f.apply()
+	st := f.waitFor("frozen", 5*time.Second, "running", running)
+	if err := syscall.Kill(st.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st2 := f.waitFor("frozen", (HealthFailures+2)*HealthInterval, "replaced", func(n Status) bool {
+		return running(n) && n.PID != st.PID
+	})
+	t.Logf("hung bridge replaced after %s: %s", time.Since(start), st2.LastError)
+	if !strings.Contains(st2.LastError, "health checks") {
+		t.Errorf("last error %q does not name the health checks", st2.LastError)
+	}
+	if alive(st.PID) {
+		t.Errorf("hung process %d still exists", st.PID)
+	}
+}
+
 func TestStopIgnoredIsKilled(t *testing.T) {
 	bin := testPlugin(t, "")
 	f := newFixture(t, `bridges:

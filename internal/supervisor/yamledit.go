@@ -14,12 +14,13 @@ import (
 	"github.com/agentd/agentd/devicecert"
 )
 
-// setBridgeEnabled writes bridges.<name>.enabled to the config file,
+// WriteEnabled writes bridges.<name>.enabled to the config file,
 // changing nothing else: the value is edited in place in the source text at
 // the position the YAML parser reports, so comments, ${ENV} references,
 // key order and formatting all survive. The result is re-parsed and checked
-// before it atomically replaces the file.
-func setBridgeEnabled(path, name string, on bool) error {
+// before it atomically replaces the file. Enable and Disable use it; the
+// CLI can use it directly when no daemon is running.
+func WriteEnabled(path, name string, on bool) error {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("update config: %w", err)

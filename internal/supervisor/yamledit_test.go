@@ -68,10 +68,10 @@ func TestEditBridgeEnabled(t *testing.T) {
 	}
 }
 
-func TestSetBridgeEnabledKeepsModeAndFileOnError(t *testing.T) {
+func TestWriteEnabledKeepsModeAndFileOnError(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "openagent.yaml")
 	os.WriteFile(p, []byte("bridges:\n  a:\n    enabled: true\n"), 0o640)
-	if err := setBridgeEnabled(p, "a", false); err != nil {
+	if err := WriteEnabled(p, "a", false); err != nil {
 		t.Fatal(err)
 	}
 	fi, _ := os.Stat(p)
@@ -79,7 +79,7 @@ func TestSetBridgeEnabledKeepsModeAndFileOnError(t *testing.T) {
 		t.Errorf("mode %v, want 0640", fi.Mode().Perm())
 	}
 	before, _ := os.ReadFile(p)
-	if err := setBridgeEnabled(p, "zzz", true); err == nil {
+	if err := WriteEnabled(p, "zzz", true); err == nil {
 		t.Fatal("no error for an unknown bridge")
 	}
 	if after, _ := os.ReadFile(p); string(after) != string(before) {

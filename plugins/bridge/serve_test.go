@@ -42,7 +42,11 @@ func serveTestPlugin(t testing.TB, name string) string {
 			return
 		}
 		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", filepath.Join(serveBinDir, "testplugin"), "./internal/testplugin")
+		args := []string{"build", "-o", filepath.Join(serveBinDir, "testplugin")}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./internal/testplugin")...)
 		cmd.Dir = filepath.Dir(file)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			serveBinErr = errors.New(string(out))
@@ -70,20 +74,45 @@ func TestMain(m *testing.M) {
 func launchServe(t testing.TB, bin string) (*plugin.Client, *bridge.Client, int) {
 	t.Helper()
 	cmd := exec.Command(bin)
+	stderr := &syncBuffer{}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  bridge.Handshake,
 		Plugins:          bridge.PluginSet(nil),
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     5 * time.Second,
+		Stderr:           stderr,
 		Logger:           hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 	})
-	t.Cleanup(pc.Kill)
+	t.Cleanup(func() {
+		pc.Kill()
+		if s := stderr.String(); strings.Contains(s, "DATA RACE") {
+			t.Errorf("the plugin process reported a data race:\n%s", s)
+		}
+	})
 	bc, err := bridge.Dispense(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pc, bc, cmd.Process.Pid
+}
+
+// syncBuffer collects a plugin's stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // recHost is a BridgeHost that records what the plugin sent.

@@ -1,0 +1,3 @@
+package gateway
+import "github.com/agentd/agentd/internal/session"
+var TT = session.TT

@@ -1,0 +1,204 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentd/agentd/client/clienttest"
+	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/wire"
+)
+
+// runnerPlatform is a minimal platform: plain text only (no edits, files
+// or typing), with a small MaxTextLen, that records what it was asked to
+// send. It exercises the runner's paths for platforms with few capabilities.
+type runnerPlatform struct {
+	prefix string
+	max    int
+
+	// mu guards sent and host.
+	mu    sync.Mutex
+	sent  map[string][]string // chat → texts
+	host  bridge.Host
+	ready chan struct{}
+}
+
+func newRunnerPlatform(prefix string, max int) *runnerPlatform {
+	return &runnerPlatform{prefix: prefix, max: max, sent: map[string][]string{}, ready: make(chan struct{})}
+}
+
+func (p *runnerPlatform) Name() string                          { return "plain" }
+func (p *runnerPlatform) SessionPrefix() string                 { return p.prefix }
+func (p *runnerPlatform) Configure(bridge.PlatformConfig) error { return nil }
+func (p *runnerPlatform) MaxTextLen() int                       { return p.max }
+func (p *runnerPlatform) SendText(_ context.Context, chat, text string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sent[chat] = append(p.sent[chat], text)
+	return fmt.Sprint(len(p.sent[chat])), nil
+}
+
+func (p *runnerPlatform) Run(ctx context.Context, h bridge.Host) error {
+	p.mu.Lock()
+	p.host = h
+	p.mu.Unlock()
+	close(p.ready)
+	<-ctx.Done()
+	return nil
+}
+
+func (p *runnerPlatform) texts(chat string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.sent[chat]...)
+}
+
+func (p *runnerPlatform) waitTexts(t *testing.T, chat string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := p.texts(chat); len(got) >= n {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("chat %s: got %q, want %d texts", chat, p.texts(chat), n)
+	return nil
+}
+
+func startRunner(t *testing.T, gw *clienttest.Gateway, p *runnerPlatform, idPrefix string, allowed ...string) *bridge.Runner {
+	t.Helper()
+	r := bridge.NewRunner(p, bridge.RunnerConfig{
+		Dialer:       gw.Dialer(gw.BridgeIdentity(idPrefix)),
+		AllowedUsers: allowed,
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	<-p.ready
+	return r
+}
+
+func TestRunnerPlainPlatformGetsFinalTextSplit(t *testing.T) {
+	gw := clienttest.New(t)
+	gw.SetAgent(func(ctx context.Context, tr clienttest.Turn) clienttest.Reply {
+		return clienttest.Reply{Deltas: []string{"alpha beta ", "gamma delta"}}
+	})
+	p := newRunnerPlatform("pl", 12)
+	startRunner(t, gw, p, "pl", "u1")
+	if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: "c1", UserID: "u1", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	got := p.waitTexts(t, "c1", 2)
+	if strings.Join(got, "|") != "alpha beta|gamma delta" {
+		t.Fatalf("texts = %q", got)
+	}
+}
+
+func TestRunnerEmptyAllowlistRefusesEveryone(t *testing.T) {
+	gw := clienttest.New(t)
+	p := newRunnerPlatform("pl", 0)
+	startRunner(t, gw, p, "pl")
+	if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: "c1", UserID: "u1", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	got := p.waitTexts(t, "c1", 1)
+	if got[0] != fmt.Sprintf(bridge.Refusal, "u1") {
+		t.Fatalf("reply = %q", got[0])
+	}
+	if n := len(gw.Turns()); n != 0 {
+		t.Fatalf("%d turns reached the gateway", n)
+	}
+}
+
+func TestRunnerDeliverWaitsForGateway(t *testing.T) {
+	gw := clienttest.New(t)
+	gw.Stop()
+	p := newRunnerPlatform("pl", 0)
+	r := startRunner(t, gw, p, "pl", bridge.AllowEveryone)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := p.host.Deliver(ctx, bridge.Incoming{ChatID: "c1", UserID: "u1", Text: "hi"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Deliver with the gateway down = %v, want a deadline error", err)
+	}
+	if r.Connected() || r.LastError() == "" {
+		t.Fatalf("Connected=%v LastError=%q", r.Connected(), r.LastError())
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: "c1", UserID: "u1", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.waitTexts(t, "c1", 1); got[0] != "echo: hi" {
+		t.Fatalf("reply = %q", got)
+	}
+	if !r.Connected() || r.LastError() != "" {
+		t.Fatalf("Connected=%v LastError=%q", r.Connected(), r.LastError())
+	}
+}
+
+func TestRunnerReplyCutByGatewayCrash(t *testing.T) {
+	gw := clienttest.New(t)
+	gw.SetAgent(func(ctx context.Context, tr clienttest.Turn) clienttest.Reply {
+		return clienttest.Reply{Deltas: []string{"partial answer", " never sent"}, DeltaDelay: time.Minute}
+	})
+	p := newRunnerPlatform("pl", 0)
+	startRunner(t, gw, p, "pl", bridge.AllowEveryone)
+	if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: "c1", UserID: "u1", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	gw.WaitReceived(5*time.Second, func(r clienttest.Received) bool { return r.Msg.Type() == "text_final" })
+	time.Sleep(300 * time.Millisecond) // the first delta is on its way
+	gw.Stop()
+	got := p.waitTexts(t, "c1", 1)
+	if !strings.HasPrefix(got[0], "partial answer") || !strings.Contains(got[0], "connection to the agent was lost") {
+		t.Fatalf("texts = %q", got)
+	}
+}
+
+func TestRunnerSessionOutsidePrefixShowsGatewayError(t *testing.T) {
+	gw := clienttest.New(t)
+	p := newRunnerPlatform("pl", 0)
+	// The cert allows "tg:" sessions only; the platform uses "pl:".
+	startRunner(t, gw, p, "tg", bridge.AllowEveryone)
+	if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: "c1", UserID: "u1", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	got := p.waitTexts(t, "c1", 1)
+	if !strings.HasPrefix(got[0], "⚠️ ") || !strings.Contains(got[0], "outside this device's prefix") {
+		t.Fatalf("texts = %q", got)
+	}
+}
+
+func TestRunnerMisuse(t *testing.T) {
+	gw := clienttest.New(t)
+	bad := newRunnerPlatform("a:b", 0)
+	r := bridge.NewRunner(bad, bridge.RunnerConfig{Dialer: gw.Dialer(gw.BridgeIdentity("a"))})
+	if err := r.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "invalid session prefix") {
+		t.Fatalf("Run = %v", err)
+	}
+	p := newRunnerPlatform("pl", 0)
+	r = startRunner(t, gw, p, "pl", "*")
+	if err := r.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "called twice") {
+		t.Fatalf("second Run = %v", err)
+	}
+	if err := p.host.Deliver(context.Background(), bridge.Incoming{UserID: "u"}); err == nil {
+		t.Fatal("Deliver without ChatID succeeded")
+	}
+	var _ wire.Message = wire.Ping{}
+}

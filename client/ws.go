@@ -87,13 +87,13 @@ func (d *Dialer) DialWSLogger(ctx context.Context, log *slog.Logger) (*Conn, err
 	}
 	ws.SetReadLimit(maxFrameSize)
 	c := &Conn{
-		ws:     ws,
-		log:    log,
+		ws:      ws,
+		log:     log,
 		frames:  make(chan wire.Message, recvBuffer),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	if err := c.awaitAuth(ctx); err != nil {
+	if err := c.awaitAuth(ctx, d.handshakeTimeout()); err != nil {
 		ws.Close()
 		return nil, err
 	}
@@ -111,11 +111,11 @@ func (d *Dialer) handshakeTimeout() time.Duration {
 // awaitAuth sends auth and reads until auth_ok or auth_error. Frames before
 // it (a server may greet first) other than those two are not expected and
 // are skipped.
-func (c *Conn) awaitAuth(ctx context.Context) error {
+func (c *Conn) awaitAuth(ctx context.Context, timeout time.Duration) error {
 	if err := c.Send(wire.Auth{}); err != nil {
 		return err
 	}
-	dl := time.Now().Add(DefaultHandshakeTimeout)
+	dl := time.Now().Add(timeout)
 	if cdl, ok := ctx.Deadline(); ok && cdl.Before(dl) {
 		dl = cdl
 	}
@@ -136,6 +136,10 @@ func (c *Conn) awaitAuth(ctx context.Context) error {
 		}
 		switch m := m.(type) {
 		case wire.AuthOK:
+			if !stop() {
+				// ctx ended at this very moment and poisoned the deadline.
+				return fmt.Errorf("wait for auth_ok: %w", ctx.Err())
+			}
 			c.agentName, c.version = m.AgentName, m.Version
 			_ = c.ws.SetReadDeadline(time.Time{})
 			return nil

@@ -212,8 +212,10 @@ func (g *Gateway) Start() error {
 	}))
 	mux.HandleFunc("GET /ws", g.requireAuth(g.serveWS))
 	g.srv = &http.Server{
-		Handler:     mux,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, peerKey{}, c.(*authConn).peer) },
+		Handler: mux,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, c.(*authConn).peer)
+		},
 	}
 	srv := g.srv
 	g.serveWG.Add(2)

@@ -47,6 +47,9 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request, p *peer) {
 	}
 	defer ws.Close()
 	out := &wsPeer{ws: ws}
+	// Like the real gateway: greet at once, and answer a legacy auth frame
+	// with a second auth_ok.
+	out.send(wire.AuthOK{AgentName: AgentName, Version: Version})
 	for {
 		_, data, err := ws.ReadMessage()
 		if err != nil {

@@ -341,7 +341,8 @@ func (c *Catalog) write(ctx context.Context, def *string, fn func(tx *sql.Tx, no
 		return changes, nil
 	}()
 	if err == nil {
-		err = c.reloadLocked(ctx, def)
+		// Committed: the snapshot must follow even if the caller gave up.
+		err = c.reloadLocked(context.WithoutCancel(ctx), def)
 	}
 	c.mu.Unlock()
 	if err != nil {

@@ -118,6 +118,9 @@ func resolveTarget(target string, agent *identity.Agent) (iroh.NodeAddr, error) 
 // Agent is the enrolled agent's record.
 func (r *Remote) Agent() identity.Agent { return *r.agent }
 
+// Path is the identity file.
+func (r *Remote) Path() string { return r.path }
+
 // Addr is where the Remote dials.
 func (r *Remote) Addr() iroh.NodeAddr { return r.addr }
 

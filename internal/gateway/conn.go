@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -70,6 +71,12 @@ func (c *conn) Send(m wire.Message) bool {
 // letting the queue grow.
 func (c *conn) enqueue(b []byte) bool {
 	c.mu.Lock()
+	started := !c.writing
+	defer func() {
+		if started {
+			runtime.Gosched()
+		}
+	}()
 	defer c.mu.Unlock()
 	if c.closed || c.closeCode != 0 {
 		return false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -85,9 +86,11 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 			return err
 		}
 	}
+	TT("submit")
 	if _, err := m.access(ctx, c.Identity, f.SessionID, true, false); err != nil {
 		return err
 	}
+	TT("accessed")
 	t := &turn{
 		SessionID: f.SessionID,
 		ClientID:  c.Identity.ClientID,
@@ -110,6 +113,7 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		t.persisted = make(chan struct{})
 		m.enqueueLocked(t)
 		TT("enqueued")
+		runtime.Gosched()
 		if err := m.db.insertTurn(ctx, t); err != nil {
 			m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
 		}

@@ -59,9 +59,11 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		mo, prov, err = m.resolve(cfg, row.Pinned)
 		o.Model = mo.ID
 	}
+	TT("resolved")
 	if err == nil {
 		hist, err = m.db.history(ctx, t.SessionID)
 	}
+	TT("history")
 	if err == nil {
 		name := mo.Name
 		if name == "" {

@@ -25,7 +25,12 @@ type db struct {
 	// never deleted and their owner never changes, so only pin updates it.
 	metaMu sync.Mutex
 	meta   map[string]sessionMeta
+
+	hist *histCache
 }
+
+// histCacheBytes bounds the memory of cached histories.
+const histCacheBytes = 32 << 20
 
 type sessionMeta struct{ owner, pinned string }
 
@@ -49,7 +54,7 @@ func (d *db) remember(id string, m sessionMeta) {
 }
 
 func openDB(ctx context.Context, sqlDB *sql.DB, now func() time.Time) (*db, error) {
-	d := &db{sql: sqlDB, now: now}
+	d := &db{sql: sqlDB, now: now, hist: newHistCache(histCacheBytes)}
 	for _, p := range []struct {
 		st *(*sql.Stmt)
 		q  string
@@ -161,6 +166,7 @@ func (d *db) clearHistory(ctx context.Context, id string) (int64, error) {
 		return 0, fmt.Errorf("clear session %s: %w", id, err)
 	}
 	n, _ := res.RowsAffected()
+	d.hist.drop(id)
 	_, err = d.sql.ExecContext(ctx, `UPDATE sessions SET updated_at = ? WHERE id = ?`, d.ms(), id)
 	return n, err
 }
@@ -168,6 +174,18 @@ func (d *db) clearHistory(ctx context.Context, id string) (int64, error) {
 // history returns the messages to send to the model: failed turns and
 // empty interrupted replies are left out.
 func (d *db) history(ctx context.Context, id string) ([]provider.Message, error) {
+	msgs, token, ok := d.hist.get(id)
+	if ok {
+		return msgs, nil
+	}
+	msgs, err := d.readHistory(ctx, id)
+	if err == nil {
+		d.hist.put(id, token, msgs)
+	}
+	return msgs, err
+}
+
+func (d *db) readHistory(ctx context.Context, id string) ([]provider.Message, error) {
 	rows, err := d.getHistory.QueryContext(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("read history of %s: %w", id, err)
@@ -331,7 +349,12 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 	if _, err := tx.StmtContext(ctx, d.touch).ExecContext(ctx, now, t.SessionID); err != nil {
 		return fmt.Errorf("finish turn %d: %w", t.ID, err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		d.hist.drop(t.SessionID)
+		return fmt.Errorf("finish turn %d: %w", t.ID, err)
+	}
+	d.hist.appendTurn(t.SessionID, modelView(msgs, o.Err != nil))
+	return nil
 }
 
 // outboxFrame is a frame waiting for its client.

@@ -215,11 +215,11 @@ func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, lo
 	if !prefixRe.MatchString(info.SessionPrefix) {
 		return nil, permanent(fmt.Errorf("launch bridge %s: invalid session prefix %q (want %s)", e.name, info.SessionPrefix, prefixRe))
 	}
-	if other := s.prefixOwner(e.name, info.SessionPrefix); other != "" {
+	if other := s.claimPrefix(e, info.SessionPrefix); other != "" {
 		return nil, permanent(fmt.Errorf("launch bridge %s: session prefix %q is already used by bridge %s", e.name, info.SessionPrefix, other))
 	}
 	s.mu.Lock()
-	e.status.Version, e.status.APIVersion, e.status.SessionPrefix = info.Version, api, info.SessionPrefix
+	e.status.Version, e.status.APIVersion = info.Version, api
 	s.mu.Unlock()
 	blog.Info("bridge launched", "pid", inst.pid, "plugin_name", info.Name, "version", info.Version, "api_version", api)
 
@@ -268,16 +268,19 @@ func IdentityPath(dir, name string) string {
 	return filepath.Join(dir, "keys", "bridge-"+name+".identity")
 }
 
-// prefixOwner returns the other bridge that uses session prefix p, if any.
-// Two bridges on one prefix could act on each other's sessions.
-func (s *Supervisor) prefixOwner(name, p string) string {
+// claimPrefix records session prefix p for e unless another supervised
+// bridge holds it, in which case it returns that bridge's name: two bridges
+// on one prefix could act on each other's sessions. Check and claim happen
+// under one lock so two bridges launching together cannot both win.
+func (s *Supervisor) claimPrefix(e *entry, p string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for n, o := range s.bridges {
-		if n != name && o.loopCtl != nil && o.status.SessionPrefix == p {
+		if o != e && o.loopCtl != nil && o.status.SessionPrefix == p {
 			return n
 		}
 	}
+	e.status.SessionPrefix = p
 	return ""
 }
 

@@ -366,6 +366,43 @@ func TestBridgeReachesGateway(t *testing.T) {
 	}
 }
 
+// TestPrefixCollision: two bridges whose plugins claim one session prefix
+// cannot both run; the second says which bridge holds the prefix.
+func TestPrefixCollision(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, `bridges:
+  one:
+    enabled: true
+    path: bin/bridge-same
+  two:
+    enabled: true
+    path: bin/bridge-same
+`, Options{})
+	link(t, f.dir, "same", bin)
+	f.apply()
+	var failed, ran Status
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		a, _ := f.sup.Get("one")
+		b, _ := f.sup.Get("two")
+		if running(a) && b.State == StateFailed {
+			ran, failed = a, b
+			break
+		}
+		if running(b) && a.State == StateFailed {
+			ran, failed = b, a
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if failed.Name == "" {
+		t.Fatal("not exactly one of two bridges with one prefix is running")
+	}
+	if want := `session prefix "same" is already used by bridge ` + ran.Name; !strings.Contains(failed.LastError, want) {
+		t.Errorf("last error %q lacks %q", failed.LastError, want)
+	}
+}
+
 func TestRoutes(t *testing.T) {
 	bin := testPlugin(t, "")
 	f := newFixture(t, twoBridges, Options{})

@@ -44,9 +44,16 @@ type PlatformConfig struct {
 
 // Host is what a platform calls back into.
 type Host interface {
-	// Deliver hands a platform message to the agent. It returns once the
-	// gateway accepted the turn (or refused it), so a platform can advance
-	// its own cursor only for accepted messages.
+	// Deliver hands a platform message to the agent. It returns nil once
+	// the message is handled — the turn was written on a live gateway
+	// connection, or the user is not allowed and was told so — so a
+	// platform advances its own cursor (Telegram's update offset) only
+	// after a nil return. While the gateway is unreachable Deliver waits
+	// and retries; a non-nil error means ctx ended first and the message
+	// was not delivered: the platform must fetch it again later.
+	//
+	// Text starting with /stop, /new, /clear, /reset, /model or /help
+	// (optionally /cmd@botname) becomes a command frame.
 	Deliver(ctx context.Context, m Incoming) error
 	// Event reports something the operator should see (pairing QR code,
 	// logged out, alert, status text).
@@ -57,10 +64,12 @@ type Host interface {
 
 // Incoming is one message from a platform user.
 type Incoming struct {
-	ChatID      string
-	UserID      string
-	UserName    string
-	Text        string
+	ChatID   string // the conversation; the session id is "<prefix>:<ChatID>"
+	UserID   string // checked against the allowed users
+	UserName string // for logs
+	Text     string
+	// Attachments are files the platform already stored in the uploads
+	// directory (the gateway refuses paths outside the agent directory).
 	Attachments []wire.Attachment
 }
 
@@ -87,7 +96,9 @@ type VoiceSender interface {
 }
 
 // MaxTextLen is implemented by platforms with a message length limit; the
-// SDK splits longer replies.
+// SDK splits longer replies (see SplitText). The limit is counted in UTF-16
+// code units, as Telegram counts; that is never less than the number of
+// code points, so it is also safe for platforms that count those.
 type MaxTextLen interface {
 	MaxTextLen() int
 }

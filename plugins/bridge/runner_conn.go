@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/agentd/agentd/client"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -49,6 +50,11 @@ func (r *Runner) gatewayLoop(ctx context.Context) {
 				return
 			}
 			wait := backoff(attempt)
+			if attempt == 0 && (client.IsStatus(err, 401) || client.IsStatus(err, 403)) {
+				// Retrying continues (the device may be re-enrolled), but
+				// the operator must hear of it once.
+				(*host)(r).Event("alert", "the gateway refuses this bridge's certificate: "+err.Error())
+			}
 			attempt++
 			r.setErr(err.Error())
 			r.log.Warn("gateway connection failed", "err", err, "retry_in", wait.Round(time.Millisecond), "attempt", attempt)
@@ -205,6 +211,7 @@ func (r *Runner) dispatch(m wire.Message) {
 		// pong, resource_event, system_snapshot, audio: nothing to show.
 		return
 	}
+	r.log.Debug("gateway frame", "type", m.Type(), "session_id", sid)
 	chatID, ok := r.chatFor(sid)
 	if !ok {
 		r.log.Debug("frame for a session that is not ours dropped", "type", m.Type(), "session_id", sid)

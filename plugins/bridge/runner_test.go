@@ -202,3 +202,34 @@ func TestRunnerMisuse(t *testing.T) {
 	}
 	var _ wire.Message = wire.Ping{}
 }
+
+func TestRunnerAlertsOnceWhenRefused(t *testing.T) {
+	gw := clienttest.New(t)
+	id := gw.BridgeIdentity("pl")
+	gw.Revoke(id.ClientID())
+	var mu sync.Mutex
+	var alerts []string
+	p := newRunnerPlatform("pl", 0)
+	r := bridge.NewRunner(p, bridge.RunnerConfig{
+		Dialer: gw.Dialer(id),
+		Logger: slog.New(slog.DiscardHandler),
+		OnEvent: func(kind, text string) {
+			mu.Lock()
+			defer mu.Unlock()
+			alerts = append(alerts, kind+": "+text)
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(alerts) != 1 || !strings.HasPrefix(alerts[0], "alert: the gateway refuses this bridge's certificate") || !strings.Contains(alerts[0], "device revoked") {
+		t.Fatalf("events = %q", alerts)
+	}
+	if !strings.Contains(r.LastError(), "401") {
+		t.Fatalf("LastError = %q", r.LastError())
+	}
+}

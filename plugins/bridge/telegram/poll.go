@@ -81,15 +81,20 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 				return err
 			}
 			wait := pollBackoff(failures, err)
+			if failures == 0 {
+				host.Event("status", "Telegram unreachable: "+err.Error())
+			}
 			failures++
 			p.log.Warn("getUpdates failed", "err", err, "retry_in", wait)
-			host.Event("status", "Telegram unreachable: "+err.Error())
 			if !sleep(ctx, wait) {
 				break
 			}
 			continue
 		}
-		failures = 0
+		if failures > 0 {
+			host.Event("status", "connected to Telegram as @"+p.botUser.Username)
+			failures = 0
+		}
 		confirmed = offset
 		for _, u := range updates {
 			if err := p.handle(ctx, host, u); err != nil {

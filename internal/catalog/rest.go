@@ -1,0 +1,320 @@
+package catalog
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/agentd/agentd/internal/auth"
+)
+
+// MaxBody bounds the JSON body of a REST request.
+const MaxBody = 64 << 10
+
+// Route is one REST endpoint: mount Handler on Pattern (net/http ServeMux
+// syntax) behind capability Cap, e.g. gateway.Handle(r.Pattern, r.Cap,
+// r.Handler).
+type Route struct {
+	Pattern string
+	Cap     string
+	Handler http.Handler
+}
+
+// Routes returns the providers and models REST API (docs/rest-models.md).
+// Reads need the chat capability; writes, and GET /api/models/available
+// (which calls the providers' APIs with their stored keys), need admin.
+func Routes(c *Catalog) []Route {
+	a := &api{c: c}
+	chat, admin := auth.CapChat, auth.CapAdmin
+	return []Route{
+		{"GET /api/providers", chat, http.HandlerFunc(a.listProviders)},
+		{"GET /api/providers/{id}", chat, http.HandlerFunc(a.getProvider)},
+		{"POST /api/providers", admin, http.HandlerFunc(a.createProvider)},
+		{"PUT /api/providers/{id}", admin, http.HandlerFunc(a.updateProvider)},
+		{"DELETE /api/providers/{id}", admin, http.HandlerFunc(a.deleteProvider)},
+		{"GET /api/models", chat, http.HandlerFunc(a.listModels)},
+		{"GET /api/models/catalog", chat, http.HandlerFunc(a.modelCatalog)},
+		{"GET /api/models/available", admin, http.HandlerFunc(a.available)},
+		{"GET /api/models/{id}", chat, http.HandlerFunc(a.getModel)},
+		{"POST /api/models", admin, http.HandlerFunc(a.createModel)},
+		{"PUT /api/models/{id}", admin, http.HandlerFunc(a.updateModel)},
+		{"DELETE /api/models/{id}", admin, http.HandlerFunc(a.deleteModel)},
+		{"POST /api/models/{id}/enable", admin, http.HandlerFunc(a.enableModel)},
+		{"POST /api/models/{id}/disable", admin, http.HandlerFunc(a.disableModel)},
+	}
+}
+
+type api struct{ c *Catalog }
+
+// ProviderView is a provider as the REST API shows it: never the API key.
+type ProviderView struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	BaseURL   string `json:"base_url"`
+	HasAPIKey bool   `json:"has_api_key"`
+	// APIKeyHint is "sk-…abcd" for keys of 16 bytes or more, else "".
+	APIKeyHint string    `json:"api_key_hint"`
+	Source     string    `json:"source"`
+	Overridden bool      `json:"overridden"`
+	Models     []string  `json:"models"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// MaskKey returns the displayable hint of an API key: the first 3 and last 4
+// characters of keys at least 16 bytes long, nothing of shorter ones.
+func MaskKey(k string) string {
+	if len(k) < 16 {
+		return ""
+	}
+	return k[:3] + "…" + k[len(k)-4:]
+}
+
+func (a *api) view(p Provider) ProviderView {
+	v := ProviderView{
+		ID: p.ID, Kind: p.Kind, BaseURL: p.BaseURL, HasAPIKey: p.APIKey != "", APIKeyHint: MaskKey(p.APIKey),
+		Source: p.Source, Overridden: p.Overridden, Models: []string{}, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+	}
+	for _, m := range a.c.snap.Load().models {
+		if m.Provider == p.ID {
+			v.Models = append(v.Models, m.ID)
+		}
+	}
+	return v
+}
+
+func (a *api) listProviders(w http.ResponseWriter, r *http.Request) {
+	ps := a.c.Providers(r.Context())
+	out := make([]ProviderView, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, a.view(p))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": out})
+}
+
+func (a *api) getProvider(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	p, ok := a.c.Provider(id)
+	if !ok {
+		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("provider %q not found", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, a.view(p))
+}
+
+func (a *api) createProvider(w http.ResponseWriter, r *http.Request) {
+	var in ProviderInput
+	if !decode(w, r, &in) {
+		return
+	}
+	p, err := a.c.CreateProvider(r.Context(), in)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, a.view(p))
+}
+
+func (a *api) updateProvider(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		ID *string `json:"id"`
+		ProviderPatch
+	}
+	if !decode(w, r, &body) || !sameID(w, r, body.ID) {
+		return
+	}
+	p, err := a.c.UpdateProvider(r.Context(), r.PathValue("id"), body.ProviderPatch)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.view(p))
+}
+
+func (a *api) deleteProvider(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.c.DeleteProvider(r.Context(), id); err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+func (a *api) listModels(w http.ResponseWriter, r *http.Request) {
+	prov := r.URL.Query().Get("provider")
+	out := []Model{}
+	for _, m := range a.c.Models() {
+		if prov == "" || m.Provider == prov {
+			out = append(out, m)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"models": out})
+}
+
+func (a *api) getModel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	m, ok := a.c.Model(id)
+	if !ok {
+		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("model %q not found", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// CatalogEntry is an enabled model as GET /api/models/catalog lists it.
+type CatalogEntry struct {
+	ID                 string  `json:"id"`
+	Provider           string  `json:"provider"`
+	ProviderKind       string  `json:"provider_kind"`
+	Name               string  `json:"name"`
+	InputPricePerMTok  float64 `json:"input_price_per_mtok"`
+	OutputPricePerMTok float64 `json:"output_price_per_mtok"`
+	Default            bool    `json:"default"`
+}
+
+func (a *api) modelCatalog(w http.ResponseWriter, r *http.Request) {
+	snap := a.c.snap.Load()
+	out := []CatalogEntry{}
+	for _, m := range snap.models {
+		if !m.Enabled {
+			continue
+		}
+		e := CatalogEntry{
+			ID: m.ID, Provider: m.Provider, Name: m.Name,
+			InputPricePerMTok: m.InputPricePerMTok, OutputPricePerMTok: m.OutputPricePerMTok,
+			Default: m.ID == snap.defaultModel,
+		}
+		if p, ok := snap.provByID[m.Provider]; ok {
+			e.ProviderKind = p.Kind
+		}
+		out = append(out, e)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"default_model": snap.defaultModel, "models": out})
+}
+
+func (a *api) available(w http.ResponseWriter, r *http.Request) {
+	var ids []string
+	if id := r.URL.Query().Get("provider"); id != "" {
+		if _, ok := a.c.Provider(id); !ok {
+			auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("provider %q not found", id))
+			return
+		}
+		ids = []string{id}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": a.c.Available(r.Context(), ids...)})
+}
+
+func (a *api) createModel(w http.ResponseWriter, r *http.Request) {
+	var in ModelInput
+	if !decode(w, r, &in) {
+		return
+	}
+	m, err := a.c.CreateModel(r.Context(), in)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, m)
+}
+
+func (a *api) updateModel(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		ID *string `json:"id"`
+		ModelPatch
+	}
+	if !decode(w, r, &body) || !sameID(w, r, body.ID) {
+		return
+	}
+	m, err := a.c.UpdateModel(r.Context(), r.PathValue("id"), body.ModelPatch)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (a *api) deleteModel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.c.DeleteModel(r.Context(), id); err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+func (a *api) enableModel(w http.ResponseWriter, r *http.Request)  { a.setEnabled(w, r, true) }
+func (a *api) disableModel(w http.ResponseWriter, r *http.Request) { a.setEnabled(w, r, false) }
+
+func (a *api) setEnabled(w http.ResponseWriter, r *http.Request, on bool) {
+	m, err := a.c.SetModelEnabled(r.Context(), r.PathValue("id"), on)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// fail maps catalog errors to statuses.
+func (a *api) fail(w http.ResponseWriter, err error) {
+	var ce *Error
+	if !errors.As(err, &ce) {
+		a.c.log.Error("catalog request failed", "err", err)
+		auth.WriteError(w, http.StatusInternalServerError, "internal", "internal error")
+		return
+	}
+	switch ce.Kind {
+	case ErrInvalid:
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", ce.Msg)
+	case ErrNotFound:
+		auth.WriteError(w, http.StatusNotFound, "not_found", ce.Msg)
+	case ErrExists:
+		auth.WriteError(w, http.StatusConflict, "conflict", ce.Msg)
+	case ErrInUse:
+		auth.WriteError(w, http.StatusConflict, "in_use", ce.Msg)
+	case ErrConfigDefined:
+		auth.WriteError(w, http.StatusConflict, "config_defined", ce.Msg)
+	default:
+		auth.WriteError(w, http.StatusInternalServerError, "internal", ce.Msg)
+	}
+}
+
+// sameID refuses a body "id" that differs from the path's.
+func sameID(w http.ResponseWriter, r *http.Request, id *string) bool {
+	if id != nil && *id != r.PathValue("id") {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", "id: cannot be changed (body id differs from the URL's)")
+		return false
+	}
+	return true
+}
+
+// decode reads one JSON object of at most MaxBody bytes, refusing unknown
+// fields and trailing data; on failure it has answered 400 or 413.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	if err == nil {
+		return true
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		auth.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", MaxBody))
+		return false
+	}
+	auth.WriteError(w, http.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

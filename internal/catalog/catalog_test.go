@@ -414,3 +414,20 @@ func TestConcurrentReadsDuringWrites(t *testing.T) {
 	close(done)
 	wg.Wait()
 }
+
+// TestOpenWithoutConfigLoadsOnly: Open with a nil config neither seeds nor
+// deletes anything.
+func TestOpenWithoutConfigLoadsOnly(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), store.FileName))
+	openCatalog(t, s, baseConfig())
+	c := openCatalog(t, s, nil)
+	if m, ok := c.Model("gpt"); !ok || m.Name != "gpt-4o-mini" {
+		t.Errorf("gpt = %+v, %v", m, ok)
+	}
+	if got := c.Registry().IDs(); !slices.Equal(got, []string{"echo", "oa"}) {
+		t.Errorf("registry = %v", got)
+	}
+	if c.DefaultModel() != "" {
+		t.Errorf("default = %q; want none without a config", c.DefaultModel())
+	}
+}

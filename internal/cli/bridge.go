@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/agentd/agentd/internal/supervisor"
 	"net/url"
 	"text/tabwriter"
 	"time"
@@ -17,7 +18,8 @@ func init() {
 list shows each bridge's state, pid, restarts, uptime, last error and
 platform status (e.g. "logged out"). enable and disable also write
 bridges.NAME.enabled to openagent.yaml (comments kept); restart restarts one
-bridge and touches no other. Needs the daemon running (agentd serve DIR).`,
+bridge and touches no other. list and restart need the daemon running;
+enable and disable only edit the file when it is not.`,
 		run: runBridge,
 	})
 }
@@ -53,6 +55,15 @@ func runBridge(_ *flag.FlagSet, args []string) error {
 	}
 	d, dir, err := localDialer(args[1])
 	if err != nil {
+		// Enabling or disabling only edits the config, which works with
+		// the daemon stopped; the next serve applies it.
+		if isNotRunning(err) && (op == "enable" || op == "disable") {
+			if err := supervisor.WriteEnabled(dir.Config(), args[2], op == "enable"); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "bridge %s: %sd in %s (agentd is not running; applies at the next start)\n", args[2], op, dir.Config())
+			return nil
+		}
 		return err
 	}
 	defer d.CloseIdle()

@@ -21,6 +21,7 @@ import (
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/agentdir"
 	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/gateway"
@@ -94,6 +95,7 @@ type daemon struct {
 	cfg   *config.Watcher
 	st    *store.Store
 	coord *coordinator.Coordinator
+	cat   *catalog.Catalog
 	authn *auth.Authenticator
 	mgr   *session.Manager
 	gw    *gateway.Gateway
@@ -122,12 +124,17 @@ func (d *daemon) open(ctx context.Context) error {
 	d.coord.SetLogger(d.log.With("component", "coordinator"))
 	d.authn = auth.NewAuthenticator(d.coord)
 
+	d.cat, err = catalog.Open(ctx, d.st.DB(), cfg, d.log.With("component", "catalog"))
+	if err != nil {
+		return fmt.Errorf("open model catalog: %w", err)
+	}
 	ag := &agent.Agent{
 		AllowedRoots: []string{d.dir.Uploads(), d.dir.Memories()},
 		Logger:       d.log.With("component", "agent"),
 	}
 	d.mgr, err = session.New(session.Options{
 		DB: d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root,
+		Providers: d.cat.Registry(),
 		Log: d.log.With("component", "session"),
 	})
 	if err != nil {
@@ -143,6 +150,10 @@ func (d *daemon) open(ctx context.Context) error {
 		d.gw.Handle(pattern, auth.CapChat, h)
 	}
 	d.coord.OnRevoke(func(id string) { d.gw.ResourceEvent("device", "revoked", id) })
+	for _, r := range catalog.Routes(d.cat) {
+		d.gw.Handle(r.Pattern, r.Cap, r.Handler)
+	}
+	d.cat.OnChange(d.gw.ResourceEvent)
 
 	d.sup, err = supervisor.New(ctx, supervisor.Options{
 		Dir: d.dir.Root, ConfigPath: d.dir.Config(), BinDir: d.opts.BinDir,
@@ -157,6 +168,11 @@ func (d *daemon) open(ctx context.Context) error {
 		d.gw.Handle(pattern, auth.CapAdmin, h)
 	}
 	d.cfg.Subscribe(func(_, cur *config.Config) {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.cat.Seed(sctx, cur); err != nil {
+			d.log.Error("model catalog not reseeded", "err", err)
+		}
 		d.sup.Apply(cur)
 		d.gw.ResourceEvent("config", "reloaded", "openagent.yaml")
 	})

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"time"
 
@@ -43,11 +42,12 @@ type conn struct {
 	log    *slog.Logger
 	limit  int // write queue bound, in frames
 
-	// mu guards queue, writing, closeCode, closeText and closed.
+	// mu guards queue, writing, room, closeCode, closeText and closed.
 	mu        sync.Mutex
 	queue     [][]byte
-	writing   bool // a writer goroutine is draining queue
-	closeCode int  // non-zero: close with this code once queue is written
+	writing   bool          // someone (the writer goroutine, or Stream inline) is writing
+	room      chan struct{} // closed when the writer takes a batch; Stream waits on it
+	closeCode int           // non-zero: close with this code once queue is written
 	closeText string
 	closed    bool
 
@@ -66,27 +66,105 @@ func (c *conn) Send(m wire.Message) bool {
 	return c.enqueue(b)
 }
 
+// Stream implements session.Sink for a run's frames. On an idle
+// connection it writes the frame itself, sparing the first delta a
+// goroutine hand-off; otherwise it queues it, waiting (flow control) while
+// the queue is above three quarters of its bound, which keeps room for
+// broadcasts. A client that takes no frame for writeWait is a slow consumer.
+func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
+	b, err := wire.Encode(m)
+	if err != nil {
+		c.log.Error("encode frame", "type", m.Type(), "err", err)
+		return false
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		switch {
+		case c.closed || c.closeCode != 0:
+			c.mu.Unlock()
+			return false
+		case !c.writing && len(c.queue) == 0:
+			c.writing = true
+			c.mu.Unlock()
+			return c.writeInline(b)
+		case len(c.queue) < c.limit*3/4:
+			c.queue = append(c.queue, b)
+			c.startWriterLocked()
+			c.mu.Unlock()
+			return true
+		}
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(writeWait)
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			c.slowConsumer()
+			return false
+		}
+	}
+}
+
+// writeInline writes one frame on the caller's goroutine; c.writing was
+// set by the caller.
+func (c *conn) writeInline(b []byte) bool {
+	c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+	err := c.ws.WriteMessage(websocket.TextMessage, b)
+	c.mu.Lock()
+	c.writing = false
+	if err == nil && (len(c.queue) > 0 || c.closeCode != 0) {
+		c.startWriterLocked()
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.log.Debug("write failed", "err", err)
+		c.shutdown()
+		return false
+	}
+	return true
+}
+
+func (c *conn) slowConsumer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.slowConsumerLocked()
+}
+
+func (c *conn) slowConsumerLocked() {
+	if c.closed || c.closeCode != 0 {
+		return
+	}
+	c.queue = nil
+	c.closeCode, c.closeText = CloseSlowConsumer, "slow consumer"
+	c.log.Warn("closing slow consumer", "queued_frames", c.limit)
+	c.g.slowClosed.Add(1)
+	c.startWriterLocked()
+}
+
 // enqueue queues one encoded frame. A full queue means the client reads
 // too slowly: its frames are dropped and it is closed with 4008, instead of
 // letting the queue grow.
 func (c *conn) enqueue(b []byte) bool {
 	c.mu.Lock()
-	started := !c.writing
-	defer func() {
-		if started {
-			runtime.Gosched()
-		}
-	}()
 	defer c.mu.Unlock()
 	if c.closed || c.closeCode != 0 {
 		return false
 	}
 	if len(c.queue) >= c.limit {
-		c.queue = nil
-		c.closeCode, c.closeText = CloseSlowConsumer, "slow consumer"
-		c.log.Warn("closing slow consumer", "queued_frames", c.limit)
-		c.g.slowClosed.Add(1)
-		c.startWriterLocked()
+		c.slowConsumerLocked()
 		return false
 	}
 	c.queue = append(c.queue, b)
@@ -115,11 +193,14 @@ func (c *conn) startWriterLocked() {
 
 // write drains the queue, several frames per syscall, then exits.
 func (c *conn) write() {
-	TT("writer start")
 	for {
 		c.mu.Lock()
 		batch, code, text := c.queue, c.closeCode, c.closeText
 		c.queue = nil
+		if c.room != nil {
+			close(c.room)
+			c.room = nil
+		}
 		if len(batch) == 0 && code == 0 {
 			c.writing = false
 			c.mu.Unlock()
@@ -158,7 +239,6 @@ func (c *conn) writeBatch(batch [][]byte) error {
 			return err
 		}
 	}
-	TT("flush")
 	return c.raw.flush(time.Now().Add(writeWait))
 }
 
@@ -171,6 +251,10 @@ func (c *conn) shutdown() {
 	}
 	c.closed = true
 	c.queue = nil
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
 	c.mu.Unlock()
 	c.ping.Stop()
 	c.ws.Close()
@@ -225,7 +309,6 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 			c.Send(wire.Error{Text: "binary frames are not part of the protocol; send JSON text frames"})
 			continue
 		}
-		TT("read")
 		msg, err := wire.Decode(data, wire.ClientToServer)
 		if err != nil {
 			c.Send(wire.Error{Text: err.Error()})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -113,7 +112,6 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		t.persisted = make(chan struct{})
 		m.enqueueLocked(t)
 		TT("enqueued")
-		runtime.Gosched()
 		if err := m.db.insertTurn(ctx, t); err != nil {
 			m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
 		}
@@ -229,9 +227,10 @@ func (m *Manager) activeRun(key, sid string) *run {
 }
 
 // stop cancels the run; after it returns no further delta is delivered.
+// Cancelling first releases a delivery that waits for a slow reader.
 func (r *run) stop() {
+	r.cancel(errInterrupted)
 	r.mu.Lock()
 	r.stopped = true
 	r.mu.Unlock()
-	r.cancel(errInterrupted)
 }

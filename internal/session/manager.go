@@ -31,6 +31,10 @@ type Sink interface {
 	// when the connection is gone or could not take the frame (and was
 	// closed for it).
 	Send(m wire.Message) bool
+	// Stream sends a frame of a running turn (delta, status). It may wait
+	// for the client to read (flow control) until ctx ends; false means
+	// the frame was not taken.
+	Stream(ctx context.Context, m wire.Message) bool
 }
 
 // Client is an authenticated connection: who it is and where its frames go.
@@ -263,17 +267,38 @@ func (m *Manager) Connect(c *Client) (disconnect func()) {
 	}
 }
 
-// deliver sends m to every connection of clientID; false if none took it.
-func (m *Manager) deliver(clientID string, msg wire.Message) bool {
+// sinksOf returns the open connections of clientID.
+func (m *Manager) sinksOf(clientID string) []Sink {
 	m.sinkMu.RLock()
 	defer m.sinkMu.RUnlock()
+	set := m.sinks[clientID]
+	if len(set) == 0 {
+		return nil
+	}
+	out := make([]Sink, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	return out
+}
+
+// deliver sends m to every connection of clientID; false if none took it.
+func (m *Manager) deliver(clientID string, msg wire.Message) bool {
 	ok := false
-	for s := range m.sinks[clientID] {
+	for _, s := range m.sinksOf(clientID) {
 		if s.Send(msg) {
 			ok = true
 		}
 	}
 	return ok
+}
+
+// stream sends a running turn's frame to every connection of clientID,
+// waiting for slow readers (outside any manager lock) until ctx ends.
+func (m *Manager) stream(ctx context.Context, clientID string, msg wire.Message) {
+	for _, s := range m.sinksOf(clientID) {
+		s.Stream(ctx, msg)
+	}
 }
 
 // deliverFinal sends the frames that end a turn; if no connection of the

@@ -77,7 +77,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 			History:     hist,
 			UserText:    t.Text,
 			Attachments: toAgent(t.Attachments),
-			Sink:        r.sink(m, t),
+			Sink:        r.sink(ctx, m, t),
 		})
 	}
 	if m.ctx.Err() != nil {
@@ -127,19 +127,22 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 }
 
 // sink forwards the agent's events as frames until the run is stopped.
-func (r *run) sink(m *Manager, t *turn) func(agent.Event) {
+// It holds r.mu while delivering, so once stop has returned no frame of the
+// run can still go out; a delivery waiting for a slow reader ends when
+// stop cancels ctx.
+func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 	return func(ev agent.Event) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.stopped {
+		if r.stopped || ctx.Err() != nil {
 			return
 		}
 		switch e := ev.(type) {
 		case agent.Delta:
 			TT("delta")
-			m.deliver(t.ClientID, wire.Delta{Text: e.Text, SessionID: t.SessionID})
+			m.stream(ctx, t.ClientID, wire.Delta{Text: e.Text, SessionID: t.SessionID})
 		case agent.Status:
-			m.deliver(t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
+			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
 		}
 	}
 }

@@ -56,10 +56,10 @@ func (a *Agent) Ticket(t testing.TB, role string, ttl time.Duration) string {
 
 // chanListener is a net.Listener fed with already accepted streams.
 type chanListener struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	addr   net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
 }
 
 func (l *chanListener) Accept() (net.Conn, error) {

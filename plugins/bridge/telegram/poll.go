@@ -325,8 +325,8 @@ func (p *Platform) addressed(m *models.Message, text string, entities []models.M
 	return "", false
 }
 
-// download fetches the message's photo, document, voice note or video into
-// the uploads directory and returns them as attachments.
+// download fetches the message's photo, document, voice note, video or
+// audio file into the uploads directory and returns them as attachments.
 func (p *Platform) download(ctx context.Context, m *models.Message) ([]wire.Attachment, error) {
 	type item struct {
 		fileID, kind, name string
@@ -345,6 +345,9 @@ func (p *Platform) download(ctx context.Context, m *models.Message) ([]wire.Atta
 	}
 	if v := m.Video; v != nil {
 		items = append(items, item{v.FileID, "video", v.FileName, v.FileSize})
+	}
+	if a := m.Audio; a != nil { // music files: plain files to the agent
+		items = append(items, item{a.FileID, "file", a.FileName, a.FileSize})
 	}
 	var out []wire.Attachment
 	for _, it := range items {

@@ -263,9 +263,14 @@ func TestGroupNeedsMention(t *testing.T) {
 	e.tg.Push(models.Message{Chat: group, From: &aliceUser, Text: "and 3+3?",
 		ReplyToMessage: &models.Message{ID: botMsg.ID, Chat: group, From: &bot}})
 	e.waitTurn(func(tf wire.TextFinal) bool { return tf.Text == "and 3+3?" })
+	// A photo whose caption mentions the bot.
+	fid := e.tg.AddFile("p.jpg", []byte("JPEG"))
+	e.tg.Push(models.Message{Chat: group, From: &aliceUser, Caption: "@agentd_test_bot describe",
+		Photo: []models.PhotoSize{{FileID: fid, Width: 9, Height: 9, FileSize: 4}}})
+	e.waitTurn(func(tf wire.TextFinal) bool { return tf.Text == "describe" && len(tf.Attachments) == 1 })
 	e.tg.Wait(waitFor, "updates confirmed", func() bool { return len(e.tg.Unconfirmed()) == 0 })
-	if n := len(e.gw.Turns()); n != 2 {
-		t.Fatalf("%d turns, want 2 (the unaddressed message must be ignored)", n)
+	if n := len(e.gw.Turns()); n != 3 {
+		t.Fatalf("%d turns, want 3 (the unaddressed message must be ignored)", n)
 	}
 }
 

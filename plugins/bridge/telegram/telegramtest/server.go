@@ -185,6 +185,9 @@ func (s *Server) Push(m models.Message) int64 {
 	if m.Entities == nil {
 		m.Entities = entities(m.Text)
 	}
+	if m.CaptionEntities == nil {
+		m.CaptionEntities = entities(m.Caption)
+	}
 	mm := m
 	s.updates = append(s.updates, models.Update{ID: s.nextUpd, Message: &mm})
 	s.bump()

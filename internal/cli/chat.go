@@ -21,12 +21,13 @@ var (
 	chatSession string
 	chatMessage string
 	chatTimeout time.Duration
+	chatRemote  string
 )
 
 func init() {
 	register(&command{
 		name: "chat",
-		args: "DIR [-m TEXT] [--session ID]",
+		args: "DIR [-m TEXT] [--session ID] | --remote enrolled|NODEID|TICKET [-m TEXT]",
 		summary: `talk to the agent
 With -m, sends one turn, prints the streamed reply to stdout (status lines go
 to stderr) and exits: 0 when the turn completed, 1 on an error. Without -m,
@@ -36,6 +37,7 @@ when idle, quits).`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&chatSession, "session", "cli", "session id (each session has its own history)")
 			fs.StringVar(&chatMessage, "m", "", "send this one message and exit")
+			fs.StringVar(&chatRemote, "remote", "", "talk over iroh to the agent this machine enrolled with (`agentd enroll`); value: \"enrolled\", a NodeId or a ticket")
 			fs.DurationVar(&chatTimeout, "timeout", 10*time.Minute, "with -m: give up after this long")
 		},
 		run: runChat,
@@ -43,13 +45,29 @@ when idle, quits).`,
 }
 
 func runChat(_ *flag.FlagSet, args []string) error {
-	arg, err := oneDir(args)
-	if err != nil {
-		return err
-	}
-	d, _, err := localDialer(arg)
-	if err != nil {
-		return err
+	var d *client.Dialer
+	if chatRemote != "" {
+		if len(args) > 0 {
+			return usagef("--remote takes no DIR")
+		}
+		target := chatRemote
+		if target == "enrolled" {
+			target = ""
+		}
+		rd, closeRemote, err := remoteDialer(target)
+		if err != nil {
+			return err
+		}
+		defer closeRemote()
+		d = rd
+	} else {
+		arg, err := oneDir(args)
+		if err != nil {
+			return err
+		}
+		if d, _, err = localDialer(arg); err != nil {
+			return err
+		}
 	}
 	defer d.CloseIdle()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)

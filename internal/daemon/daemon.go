@@ -24,7 +24,9 @@ import (
 	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/coordinator"
+	"github.com/agentd/agentd/internal/enroll"
 	"github.com/agentd/agentd/internal/gateway"
+	"github.com/agentd/agentd/internal/iroh"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/internal/supervisor"
@@ -101,11 +103,11 @@ type daemon struct {
 	gw    *gateway.Gateway
 	sup   *supervisor.Supervisor
 	srv   *http.Server
-	iroh  *irohListener
 
-	// mu guards listeners.
+	// mu guards listeners and iroh.
 	mu        sync.Mutex
 	listeners []net.Listener
+	iroh      *irohListener
 }
 
 func (d *daemon) open(ctx context.Context) error {
@@ -150,6 +152,9 @@ func (d *daemon) open(ctx context.Context) error {
 		d.gw.Handle(pattern, auth.CapChat, h)
 	}
 	d.coord.OnRevoke(func(id string) { d.gw.ResourceEvent("device", "revoked", id) })
+	for pattern, h := range enroll.Routes(d.coord, d.irohInfo) {
+		d.gw.Handle(pattern, auth.CapAdmin, h)
+	}
 	for _, r := range catalog.Routes(d.cat) {
 		d.gw.Handle(r.Pattern, r.Cap, r.Handler)
 	}
@@ -185,6 +190,21 @@ func (d *daemon) open(ctx context.Context) error {
 	return nil
 }
 
+// irohInfo is the running endpoint's address, for invitation tickets; empty
+// while iroh is off or not up.
+func (d *daemon) irohInfo() iroh.Info {
+	if il := d.irohL(); il != nil {
+		return il.info()
+	}
+	return iroh.Info{}
+}
+
+func (d *daemon) irohL() *irohListener {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.iroh
+}
+
 // info is what /api/agent-info and `agentd status` show beyond the basics.
 func (d *daemon) info() map[string]any {
 	cfg := d.cfg.Current()
@@ -196,8 +216,8 @@ func (d *daemon) info() map[string]any {
 		listeners["tcp"] = cfg.Listeners.TCP.Address
 	}
 	out := map[string]any{"listeners": listeners, "network_id": d.coord.NetworkID()}
-	if d.iroh != nil {
-		st := d.iroh.status()
+	if il := d.irohL(); il != nil {
+		st := il.status()
 		listeners["iroh"] = st["state"]
 		out["iroh"] = st
 		if id, _ := st["node_id"].(string); id != "" {
@@ -270,7 +290,9 @@ func (d *daemon) serve(ctx context.Context) error {
 		if err != nil {
 			d.log.Error("iroh listener unavailable; serving the other listeners", "err", err)
 		} else {
+			d.mu.Lock()
 			d.iroh = il
+			d.mu.Unlock()
 			goServe("iroh", auth.NewListener(il.gateway, auth.ModeIroh, d.authn, d.log.With("listener", "iroh")))
 			wg.Add(1)
 			go func() { defer wg.Done(); il.serveCoordinator(ctx) }()

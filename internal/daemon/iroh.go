@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/coordinator"
+	"github.com/agentd/agentd/internal/enroll"
 	"github.com/agentd/agentd/internal/iroh"
 )
 
@@ -159,16 +159,13 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
-var errNoCoordinatorRPC = errors.New("coordinator RPC not wired")
-
-// serveCoordinator answers enrollment streams.
+// serveCoordinator answers enrollment streams (ALPN openagent/coordinator/1).
 func (il *irohListener) serveCoordinator(ctx context.Context) {
-	for {
-		c, err := il.coord.Accept()
-		if err != nil {
-			return
-		}
-		il.d.log.Warn("coordinator stream refused", "err", errNoCoordinatorRPC)
-		c.Close()
+	srv := enroll.NewServer(il.d.coord, il.sidecar.NodeID(), il.d.log)
+	if err := srv.Serve(ctx, il.coord); err != nil && ctx.Err() == nil {
+		il.d.log.Error("coordinator RPC stopped", "err", err)
 	}
 }
+
+// info reports the endpoint for invitation tickets.
+func (il *irohListener) info() iroh.Info { return il.sidecar.Info() }

@@ -22,7 +22,7 @@ import irohPkg from '@number0/iroh/index.js'
 const { Endpoint, EndpointAddr, EndpointId, RelayMode } = irohPkg
 
 const ALPN_GATEWAY = 'openagent/gateway/1'
-const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC65B11'
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
 function die(code, msg) {
   process.stderr.write(`iroh-client: ${msg}\n`)
@@ -180,7 +180,8 @@ async function main() {
     die(3, `gateway refused: ${status} ${buf.toString().trim()}`)
   }
   const accept = crypto.createHash('sha1').update(key + WS_GUID).digest('base64')
-  if (!head.toLowerCase().includes(`sec-websocket-accept: ${accept.toLowerCase()}`)) die(1, 'bad Sec-WebSocket-Accept')
+  const got = head.split('\r\n').find((l) => /^sec-websocket-accept:/i.test(l))
+  if (!got || got.slice(got.indexOf(':') + 1).trim() !== accept) die(1, `bad Sec-WebSocket-Accept in:\n${head}`)
 
   // 4. The chat protocol.
   const sendJSON = (obj) => write(wsFrame(1, Buffer.from(JSON.stringify(obj))))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,4 +214,48 @@ func TestRemoteRenewsAtHalfLife(t *testing.T) {
 	if _, err := enroll.OpenRemote(ctx, filepath.Join(t.TempDir(), "none.json"), "", opts()); !errors.Is(err, identity.ErrNotEnrolled) {
 		t.Fatalf("no identity: %v", err)
 	}
+}
+
+// TestRemoteNotAnAgent dials a live iroh node that serves neither agentd
+// ALPN (a dial-only sidecar): the error says so instead of timing out.
+func TestRemoteNotAnAgent(t *testing.T) {
+	a := enrolltest.Start(t, nil)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "me.json")
+	if _, _, err := enroll.Enroll(ctx, a.Ticket(t, auth.CapChat, time.Hour), "", path, opts()); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "notagent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	sc, err := iroh.New(iroh.Config{Mode: iroh.ModeDial, SecretKey: key, Relay: iroh.RelayDisabled, Preset: iroh.PresetMinimal,
+		DialSocket: filepath.Join(dir, "d.sock"), BindHost: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer func() { cancel(); <-sc.Done() }()
+	if err := sc.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := devicecert.ParseTicket(a.Ticket(t, auth.CapChat, time.Hour))
+	good.NodeID, good.Addrs = sc.NodeID(), sc.Info().Addrs
+	other, err := devicecert.EncodeTicket(*good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := enroll.OpenRemote(ctx, path, other, opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	start := time.Now()
+	_, err = r.DialAuth(ctx)
+	if !errors.Is(err, iroh.ErrALPNRefused) || !strings.Contains(err.Error(), "does not serve the agentd gateway") {
+		t.Fatalf("dialing a node that is no agent: %v", err)
+	}
+	t.Logf("%v after %v", err, time.Since(start))
 }

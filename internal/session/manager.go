@@ -87,6 +87,7 @@ type Manager struct {
 	// mu guards lanes and pending. It is held across the insert of a
 	// queued turn so that queue order equals persisted order.
 	mu      sync.Mutex
+	seq     int64 // last turn seq handed out
 	lanes   map[string]*lane
 	pending map[string][]wire.Attachment // session id → attachments for its next turn
 
@@ -165,6 +166,10 @@ func New(opts Options) (*Manager, error) {
 // storeTimeout bounds the writes that must happen even during shutdown.
 const storeTimeout = 10 * time.Second
 
+// persistDelay bounds how long a turn that started at once runs before it
+// is persisted (the window in which a crash can lose it).
+const persistDelay = 2 * time.Millisecond
+
 // Start resumes every persisted turn (acceptance order per run key) and
 // runs turns until ctx is done. A turn cut by shutdown stays persisted and
 // runs again after the next Start.
@@ -183,6 +188,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, t := range turns {
+		m.seq = max(m.seq, t.Seq)
 		m.enqueueLocked(t)
 	}
 	if len(turns) > 0 {

@@ -46,8 +46,8 @@ func (m *Manager) resolve(cfg *config.Config, pinned string) (config.Model, prov
 // execute runs one turn to its end and delivers its result. On shutdown it
 // returns without storing anything, so the turn runs again after restart.
 func (m *Manager) execute(ctx context.Context, r *run) {
-	TT("execute")
 	t := r.turn
+	defer t.markOut()
 	cfg := m.cfg.Current()
 	o := outcome{}
 	var out *agent.Outcome
@@ -59,17 +59,14 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		mo, prov, err = m.resolve(cfg, row.Pinned)
 		o.Model = mo.ID
 	}
-	TT("resolved")
 	if err == nil {
 		hist, err = m.db.history(ctx, t.SessionID)
 	}
-	TT("history")
 	if err == nil {
 		name := mo.Name
 		if name == "" {
 			name = mo.ID
 		}
-		TT("agent run")
 		out, err = m.agent.Run(ctx, agent.Turn{
 			Provider:    prov,
 			Model:       name,
@@ -139,11 +136,18 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 		}
 		switch e := ev.(type) {
 		case agent.Delta:
-			TT("delta")
 			m.stream(ctx, t.ClientID, wire.Delta{Text: e.Text, SessionID: t.SessionID})
 		case agent.Status:
 			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
 		}
+		t.markOut()
+	}
+}
+
+// markOut says the run's first frame went out (or the run ended).
+func (t *turn) markOut() {
+	if t.firstOut != nil {
+		t.firstOnce.Do(func() { close(t.firstOut) })
 	}
 }
 

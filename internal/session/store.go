@@ -61,7 +61,7 @@ func openDB(ctx context.Context, sqlDB *sql.DB, now func() time.Time) (*db, erro
 	}{
 		{&d.getSession, `SELECT id, owner, pinned_model, created_at, updated_at FROM sessions WHERE id = ?`},
 		{&d.insSession, `INSERT INTO sessions(id, owner, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`},
-		{&d.insTurn, `INSERT INTO turns(session_id, client_id, run_key, text, attachments, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&d.insTurn, `INSERT INTO turns(seq, session_id, client_id, run_key, text, attachments, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&d.getHistory, `SELECT role, content, tool_calls, tool_call_id, is_error FROM messages WHERE session_id = ? AND failed = 0 ORDER BY id`},
 		{&d.insMsg, `INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error,
 			attachments, model, interrupted, failed, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
@@ -214,6 +214,7 @@ func (d *db) readHistory(ctx context.Context, id string) ([]provider.Message, er
 // turn is an accepted user turn, persisted until it finishes.
 type turn struct {
 	ID          int64
+	Seq         int64 // acceptance order, assigned under Manager.mu
 	SessionID   string
 	ClientID    string
 	RunKey      string
@@ -223,6 +224,10 @@ type turn struct {
 	// persisted, when set, is closed once the row is written (ID is valid
 	// from then on): a turn that starts at once is persisted concurrently.
 	persisted chan struct{}
+	// firstOut, when set, is closed when the run's first frame went out
+	// (or the run ended): the persisting write waits for it, briefly.
+	firstOut  chan struct{}
+	firstOnce sync.Once
 }
 
 func (d *db) insertTurn(ctx context.Context, t *turn) error {
@@ -230,7 +235,7 @@ func (d *db) insertTurn(ctx context.Context, t *turn) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.insTurn.ExecContext(ctx, t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
+	res, err := d.insTurn.ExecContext(ctx, t.Seq, t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
 	if err != nil {
 		return fmt.Errorf("persist turn: %w", err)
 	}
@@ -249,7 +254,7 @@ func (d *db) deleteTurns(ctx context.Context, ids []int64) error {
 
 // pendingTurns returns every persisted turn in acceptance order.
 func (d *db) pendingTurns(ctx context.Context) ([]*turn, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT id, session_id, client_id, run_key, text, attachments FROM turns ORDER BY id`)
+	rows, err := d.sql.QueryContext(ctx, `SELECT id, seq, session_id, client_id, run_key, text, attachments FROM turns ORDER BY seq, id`)
 	if err != nil {
 		return nil, fmt.Errorf("read queued turns: %w", err)
 	}
@@ -258,7 +263,7 @@ func (d *db) pendingTurns(ctx context.Context) ([]*turn, error) {
 	for rows.Next() {
 		t := &turn{}
 		var att string
-		if err := rows.Scan(&t.ID, &t.SessionID, &t.ClientID, &t.RunKey, &t.Text, &att); err != nil {
+		if err := rows.Scan(&t.ID, &t.Seq, &t.SessionID, &t.ClientID, &t.RunKey, &t.Text, &att); err != nil {
 			return nil, fmt.Errorf("read queued turns: %w", err)
 		}
 		if err := json.Unmarshal([]byte(att), &t.Attachments); err != nil {

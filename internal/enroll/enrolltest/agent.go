@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -89,10 +90,25 @@ func shortTempDir(t testing.TB) string {
 	return dir
 }
 
+// Options of StartWith.
+type Options struct {
+	// Handler serves authenticated gateway streams (nil: Handler()).
+	Handler http.Handler
+	// Raw serves streams of extra ALPNs directly (benchmark floors).
+	Raw map[string]func(*iroh.Conn)
+}
+
 // Start runs the agent side; handler serves authenticated gateway streams
 // (nil: Handler()). Everything stops at test cleanup.
 func Start(t testing.TB, handler http.Handler) *Agent {
 	t.Helper()
+	return StartWith(t, Options{Handler: handler})
+}
+
+// StartWith is Start with all options.
+func StartWith(t testing.TB, o Options) *Agent {
+	t.Helper()
+	handler := o.Handler
 	if handler == nil {
 		handler = Handler()
 	}
@@ -156,14 +172,26 @@ func Start(t testing.TB, handler http.Handler) *Agent {
 					c.Close()
 				}
 			default:
+				if h, ok := o.Raw[c.ALPN()]; ok {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						h(c)
+					}()
+					continue
+				}
 				c.Close()
 			}
 		}
 	}()
 
+	alpns := []string{iroh.ALPNGateway, iroh.ALPNCoordinator}
+	for alpn := range o.Raw {
+		alpns = append(alpns, alpn)
+	}
 	a.Serve, err = iroh.New(iroh.Config{
 		Mode: iroh.ModeServe, SecretKey: nodeKey, Relay: iroh.RelayDisabled, Preset: iroh.PresetMinimal,
-		ALPNs: []string{iroh.ALPNGateway, iroh.ALPNCoordinator}, AcceptSocket: ln.Path(), BindHost: "127.0.0.1",
+		ALPNs: alpns, AcceptSocket: ln.Path(), BindHost: "127.0.0.1",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -208,6 +236,15 @@ func Handler() http.Handler {
 				return
 			}
 		}
+	})
+	mux.HandleFunc("POST /sink", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int64{"bytes": n})
 	})
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
 		c, err := up.Upgrade(w, r, nil)

@@ -30,11 +30,13 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_session ON messages(session_id, id);
 
--- Accepted turns not yet finished: written before the client hears queued{},
--- deleted in the same transaction that stores the turn's result. After a
--- restart every row runs again, in id order per run key.
+-- Accepted turns not yet finished: written before the client hears queued{}
+-- (a turn that starts at once: within 2 ms of its start), deleted in the same
+-- transaction that stores the turn's result. After a restart every row runs
+-- again, in seq (acceptance) order per run key.
 CREATE TABLE turns (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq         INTEGER NOT NULL,
 	session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
 	client_id   TEXT NOT NULL,
 	run_key     TEXT NOT NULL,
@@ -42,7 +44,7 @@ CREATE TABLE turns (
 	attachments TEXT NOT NULL DEFAULT '[]',
 	created_at  INTEGER NOT NULL
 );
-CREATE INDEX turns_run_key ON turns(run_key, id);
+CREATE INDEX turns_seq ON turns(seq);
 
 -- One row per finished turn, for the usage REST.
 CREATE TABLE turn_usage (

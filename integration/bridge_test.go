@@ -1,0 +1,976 @@
+package integration
+
+// End-to-end tests of the bridges: the real agentd binary supervising the
+// real bridge-telegram binary (and builds of the test plugin), with the fake
+// Telegram Bot API running inside the test process. Nothing here is an
+// in-process shortcut: the bridge is a go-plugin child of agentd, holds its
+// own device certificate, and reaches the gateway over agentd.sock.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-telegram/bot/models"
+
+	"github.com/agentd/agentd/client"
+	"github.com/agentd/agentd/devicecert"
+	"github.com/agentd/agentd/plugins/bridge/telegram/telegramtest"
+	"github.com/agentd/agentd/wire"
+)
+
+// aliceID is the Telegram user the tests allow.
+const aliceID = 1001
+
+var (
+	alice     = telegramtest.User(aliceID, "Alice")
+	aliceChat = telegramtest.PrivateChat(alice)
+)
+
+// bridgeState mirrors one entry of GET /api/bridges.
+type bridgeState struct {
+	Name             string    `json:"name"`
+	Enabled          bool      `json:"enabled"`
+	State            string    `json:"state"`
+	PID              int       `json:"pid"`
+	Restarts         int       `json:"restarts"`
+	LastError        string    `json:"last_error"`
+	StartedAt        time.Time `json:"started_at"`
+	GatewayConnected bool      `json:"gateway_connected"`
+	SessionPrefix    string    `json:"session_prefix"`
+	Path             string    `json:"path"`
+}
+
+// bridgeEnv is one agent directory with agentd serving and the fake
+// Telegram in front of its telegram bridge.
+type bridgeEnv struct {
+	tb    testing.TB
+	dir   string
+	d     *bgDaemon
+	tg    *telegramtest.Server
+	owner *client.Dialer
+}
+
+// telegramYAML is the bridges.telegram section pointing at tg. The comments
+// are there so tests can check that enabling and disabling keep them.
+func telegramYAML(tg *telegramtest.Server, allowed string) string {
+	return fmt.Sprintf(`  # The Telegram bridge under test (comment kept by enable/disable).
+  telegram:
+    enabled: true   # trailing comment kept too
+    allowed_users: ["%s"]
+    settings:
+      token: "%s"
+      api_url: "%s"
+      poll_timeout: "2"
+`, allowed, tg.Token, tg.URL())
+}
+
+// testPluginYAML is a bridges.<name> section running a test plugin build.
+func testPluginYAML(name, path, mode string) string {
+	return fmt.Sprintf(`  %s:
+    enabled: true
+    path: %q
+    allowed_users: ["*"]
+    settings:
+      mode: %s
+`, name, path, mode)
+}
+
+// newBridgeEnv makes an agent directory whose bridges: section is the
+// telegram bridge (pointed at a fresh fake) plus extra, starts agentd, and
+// waits for the telegram bridge to run and reach the gateway.
+func newBridgeEnv(tb testing.TB, extra string) *bridgeEnv {
+	tb.Helper()
+	return newBridgeEnvAllowing(tb, fmt.Sprint(aliceID), extra)
+}
+
+// newBridgeEnvAllowing is newBridgeEnv with telegram's allowed_users set
+// to the one entry allowed ("*" for everyone).
+func newBridgeEnvAllowing(tb testing.TB, allowed, extra string) *bridgeEnv {
+	tb.Helper()
+	tg := telegramtest.New(tb)
+	dir := newAgentTB(tb)
+	setBridges(tb, dir, telegramYAML(tg, allowed)+extra)
+	e := &bridgeEnv{tb: tb, dir: dir, tg: tg}
+	e.d = serveTB(tb, dir)
+	id, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.owner = client.Unix(filepath.Join(dir, "agentd.sock"), id)
+	tb.Cleanup(e.owner.CloseIdle)
+	e.waitBridge("telegram", 20*time.Second, "running and connected to the gateway", func(b bridgeState) bool {
+		return b.State == "running" && b.GatewayConnected
+	})
+	return e
+}
+
+// setBridges replaces the empty bridges: {} of a fresh openagent.yaml.
+func setBridges(tb testing.TB, dir, section string) {
+	tb.Helper()
+	p := filepath.Join(dir, "openagent.yaml")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := string(b)
+	if !strings.Contains(s, "\nbridges: {}\n") {
+		tb.Fatalf("openagent.yaml has no empty bridges section:\n%s", s)
+	}
+	s = strings.Replace(s, "\nbridges: {}\n", "\nbridges:\n"+section, 1)
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (e *bridgeEnv) config() string {
+	b, err := os.ReadFile(filepath.Join(e.dir, "openagent.yaml"))
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// bridges is GET /api/bridges as the owner.
+func (e *bridgeEnv) bridges() map[string]bridgeState {
+	e.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out struct {
+		Bridges []bridgeState `json:"bridges"`
+	}
+	if err := e.owner.GetJSON(ctx, "/api/bridges", &out); err != nil {
+		e.tb.Fatalf("GET /api/bridges: %v", err)
+	}
+	m := map[string]bridgeState{}
+	for _, b := range out.Bridges {
+		m[b.Name] = b
+	}
+	return m
+}
+
+func (e *bridgeEnv) bridge(name string) bridgeState {
+	e.tb.Helper()
+	b, ok := e.bridges()[name]
+	if !ok {
+		e.tb.Fatalf("bridge %s not in GET /api/bridges", name)
+	}
+	return b
+}
+
+// waitBridge polls GET /api/bridges until cond holds for name.
+func (e *bridgeEnv) waitBridge(name string, timeout time.Duration, what string, cond func(bridgeState) bool) bridgeState {
+	e.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	var last bridgeState
+	for {
+		last = e.bridge(name)
+		if cond(last) {
+			return last
+		}
+		if time.Now().After(deadline) {
+			e.tb.Fatalf("bridge %s not %s after %v: %+v\n%s", name, what, timeout, last, e.bridgeLog(name))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// bridgeLog is the tail of logs/bridge-<name>.log, for failure messages.
+func (e *bridgeEnv) bridgeLog(name string) string {
+	b, _ := os.ReadFile(filepath.Join(e.dir, "logs", "bridge-"+name+".log"))
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return "--- bridge-" + name + ".log (tail) ---\n" + string(b)
+}
+
+// sessions is GET /api/sessions's ids for dialer d.
+func (e *bridgeEnv) sessions(d *client.Dialer) []string {
+	e.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out struct {
+		Sessions []struct {
+			ID       string `json:"id"`
+			Messages int    `json:"messages"`
+		} `json:"sessions"`
+	}
+	if err := d.GetJSON(ctx, "/api/sessions", &out); err != nil {
+		e.tb.Fatalf("GET /api/sessions: %v", err)
+	}
+	var ids []string
+	for _, s := range out.Sessions {
+		ids = append(ids, s.ID)
+	}
+	return ids
+}
+
+// isEchoOf reports whether m is the echo provider's complete reply to text.
+func isEchoOf(m telegramtest.Msg, text string) bool {
+	return strings.HasPrefix(m.Text, "echo: "+text) && strings.HasSuffix(m.Text, "real answers)")
+}
+
+// waitReply waits until the bot's messages to alice include the complete
+// echo of text, and returns that message.
+func (e *bridgeEnv) waitReply(timeout time.Duration, text string) telegramtest.Msg {
+	e.tb.Helper()
+	var got telegramtest.Msg
+	e.tg.Wait(timeout, fmt.Sprintf("the echo of %q in the chat", text), func() bool {
+		for _, m := range e.tg.Messages(aliceID) {
+			if isEchoOf(m, text) {
+				got = m
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// repliesTo counts the bot's messages that echo text.
+func (e *bridgeEnv) repliesTo(text string) int {
+	n := 0
+	for _, m := range e.tg.Messages(aliceID) {
+		if isEchoOf(m, text) {
+			n++
+		}
+	}
+	return n
+}
+
+// wsTurn sends one text_final on c and returns the frames up to
+// turn_complete, skipping broadcasts.
+func wsTurn(tb testing.TB, c *client.Conn, sid, text string) (resp wire.Response, frames []wire.Message) {
+	tb.Helper()
+	if err := c.Send(wire.TextFinal{Text: text, SessionID: sid}); err != nil {
+		tb.Fatalf("send text_final: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	got := false
+	for {
+		m, err := c.Recv(ctx)
+		if err != nil {
+			tb.Fatalf("waiting for the turn on %s: %v (frames %v)", sid, err, frames)
+		}
+		switch m := m.(type) {
+		case wire.ResourceEvent, wire.SystemSnapshot:
+			continue
+		case wire.Response:
+			resp, got = m, true
+		case wire.Error:
+			tb.Fatalf("error frame during the turn: %+v", m)
+		case wire.TurnComplete:
+			if !got {
+				tb.Fatalf("turn_complete without response: %v", frames)
+			}
+			return resp, frames
+		}
+		frames = append(frames, m)
+	}
+}
+
+// eventLog collects the resource_event frames one WS connection receives.
+type eventLog struct {
+	// mu guards evs.
+	mu  sync.Mutex
+	evs []wire.ResourceEvent
+	ch  chan struct{} // signalled on every event
+}
+
+// watchEvents reads every frame of c in the background, keeping the
+// resource events; c is for watching only from then on.
+func watchEvents(c *client.Conn) *eventLog {
+	l := &eventLog{ch: make(chan struct{}, 1)}
+	go func() {
+		for {
+			m, err := c.Recv(context.Background())
+			if err != nil {
+				return
+			}
+			if ev, ok := m.(wire.ResourceEvent); ok {
+				l.mu.Lock()
+				l.evs = append(l.evs, ev)
+				l.mu.Unlock()
+				select {
+				case l.ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return l
+}
+
+// wait waits for a resource_event {bridge, action, name} and then forgets
+// every event so far.
+func (l *eventLog) wait(tb testing.TB, action, name string) {
+	tb.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		l.mu.Lock()
+		i := slices.IndexFunc(l.evs, func(ev wire.ResourceEvent) bool {
+			return ev.Resource == "bridge" && ev.Action == action && ev.ID == name
+		})
+		all := slices.Clone(l.evs)
+		if i >= 0 {
+			l.evs = nil
+		}
+		l.mu.Unlock()
+		if i >= 0 {
+			return
+		}
+		select {
+		case <-l.ch:
+		case <-deadline:
+			tb.Fatalf("no resource_event {bridge %s %s}; got %+v", action, name, all)
+		}
+	}
+}
+
+// --- 1. the whole path ---------------------------------------------------
+
+func TestBridgeTelegramStreamedReply(t *testing.T) {
+	e := newBridgeEnv(t, "")
+	b := e.bridge("telegram")
+	if b.SessionPrefix != "tg" || b.PID == 0 || b.Restarts != 0 || !b.Enabled {
+		t.Errorf("telegram bridge status = %+v", b)
+	}
+	if fi, err := os.Stat(filepath.Join(e.dir, "keys", "bridge-telegram.identity")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("bridge identity: %v (mode %v), want a 0600 file", err, fi.Mode().Perm())
+	}
+
+	e.tg.Text(aliceChat, alice, "hello through the bridge")
+	got := e.waitReply(15*time.Second, "hello through the bridge")
+	// Streamed: the first delta went out as sendMessage, the rest as edits
+	// of that same message.
+	sends := e.tg.Calls("sendMessage")
+	if len(sends) != 1 || sends[0].Params["chat_id"] != fmt.Sprint(aliceID) {
+		t.Fatalf("sendMessage calls = %+v, want one to chat %d", sends, aliceID)
+	}
+	if first := sends[0].Params["text"]; !strings.HasPrefix(first, "echo") || first == got.Raw {
+		t.Errorf("first sendMessage text %q: want the first delta only, not the whole reply", first)
+	}
+	if got.Edits < 1 || len(e.tg.Calls("editMessageText")) < 1 {
+		t.Errorf("reply was not streamed by edits: %+v", got)
+	}
+	if n := len(e.tg.Messages(aliceID)); n != 1 {
+		t.Errorf("%d bot messages in the chat, want 1", n)
+	}
+	e.tg.Wait(5*time.Second, "the update to be confirmed", func() bool { return len(e.tg.Unconfirmed()) == 0 })
+
+	// The session is tg:<chat_id>, and the owner sees it.
+	want := fmt.Sprintf("tg:%d", aliceID)
+	if ids := e.sessions(e.owner); !slices.Contains(ids, want) {
+		t.Errorf("owner's GET /api/sessions = %v, want %s among them", ids, want)
+	}
+
+	// A stranger is refused politely and gets no session.
+	mallory := telegramtest.User(666, "Mallory")
+	e.tg.Text(telegramtest.PrivateChat(mallory), mallory, "let me in")
+	e.tg.Wait(10*time.Second, "the refusal", func() bool {
+		m := e.tg.Messages(666)
+		return len(m) == 1 && strings.Contains(m[0].Text, "not on its list of allowed users")
+	})
+	if ids := e.sessions(e.owner); slices.Contains(ids, "tg:666") {
+		t.Errorf("a refused user got a session: %v", ids)
+	}
+}
+
+// --- 2. crash isolation and redelivery -----------------------------------
+
+func TestBridgeKillRestartsAndRedelivers(t *testing.T) {
+	e := newBridgeEnv(t, "")
+	agentdPID := e.d.cmd.Process.Pid
+
+	// A conversation is going on in Telegram…
+	e.tg.Text(aliceChat, alice, "first message")
+	e.waitReply(15*time.Second, "first message")
+	e.tg.Wait(5*time.Second, "the first update to be confirmed", func() bool { return len(e.tg.Unconfirmed()) == 0 })
+
+	// …and an owner's app is connected at the same time, on its own session.
+	ws, err := e.owner.DialWS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if r, _ := wsTurn(t, ws, "app-1", "before the kill"); !strings.HasPrefix(r.Text, "echo: before the kill") {
+		t.Fatalf("ws reply = %+v", r)
+	}
+
+	// The next update is fetched by the bridge but not yet accepted by
+	// agentd: it carries a photo, and the fake answers getFile slowly.
+	before := e.bridge("telegram")
+	e.tg.SetLatency(5 * time.Second)
+	fid := e.tg.AddFile("cat.jpg", []byte("JPEGDATA"))
+	pending := e.tg.Push(models.Message{Chat: aliceChat, From: &alice, Caption: "photo while dying",
+		Photo: []models.PhotoSize{{FileID: fid, Width: 9, Height: 9, FileSize: 8}}})
+	e.tg.Wait(10*time.Second, "the bridge to fetch the photo update and ask for the file", func() bool {
+		return e.tg.Fetched(pending) >= 1 && len(e.tg.Calls("getFile")) >= 1
+	})
+
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	e.tg.SetLatency(0)
+	// A message sent while the bridge is down waits in Telegram.
+	e.tg.Text(aliceChat, alice, "sent while down")
+
+	after := e.waitBridge("telegram", 10*time.Second, "running again with a new pid", func(b bridgeState) bool {
+		return b.State == "running" && b.PID != 0 && b.PID != before.PID
+	})
+	restart := time.Since(killed)
+	t.Logf("SIGKILL → running again: %v (pid %d → %d, restarts %d)", restart.Round(time.Millisecond), before.PID, after.PID, after.Restarts)
+	if restart > time.Second {
+		t.Errorf("bridge took %v to run again after SIGKILL, want ≤ 1s", restart)
+	}
+	if after.Restarts != before.Restarts+1 {
+		t.Errorf("restarts %d → %d, want +1", before.Restarts, after.Restarts)
+	}
+	if !strings.Contains(after.LastError, "killed") {
+		t.Errorf("last_error = %q, want it to say the process was killed", after.LastError)
+	}
+
+	// The update that was never accepted is fetched again and answered,
+	// and so is the one sent during the outage; nothing is answered twice.
+	e.waitReply(15*time.Second, "photo while dying [user attached image")
+	e.waitReply(15*time.Second, "sent while down")
+	served := time.Since(killed)
+	t.Logf("SIGKILL → both pending messages answered: %v", served.Round(time.Millisecond))
+	if n := e.tg.Fetched(pending); n < 2 {
+		t.Errorf("pending update fetched %d times, want ≥ 2 (redelivered)", n)
+	}
+	e.tg.Wait(5*time.Second, "every update to be confirmed", func() bool { return len(e.tg.Unconfirmed()) == 0 })
+	for _, text := range []string{"first message", "photo while dying", "sent while down"} {
+		if n := e.repliesTo(text); n != 1 {
+			t.Errorf("%d replies to %q, want 1", n, text)
+		}
+	}
+
+	// agentd noticed nothing: same process, and the app's connection is
+	// still open and completes a turn.
+	select {
+	case <-ws.Done():
+		t.Fatal("the owner's WebSocket was closed by the bridge crash")
+	default:
+	}
+	if r, _ := wsTurn(t, ws, "app-1", "after the kill"); !strings.HasPrefix(r.Text, "echo: after the kill") {
+		t.Errorf("ws reply after the kill = %+v", r)
+	}
+	if e.d.cmd.ProcessState != nil || e.d.cmd.Process.Pid != agentdPID {
+		t.Error("agentd is not the same running process")
+	}
+	if err := syscall.Kill(before.PID, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("killed bridge pid %d: kill -0 = %v, want ESRCH (reaped, no zombie)", before.PID, err)
+	}
+}
+
+// TestBridgeKillDuringReply kills the bridge after agentd accepted the
+// turn (the update is confirmed) but while the reply is being sent. The
+// turn must not run twice; whether the user ever sees the whole reply is a
+// known gap (see the skip message).
+func TestBridgeKillDuringReply(t *testing.T) {
+	e := newBridgeEnv(t, "")
+	before := e.bridge("telegram")
+	e.tg.SetLatency(2 * time.Second)
+	id := e.tg.Text(aliceChat, alice, "accepted then killed")
+	e.tg.Wait(10*time.Second, "the reply's sendMessage to arrive", func() bool {
+		return len(e.tg.Calls("sendMessage")) >= 1
+	})
+	if u := e.tg.Unconfirmed(); len(u) != 0 {
+		t.Fatalf("update %d not confirmed although agentd accepted it: %v", id, u)
+	}
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.tg.SetLatency(0)
+	e.waitBridge("telegram", 10*time.Second, "running again", func(b bridgeState) bool {
+		return b.State == "running" && b.PID != before.PID
+	})
+	// The turn ran once: one user message and one reply in the session.
+	var out struct {
+		Sessions []struct {
+			ID       string `json:"id"`
+			Messages int    `json:"messages"`
+		} `json:"sessions"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.owner.GetJSON(ctx, "/api/sessions", &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range out.Sessions {
+		if s.ID == fmt.Sprintf("tg:%d", aliceID) && s.Messages != 2 {
+			t.Errorf("session %s has %d messages, want 2 (the turn ran once)", s.ID, s.Messages)
+		}
+	}
+	if e.tg.Fetched(id) != 1 {
+		t.Errorf("accepted update fetched %d times, want 1", e.tg.Fetched(id))
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if e.repliesTo("accepted then killed") == 1 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var shown []string
+	for _, m := range e.tg.Messages(aliceID) {
+		shown = append(shown, m.Text)
+	}
+	t.Skipf("known gap: a reply in flight when the bridge process dies is lost once the update is confirmed; "+
+		"the chat shows %q (nothing, or the first delta) while agentd's history has the whole reply", shown)
+}
+
+// --- 3. crash loop --------------------------------------------------------
+
+func TestBridgeCrashloop(t *testing.T) {
+	crashy := testPluginBinary(t, "crashy", "")
+	start := time.Now()
+	e := newBridgeEnv(t, testPluginYAML("crashy", crashy, "crash"))
+	tgPID := e.bridge("telegram").PID
+
+	b := e.waitBridge("crashy", 30*time.Second, "in crashloop", func(b bridgeState) bool { return b.State == "crashloop" })
+	took := time.Since(start)
+	t.Logf("crashloop after %v, %d restarts, last_error %q", took.Round(time.Millisecond), b.Restarts, b.LastError)
+	// Five quick failures with backoff 0.2+0.4+0.8+1.6 s between them:
+	// not sooner than 3 s, and not relaunched faster than the backoff.
+	if took < 3*time.Second {
+		t.Errorf("crashloop after %v: the backoff (0.2, 0.4, 0.8, 1.6 s) was not honoured", took)
+	}
+	if b.Restarts < 5 || b.Restarts > 6 {
+		t.Errorf("restarts = %d when crashloop was first seen, want 5", b.Restarts)
+	}
+	if !strings.Contains(b.LastError, "exit status 1") || !strings.Contains(b.LastError, "crashing at start as configured") {
+		t.Errorf("last_error = %q, want the exit status and the plugin's last words", b.LastError)
+	}
+	if b.PID != 0 {
+		t.Errorf("pid = %d while in crashloop, want 0", b.PID)
+	}
+	// Still retrying, at growing intervals: the next relaunch is 3.2 s out.
+	time.Sleep(time.Second)
+	if b2 := e.bridge("crashy"); b2.Restarts > b.Restarts+1 {
+		t.Errorf("restarts %d → %d within 1 s of crashloop: backoff not applied", b.Restarts, b2.Restarts)
+	}
+
+	// Telegram ran through all of it, untouched, and answers.
+	tg := e.bridge("telegram")
+	if tg.State != "running" || tg.PID != tgPID || tg.Restarts != 0 {
+		t.Errorf("telegram during the other bridge's crash loop: %+v (pid was %d)", tg, tgPID)
+	}
+	e.tg.Text(aliceChat, alice, "still there?")
+	e.waitReply(15*time.Second, "still there?")
+	if r := agentd(t, nil, "status", e.dir); r.code != 0 {
+		t.Errorf("status: %d %s", r.code, r.stderr)
+	}
+	// The CLI shows the crash loop too.
+	r := agentd(t, nil, "bridge", "list", e.dir)
+	if r.code != 0 || !regexpLine(r.stdout, `^crashy\s+(crashloop|starting)\s+0\s+\d+\s.*exit status 1`) || !regexpLine(r.stdout, `^telegram\s+running\s+\d+\s+0\s`) {
+		t.Errorf("bridge list: code %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// --- 4. control over REST, the CLI and the file ---------------------------
+
+func TestBridgeControl(t *testing.T) {
+	other := testPluginBinary(t, "other", "")
+	e := newBridgeEnv(t, testPluginYAML("other", other, "run"))
+	otherPID := e.waitBridge("other", 20*time.Second, "running", func(b bridgeState) bool { return b.State == "running" }).PID
+	cfg0 := e.config()
+
+	ws, err := e.owner.DialWS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	evs := watchEvents(ws)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	post := func(path string) bridgeState {
+		t.Helper()
+		var st bridgeState
+		if err := e.owner.PostJSON(ctx, path, nil, &st); err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		return st
+	}
+	// checkConfig: only telegram's enabled value differs from the original
+	// file, and every comment is still there.
+	checkConfig := func(enabled bool) {
+		t.Helper()
+		want := cfg0
+		if !enabled {
+			want = strings.Replace(cfg0, "    enabled: true   # trailing comment kept too", "    enabled: false   # trailing comment kept too", 1)
+		}
+		if got := e.config(); got != want {
+			t.Errorf("openagent.yaml after telegram enabled=%v:\n%s\nwant:\n%s", enabled, got, want)
+		}
+	}
+	checkOther := func(step string) {
+		t.Helper()
+		if b := e.bridge("other"); b.State != "running" || b.PID != otherPID || b.Restarts != 0 {
+			t.Errorf("after %s: other bridge = %+v, want running as pid %d", step, b, otherPID)
+		}
+	}
+
+	// REST: disable.
+	st := post("/api/bridges/telegram/disable")
+	if st.State != "stopped" || st.Enabled || st.PID != 0 {
+		t.Errorf("disable answered %+v", st)
+	}
+	evs.wait(t, "disabled", "telegram")
+	checkConfig(false)
+	checkOther("disable")
+	// Disabled means not answering: a message waits in Telegram…
+	e.tg.Text(aliceChat, alice, "while disabled")
+	time.Sleep(500 * time.Millisecond)
+	if n := e.repliesTo("while disabled"); n != 0 {
+		t.Errorf("a disabled bridge answered")
+	}
+	// …and restart of a disabled bridge is refused.
+	var ae *client.APIError
+	if err := e.owner.PostJSON(ctx, "/api/bridges/telegram/restart", nil, nil); !errors.As(err, &ae) || ae.Status != 409 {
+		t.Errorf("restart of a disabled bridge: %v, want 409", err)
+	}
+	if err := e.owner.PostJSON(ctx, "/api/bridges/nope/restart", nil, nil); !client.IsStatus(err, 404) {
+		t.Errorf("restart of an unknown bridge: %v, want 404", err)
+	}
+
+	// REST: enable. The waiting message is answered.
+	st = post("/api/bridges/telegram/enable")
+	if !st.Enabled {
+		t.Errorf("enable answered %+v", st)
+	}
+	evs.wait(t, "enabled", "telegram")
+	b := e.waitBridge("telegram", 10*time.Second, "running", func(b bridgeState) bool { return b.State == "running" })
+	e.waitReply(15*time.Second, "while disabled")
+	checkConfig(true)
+	checkOther("enable")
+
+	// REST: restart.
+	st = post("/api/bridges/telegram/restart")
+	evs.wait(t, "restarted", "telegram")
+	b2 := e.waitBridge("telegram", 10*time.Second, "running", func(b bridgeState) bool { return b.State == "running" })
+	if b2.PID == b.PID || b2.Restarts != b.Restarts+1 {
+		t.Errorf("restart: pid %d → %d, restarts %d → %d", b.PID, b2.PID, b.Restarts, b2.Restarts)
+	}
+	checkConfig(true)
+	checkOther("restart")
+
+	// The same over the CLI.
+	cli := func(args ...string) string {
+		t.Helper()
+		r := agentd(t, nil, append([]string{"bridge"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("agentd bridge %v: code %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	if out := cli("disable", e.dir, "telegram"); !strings.Contains(out, "bridge telegram: stopped") {
+		t.Errorf("bridge disable: %q", out)
+	}
+	evs.wait(t, "disabled", "telegram")
+	checkConfig(false)
+	checkOther("CLI disable")
+	out := cli("list", e.dir)
+	if !regexpLine(out, `^telegram\s+stopped\s+0\s`) || !regexpLine(out, fmt.Sprintf(`^other\s+running\s+%d\s+0\s`, otherPID)) {
+		t.Errorf("bridge list after CLI disable:\n%s", out)
+	}
+	cli("enable", e.dir, "telegram")
+	evs.wait(t, "enabled", "telegram")
+	b = e.waitBridge("telegram", 10*time.Second, "running", func(b bridgeState) bool { return b.State == "running" })
+	checkConfig(true)
+	if out := cli("restart", e.dir, "telegram"); !strings.Contains(out, "bridge telegram:") {
+		t.Errorf("bridge restart: %q", out)
+	}
+	evs.wait(t, "restarted", "telegram")
+	b2 = e.waitBridge("telegram", 10*time.Second, "running", func(b bridgeState) bool { return b.State == "running" })
+	if b2.PID == b.PID {
+		t.Errorf("CLI restart kept pid %d", b.PID)
+	}
+	checkOther("CLI enable and restart")
+	e.tg.Text(aliceChat, alice, "after the CLI round")
+	e.waitReply(15*time.Second, "after the CLI round")
+
+	// Editing the file by hand applies on hot reload, to that bridge only.
+	tgPID := b2.PID
+	p := filepath.Join(e.dir, "openagent.yaml")
+	s := strings.Replace(e.config(), "  other:\n    enabled: true\n", "  other:\n    enabled: false\n", 1)
+	if !strings.Contains(s, "  other:\n    enabled: false\n") {
+		t.Fatalf("could not edit the other bridge's section:\n%s", s)
+	}
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.waitBridge("other", 10*time.Second, "stopped by the hot reload", func(b bridgeState) bool { return b.State == "stopped" && !b.Enabled })
+	if tg := e.bridge("telegram"); tg.PID != tgPID || tg.State != "running" {
+		t.Errorf("hot reload of another bridge touched telegram: %+v (pid was %d)", tg, tgPID)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(s, "  other:\n    enabled: false\n", "  other:\n    enabled: true\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.waitBridge("other", 10*time.Second, "running after the hot reload", func(b bridgeState) bool { return b.State == "running" && b.Enabled })
+	if tg := e.bridge("telegram"); tg.PID != tgPID {
+		t.Errorf("hot reload of another bridge restarted telegram (pid %d → %d)", tgPID, tg.PID)
+	}
+}
+
+// --- 5. security ------------------------------------------------------------
+
+func TestBridgeSecurity(t *testing.T) {
+	wrongCookie := testPluginBinary(t, "wrongcookie", "-X main.cookie=not-agentd")
+	wrongProto := testPluginBinary(t, "wrongproto", "-X main.protocol=99")
+	script := filepath.Join(t.TempDir(), "bridge-script")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'hello, I am not a plugin'\nsleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extra := testPluginYAML("wrongcookie", wrongCookie, "run") +
+		testPluginYAML("wrongproto", wrongProto, "run") +
+		testPluginYAML("script", script, "run") +
+		"  missing:\n    enabled: true\n    allowed_users: [\"*\"]\n"
+	e := newBridgeEnv(t, extra)
+	agentdPID := e.d.cmd.Process.Pid
+
+	// The bridge's own certificate may chat on tg:… and nothing else.
+	bid, err := devicecert.LoadIdentity(filepath.Join(e.dir, "keys", "bridge-telegram.identity"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd := client.Unix(filepath.Join(e.dir, "agentd.sock"), bid)
+	defer bd.CloseIdle()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, path := range []string{"/api/bridges", "/api/bridges/telegram", "/api/devices"} {
+		if err := bd.GetJSON(ctx, path, nil); !client.IsStatus(err, 403) {
+			t.Errorf("bridge identity GET %s: %v, want 403", path, err)
+		}
+	}
+	for _, path := range []string{"/api/bridges/telegram/disable", "/api/bridges/telegram/restart"} {
+		if err := bd.PostJSON(ctx, path, nil, nil); !client.IsStatus(err, 403) {
+			t.Errorf("bridge identity POST %s: %v, want 403", path, err)
+		}
+	}
+	if b := e.bridge("telegram"); b.State != "running" || b.Restarts != 0 {
+		t.Errorf("telegram after its own identity's refused requests: %+v", b)
+	}
+	// Its session list holds its own prefix only, even though the owner
+	// has another session.
+	ws, err := e.owner.DialWS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	wsTurn(t, ws, "owner-private", "secret plans")
+	e.tg.Text(aliceChat, alice, "hi")
+	e.waitReply(15*time.Second, "hi")
+	if ids := e.sessions(bd); !slices.Equal(ids, []string{fmt.Sprintf("tg:%d", aliceID)}) {
+		t.Errorf("bridge identity's GET /api/sessions = %v, want only tg:%d", ids, aliceID)
+	}
+
+	bws, err := bd.DialWS(ctx)
+	if err != nil {
+		t.Fatalf("bridge identity WS: %v", err)
+	}
+	defer bws.Close()
+	for _, sid := range []string{"dc:1", "owner-private", "tgx:1", "tg"} {
+		if err := bws.Send(wire.TextFinal{Text: "sneaky", SessionID: sid}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := bws.Recv(ctx)
+		for err == nil && (m.Type() == "resource_event" || m.Type() == "system_snapshot") {
+			m, err = bws.Recv(ctx)
+		}
+		if err != nil {
+			t.Fatalf("session %s: %v", sid, err)
+		}
+		ef, ok := m.(wire.Error)
+		if !ok || !strings.Contains(ef.Text, `"tg:"`) {
+			t.Errorf("text_final on session %q from the bridge identity: %#v, want an error frame naming the tg: prefix", sid, m)
+		}
+	}
+	if err := bws.Send(wire.Ping{}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := bws.Recv(ctx); err != nil || m.Type() != "pong" {
+		t.Errorf("after the refusals: %v %v, want pong (the connection survives)", m, err)
+	}
+	if ids := e.sessions(e.owner); slices.Contains(ids, "dc:1") || slices.Contains(ids, "tgx:1") {
+		t.Errorf("refused sessions were created: %v", ids)
+	}
+
+	// Binaries that are not agentd bridges fail clearly and are not retried.
+	for _, tc := range []struct{ name, want string }{
+		{"wrongcookie", "handshake refused"},
+		{"wrongproto", "version mismatch"},
+		{"script", `not an agentd bridge plugin: it printed "hello, I am not a plugin"`},
+		{"missing", "install bridge-missing beside agentd or set bridges.missing.path"},
+	} {
+		b := e.waitBridge(tc.name, 20*time.Second, "failed", func(b bridgeState) bool { return b.State == "failed" })
+		t.Logf("%s: %s", tc.name, b.LastError)
+		if !strings.Contains(b.LastError, tc.want) {
+			t.Errorf("%s: last_error = %q, want it to contain %q", tc.name, b.LastError, tc.want)
+		}
+		if b.PID != 0 || b.Restarts != 0 {
+			t.Errorf("%s: %+v, want no pid and no restarts (permanent failure)", tc.name, b)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, name := range []string{"wrongcookie", "wrongproto", "script", "missing"} {
+		if b := e.bridge(name); b.State != "failed" || b.Restarts != 0 {
+			t.Errorf("%s relaunched: %+v", name, b)
+		}
+	}
+	// The script's sleep must not be left behind.
+	if out, _ := exec.Command("pgrep", "-f", script).Output(); len(out) > 0 {
+		t.Errorf("processes of the failed script bridge still run: %s", out)
+	}
+	// agentd and telegram carried on.
+	if e.d.cmd.ProcessState != nil || e.d.cmd.Process.Pid != agentdPID {
+		t.Error("agentd died")
+	}
+	if r := agentd(t, nil, "status", e.dir); r.code != 0 {
+		t.Errorf("status: %d %s", r.code, r.stderr)
+	}
+	e.tg.Text(aliceChat, alice, "still fine")
+	e.waitReply(15*time.Second, "still fine")
+}
+
+// --- helpers ----------------------------------------------------------------
+
+// bgDaemon is a background `agentd serve` usable from tests and benchmarks
+// (main_test.go's daemon takes a *testing.T).
+type bgDaemon struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+// newAgentTB is newAgent for any testing.TB: `agentd init` with iroh off.
+func newAgentTB(tb testing.TB) string {
+	tb.Helper()
+	dir := filepath.Join(tb.TempDir(), "agent")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, agentdBin(), "init", dir)
+	cmd.Env = append(os.Environ(), "OPENAI_API_KEY=", "ANTHROPIC_API_KEY=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("agentd init: %v\n%s", err, out)
+	}
+	p := filepath.Join(dir, "openagent.yaml")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := strings.Replace(string(b), "  iroh:\n    enabled: true", "  iroh:\n    enabled: false", 1)
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+// serveTB starts `agentd serve dir` and waits until its socket answers
+// GET /api/health. The daemon is stopped (SIGTERM, then SIGKILL) at cleanup.
+func serveTB(tb testing.TB, dir string) *bgDaemon {
+	tb.Helper()
+	cmd := exec.Command(agentdBin(), "serve", dir)
+	cmd.Env = os.Environ()
+	d := &bgDaemon{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { d.done <- cmd.Wait() }()
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-d.done:
+			d.done <- err
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-d.done
+			tb.Errorf("agentd did not stop within 10s of SIGTERM\n%s", d.out.String())
+		}
+	})
+	health := &client.Dialer{Network: "unix", Address: filepath.Join(dir, "agentd.sock"), Anonymous: true}
+	defer health.CloseIdle()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-d.done:
+			d.done <- err
+			tb.Fatalf("agentd serve exited early: %v\n%s", err, d.out.String())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := health.GetJSON(ctx, "/api/health", nil)
+		cancel()
+		if err == nil {
+			return d
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("agentd serve did not come up\n%s", d.out.String())
+	return nil
+}
+
+var (
+	// pluginMu guards pluginBuilds.
+	pluginMu sync.Mutex
+	// pluginBuilds maps ldflags to a build of the test plugin.
+	pluginBuilds = map[string]string{}
+)
+
+// testPluginBinary returns plugins/bridge/internal/testplugin built with
+// ldflags and installed as .../bridge-<name> (the plugin takes its name and
+// session prefix from its file name). One build per ldflags, copied for
+// each name.
+func testPluginBinary(tb testing.TB, name, ldflags string) string {
+	tb.Helper()
+	pluginMu.Lock()
+	defer pluginMu.Unlock()
+	out := filepath.Join(binDir, "testplugins", name, "bridge-"+name)
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if src, ok := pluginBuilds[ldflags]; ok {
+		b, err := os.ReadFile(src)
+		if err == nil {
+			err = os.WriteFile(out, b, 0o755)
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return out
+	}
+	args := []string{"build", "-o", out}
+	if ldflags != "" {
+		args = append(args, "-ldflags", ldflags)
+	}
+	cmd := exec.Command("go", append(args, filepath.Join(repoRoot(), "plugins", "bridge", "internal", "testplugin"))...)
+	cmd.Dir = repoRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build test plugin: %v\n%s", err, b)
+	}
+	pluginBuilds[ldflags] = out
+	return out
+}
+
+// regexpLine reports whether some line of s matches re.
+func regexpLine(s, re string) bool {
+	return regexp.MustCompile(`(?m)` + re).MatchString(s)
+}

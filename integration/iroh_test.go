@@ -99,6 +99,9 @@ func (a *irohAgent) waitIroh(t *testing.T, ok func(irohStatus) bool) irohStatus 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if last.State == "" {
+		t.Fatalf("GET /api/agent-info has no \"iroh\" object {state, node_id, addrs, relay, restarts}; the tests read the agent's iroh address there\n%s", a.d.stderr.String())
+	}
 	t.Fatalf("iroh never reached the wanted state; last %+v\n%s", last, a.d.stderr.String())
 	return last
 }
@@ -248,6 +251,12 @@ func TestIrohProxyRESTAndWebSocket(t *testing.T) {
 	// Only loopback addresses are accepted.
 	if r := agentd(t, dev.env, "proxy", "--listen", "0.0.0.0:0"); r.code != 2 || !strings.Contains(r.stderr, "loopback") {
 		t.Errorf("non-loopback listen: code %d, stderr %q", r.code, r.stderr)
+	}
+
+	// An unknown NodeId stops the proxy at start with a clear message.
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	if r := agentd(t, dev.env, "proxy", "--listen", "127.0.0.1:0", "--agent", hex.EncodeToString(pub)); r.code != 1 || !strings.Contains(r.stderr, "unreachable") {
+		t.Errorf("proxy to an unknown NodeId: code %d, stderr %q", r.code, r.stderr)
 	}
 
 	base := startProxy(t, dev)

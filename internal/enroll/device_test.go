@@ -216,8 +216,8 @@ func TestRemoteRenewsAtHalfLife(t *testing.T) {
 	}
 }
 
-// TestRemoteNotAnAgent dials a live iroh node that serves neither agentd
-// ALPN (a dial-only sidecar): the error says so instead of timing out.
+// TestRemoteNotAnAgent dials a live iroh node that serves some other
+// protocol, not agentd's ALPNs: the error says so instead of timing out.
 func TestRemoteNotAnAgent(t *testing.T) {
 	a := enrolltest.Start(t, nil)
 	ctx := context.Background()
@@ -231,12 +231,16 @@ func TestRemoteNotAnAgent(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	sc, err := iroh.New(iroh.Config{Mode: iroh.ModeDial, SecretKey: key, Relay: iroh.RelayDisabled, Preset: iroh.PresetMinimal,
-		DialSocket: filepath.Join(dir, "d.sock"), BindHost: "127.0.0.1"})
+	sctx, cancel := context.WithCancel(ctx)
+	ln, err := iroh.Listen(sctx, filepath.Join(dir, "a.sock"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
+	sc, err := iroh.New(iroh.Config{Mode: iroh.ModeServe, SecretKey: key, Relay: iroh.RelayDisabled, Preset: iroh.PresetMinimal,
+		ALPNs: []string{"example/other/1"}, AcceptSocket: ln.Path(), BindHost: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer func() { cancel(); <-sc.Done() }()
 	if err := sc.Start(sctx); err != nil {
 		t.Fatal(err)

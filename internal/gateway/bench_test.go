@@ -169,7 +169,10 @@ func BenchmarkDeltaThroughput(b *testing.B) {
 // BenchmarkConcurrentClients: 1,000 clients each run 20 turns; reports lost
 // turns and the p99 of text_final → turn_complete.
 func BenchmarkConcurrentClients(b *testing.B) {
-	const clients, turns = 1000, 20
+	clients, turns := 1000, 20
+	if s := os.Getenv("AGENTD_BENCH_CLIENTS"); s != "" {
+		clients, _ = strconv.Atoi(s)
+	}
 	for i := 0; i < b.N; i++ {
 		e := newEnv(b, envOpts{})
 		conns := make([]*client, clients)
@@ -195,8 +198,9 @@ func BenchmarkConcurrentClients(b *testing.B) {
 						return
 					}
 					got := ""
+					deadline := time.Now().Add(60 * time.Second)
 					for {
-						m, err := c.read(60 * time.Second)
+						m, err := c.read(time.Until(deadline))
 						if err != nil {
 							lost.Add(int64(turns - k))
 							return

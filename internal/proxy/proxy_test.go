@@ -53,6 +53,11 @@ func TestCheckLoopback(t *testing.T) {
 // setup enrolls a device with a real agent stack and runs a proxy for it.
 func setup(t *testing.T) (*enrolltest.Agent, *enroll.Remote, string) {
 	t.Helper()
+	return setupB(t)
+}
+
+func setupB(t testing.TB) (*enrolltest.Agent, *enroll.Remote, string) {
+	t.Helper()
 	a := enrolltest.Start(t, nil)
 	o := enroll.DeviceOptions{Preset: iroh.PresetMinimal, DialTimeout: 3 * time.Second}
 	path := filepath.Join(t.TempDir(), "id.json")
@@ -68,7 +73,7 @@ func setup(t *testing.T) (*enrolltest.Agent, *enroll.Remote, string) {
 	return a, r, startProxy(t, r)
 }
 
-func startProxy(t *testing.T, r *enroll.Remote) string {
+func startProxy(t testing.TB, r *enroll.Remote) string {
 	t.Helper()
 	p, err := proxy.Listen(proxy.Config{Listen: "127.0.0.1:0", Dial: r.DialAuth})
 	if err != nil {

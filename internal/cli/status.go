@@ -83,12 +83,25 @@ func runStatus(_ *flag.FlagSet, args []string) error {
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "agentd\tup\n")
-	for _, k := range []string{"name", "version", "dir", "uptime", "node_id"} {
+	for _, k := range []string{"name", "version", "dir", "network_id", "node_id"} {
 		if v, ok := info[k]; ok && v != "" && v != nil {
 			fmt.Fprintf(w, "%s\t%v\n", k, v)
 		}
 	}
+	if up, ok := info["uptime_seconds"].(float64); ok {
+		fmt.Fprintf(w, "uptime\t%s\n", time.Duration(up)*time.Second)
+	}
 	printListeners(w, info["listeners"])
+	if ir, ok := info["iroh"].(map[string]any); ok {
+		relay, _ := ir["relay"].(string)
+		if relay == "" {
+			relay = "none"
+		}
+		fmt.Fprintf(w, "iroh\t%v, addrs %v, relay %s, restarts %v\n", ir["state"], ir["addrs"], relay, ir["restarts"])
+		if e, ok := ir["last_error"].(string); ok && e != "" {
+			fmt.Fprintf(w, "iroh last error\t%s\n", e)
+		}
+	}
 	for _, sec := range statusSections {
 		var v any
 		if err := d.GetJSON(ctx, sec.path, &v); err != nil {

@@ -144,7 +144,7 @@ func (d *daemon) open(ctx context.Context) error {
 	}
 	d.gw = gateway.New(gateway.Options{
 		Config: d.cfg, Sessions: d.mgr, AgentDir: d.dir.Root, Version: d.opts.Version,
-		StartedAt: d.started, Log: d.log.With("component", "gateway"),
+		StartedAt: d.started, Log: d.log.With("component", "gateway"), Info: d.info,
 	})
 	for pattern, h := range coordinator.Routes(d.coord) {
 		// The routes check their own capabilities (renew is for every

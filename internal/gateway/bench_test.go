@@ -191,7 +191,7 @@ func BenchmarkConcurrentClients(b *testing.B) {
 				mine := make([]time.Duration, 0, turns)
 				for k := range turns {
 					want := provider.EchoReply(fmt.Sprintf("client %d turn %d", j, k))
-					b, _ := wire.Encode(wire.TextFinal{Text: fmt.Sprintf("client %d turn %d", j, k), SessionID: "s"})
+					b, _ := wire.Encode(wire.TextFinal{Text: fmt.Sprintf("client %d turn %d", j, k), SessionID: fmt.Sprintf("s%d", j)})
 					t0 := time.Now()
 					if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
 						lost.Add(int64(turns - k))

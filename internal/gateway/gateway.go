@@ -32,6 +32,9 @@ type Options struct {
 	Version   string
 	StartedAt time.Time
 	Log       *slog.Logger
+	// Info adds the daemon's facts (listeners, iroh endpoint) to
+	// /api/agent-info; nil adds nothing.
+	Info func() map[string]any
 }
 
 // Gateway is the http.Handler of every listener.

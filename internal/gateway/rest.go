@@ -15,13 +15,20 @@ import (
 const maxBody = 64 << 10
 
 func (g *Gateway) agentInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"name":           g.opts.Config.Current().Agent.Name,
-		"dir":            g.opts.AgentDir,
-		"version":        g.opts.Version,
-		"started_at":     g.opts.StartedAt.UTC().Format(time.RFC3339),
-		"uptime_seconds": int64(time.Since(g.opts.StartedAt).Seconds()),
-	})
+	out := map[string]any{}
+	// The daemon's own facts (listeners, iroh endpoint, network) first, so
+	// the gateway's basics cannot be overridden by them.
+	if g.opts.Info != nil {
+		for k, v := range g.opts.Info() {
+			out[k] = v
+		}
+	}
+	out["name"] = g.opts.Config.Current().Agent.Name
+	out["dir"] = g.opts.AgentDir
+	out["version"] = g.opts.Version
+	out["started_at"] = g.opts.StartedAt.UTC().Format(time.RFC3339)
+	out["uptime_seconds"] = int64(time.Since(g.opts.StartedAt).Seconds())
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (g *Gateway) sessions(w http.ResponseWriter) bool {

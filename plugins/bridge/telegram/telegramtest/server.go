@@ -484,4 +484,3 @@ func safeExt(name string) string {
 	}
 	return ext
 }
-

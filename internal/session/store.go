@@ -27,6 +27,11 @@ type db struct {
 	meta   map[string]sessionMeta
 
 	hist *histCache
+
+	// wmu serialises this package's writes. SQLite has one writer; when
+	// several collide, its busy handler backs off in sleeps of up to
+	// 100 ms, which shows up as a long latency tail.
+	wmu sync.Mutex
 }
 
 // histCacheBytes bounds the memory of cached histories.
@@ -114,7 +119,10 @@ func (d *db) ensureSession(ctx context.Context, id, owner string) (sessionRow, e
 		return r, err
 	}
 	now := d.ms()
-	if _, err := d.insSession.ExecContext(ctx, id, owner, now, now); err != nil {
+	d.wmu.Lock()
+	_, err := d.insSession.ExecContext(ctx, id, owner, now, now)
+	d.wmu.Unlock()
+	if err != nil {
 		return sessionRow{}, fmt.Errorf("create session %s: %w", id, err)
 	}
 	return d.session(ctx, id)
@@ -145,6 +153,8 @@ func (d *db) listSessions(ctx context.Context, owner, prefix string) ([]sessionR
 }
 
 func (d *db) pin(ctx context.Context, id, model string) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	// Forget first: a concurrent reader may cache the old pin until the
 	// update commits, but never after.
 	d.metaMu.Lock()
@@ -161,6 +171,8 @@ func (d *db) pin(ctx context.Context, id, model string) error {
 }
 
 func (d *db) clearHistory(ctx context.Context, id string) (int64, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	res, err := d.sql.ExecContext(ctx, `DELETE FROM messages WHERE session_id = ?`, id)
 	if err != nil {
 		return 0, fmt.Errorf("clear session %s: %w", id, err)
@@ -235,6 +247,8 @@ func (d *db) insertTurn(ctx context.Context, t *turn) error {
 	if err != nil {
 		return err
 	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	res, err := d.insTurn.ExecContext(ctx, t.Seq, t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
 	if err != nil {
 		return fmt.Errorf("persist turn: %w", err)
@@ -244,6 +258,8 @@ func (d *db) insertTurn(ctx context.Context, t *turn) error {
 }
 
 func (d *db) deleteTurns(ctx context.Context, ids []int64) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	for _, id := range ids {
 		if _, err := d.sql.ExecContext(ctx, `DELETE FROM turns WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("drop turn %d: %w", id, err)
@@ -300,6 +316,8 @@ func (o outcome) status() string {
 // turn, atomically: a crash leaves either the queued turn (it runs again) or
 // its result, never both.
 func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("finish turn %d: %w", t.ID, err)
@@ -369,6 +387,8 @@ type outboxFrame struct {
 }
 
 func (d *db) addOutbox(ctx context.Context, clientID, sessionID string, frames [][]byte) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store reply for later: %w", err)
@@ -407,6 +427,8 @@ func (d *db) outbox(ctx context.Context, clientID, sessionID string) ([]outboxFr
 }
 
 func (d *db) deleteOutbox(ctx context.Context, ids []int64) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	for _, id := range ids {
 		if _, err := d.sql.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("delete outbox frame %d: %w", id, err)

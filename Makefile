@@ -24,7 +24,6 @@ setup-apt:
 
 setup-go:
 	$(GO) mod download
-	$(GO) build -o /dev/null google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc 2>/dev/null || true
 
 setup-npm:
 	cd sidecar/iroh && $(NPM) install --omit=dev --no-audit --no-fund

@@ -13,7 +13,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/wire"
 )
@@ -25,8 +24,9 @@ const (
 	CloseSlowConsumer = 4008
 )
 
-// writeWait bounds one write (a batch of frames, or a control frame).
-const writeWait = 10 * time.Second
+// DefaultWriteTimeout bounds one write (a batch of frames, or a control
+// frame) and how long a running reply waits for a client to read.
+const DefaultWriteTimeout = 10 * time.Second
 
 // closeGrace is how long a client has to answer our close frame.
 const closeGrace = 2 * time.Second
@@ -39,7 +39,6 @@ type conn struct {
 	ws     *websocket.Conn
 	raw    *batchConn
 	client *session.Client
-	log    *slog.Logger
 	limit  int // write queue bound, in frames
 
 	// mu guards queue, writing, room, closeCode, closeText and closed.
@@ -53,14 +52,21 @@ type conn struct {
 
 	pingEvery time.Duration
 	idle      time.Duration
+	writeWait time.Duration
 	ping      *time.Timer
+}
+
+// logger is built on demand: a logger per idle connection costs memory.
+func (c *conn) logger() *slog.Logger {
+	id := c.client.Identity
+	return c.g.log.With("client", id.ClientID, "transport", id.Transport)
 }
 
 // Send implements session.Sink.
 func (c *conn) Send(m wire.Message) bool {
 	b, err := wire.Encode(m)
 	if err != nil {
-		c.log.Error("encode frame", "type", m.Type(), "err", err)
+		c.logger().Error("encode frame", "type", m.Type(), "err", err)
 		return false
 	}
 	return c.enqueue(b)
@@ -69,20 +75,15 @@ func (c *conn) Send(m wire.Message) bool {
 // Stream implements session.Sink for a run's frames. On an idle
 // connection it writes the frame itself, sparing the first delta a
 // goroutine hand-off; otherwise it queues it, waiting (flow control) while
-// the queue is above three quarters of its bound, which keeps room for
-// broadcasts. A client that takes no frame for writeWait is a slow consumer.
+// the queue is half full: the other half is kept for the frames that are
+// never waited for (final replies, broadcasts). A client that takes no
+// frame for the write timeout is a slow consumer.
 func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 	b, err := wire.Encode(m)
 	if err != nil {
-		c.log.Error("encode frame", "type", m.Type(), "err", err)
+		c.logger().Error("encode frame", "type", m.Type(), "err", err)
 		return false
 	}
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	for {
 		c.mu.Lock()
 		switch {
@@ -93,9 +94,32 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 			c.writing = true
 			c.mu.Unlock()
 			return c.writeInline(b)
-		case len(c.queue) < c.limit*3/4:
+		case len(c.queue) < c.limit/2:
 			c.queue = append(c.queue, b)
 			c.startWriterLocked()
+			c.mu.Unlock()
+			return true
+		}
+		c.mu.Unlock()
+		if !c.waitRoom(ctx) {
+			return false
+		}
+	}
+}
+
+// waitRoom waits until the queue is below half its bound; false if ctx
+// ended or the connection closed, or was closed as a slow consumer
+// because the client took nothing for the write timeout.
+func (c *conn) waitRoom(ctx context.Context) bool {
+	timer := time.NewTimer(c.writeWait)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		if c.closed || c.closeCode != 0 {
+			c.mu.Unlock()
+			return false
+		}
+		if len(c.queue) < c.limit/2 {
 			c.mu.Unlock()
 			return true
 		}
@@ -104,9 +128,6 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 		}
 		room := c.room
 		c.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(writeWait)
-		}
 		select {
 		case <-room:
 		case <-ctx.Done():
@@ -121,7 +142,7 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 // writeInline writes one frame on the caller's goroutine; c.writing was
 // set by the caller.
 func (c *conn) writeInline(b []byte) bool {
-	c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+	c.ws.SetWriteDeadline(time.Now().Add(c.writeWait))
 	err := c.ws.WriteMessage(websocket.TextMessage, b)
 	c.mu.Lock()
 	c.writing = false
@@ -130,7 +151,10 @@ func (c *conn) writeInline(b []byte) bool {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		c.log.Debug("write failed", "err", err)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			c.slowConsumer() // counted; no close frame can follow a cut write
+		}
+		c.logger().Debug("write failed", "err", err)
 		c.shutdown()
 		return false
 	}
@@ -149,7 +173,7 @@ func (c *conn) slowConsumerLocked() {
 	}
 	c.queue = nil
 	c.closeCode, c.closeText = CloseSlowConsumer, "slow consumer"
-	c.log.Warn("closing slow consumer", "queued_frames", c.limit)
+	c.logger().Warn("closing slow consumer", "queued_frames", c.limit)
 	c.g.slowClosed.Add(1)
 	c.startWriterLocked()
 }
@@ -209,7 +233,10 @@ func (c *conn) write() {
 		c.mu.Unlock()
 
 		if err := c.writeBatch(batch); err != nil {
-			c.log.Debug("write failed", "err", err)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				c.slowConsumer() // counted; no close frame can follow a cut write
+			}
+			c.logger().Debug("write failed", "err", err)
 			c.shutdown()
 			return
 		}
@@ -218,7 +245,7 @@ func (c *conn) write() {
 			// the timer ends a client that never does. Closing at once
 			// could reset the connection before the client read the
 			// frames and the close reason.
-			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(writeWait))
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(c.writeWait))
 			time.AfterFunc(closeGrace, c.shutdown)
 			c.mu.Lock()
 			c.writing = false
@@ -239,7 +266,10 @@ func (c *conn) writeBatch(batch [][]byte) error {
 			return err
 		}
 	}
-	return c.raw.flush(time.Now().Add(writeWait))
+	// Twice the write timeout: a client that stalls is first declared a
+	// slow consumer (Stream's wait, or a full queue), and the close frame
+	// can still follow these frames if it reads again in time.
+	return c.raw.flush(time.Now().Add(2 * c.writeWait))
 }
 
 // shutdown closes the socket; the reader then unregisters the connection.
@@ -262,7 +292,7 @@ func (c *conn) shutdown() {
 
 // sendPing runs on the ping timer; a failed ping closes the connection.
 func (c *conn) sendPing() {
-	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.writeWait)); err != nil {
 		c.shutdown()
 		return
 	}
@@ -285,7 +315,7 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 		typ, r, err := c.ws.NextReader()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) && !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
-				c.log.Debug("connection ended", "err", err)
+				c.logger().Debug("connection ended", "err", err)
 			}
 			return
 		}
@@ -299,11 +329,16 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 			continue
 		}
 		if err != nil {
-			c.log.Debug("read frame", "err", err)
+			c.logger().Debug("read frame", "err", err)
 			return
 		}
 		if c.closing() {
 			continue // after our close frame, input is only drained
+		}
+		// Input flow control: a client that does not read its replies
+		// stops being read, instead of making the server queue them.
+		if !c.waitRoom(ctx) {
+			continue
 		}
 		if typ != websocket.TextMessage {
 			c.Send(wire.Error{Text: "binary frames are not part of the protocol; send JSON text frames"})
@@ -340,9 +375,6 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-
-// identity of the connection.
-func (c *conn) identity() *auth.Identity { return c.client.Identity }
 
 // batchConn lets the writer put several frames into one syscall: between
 // begin and flush, writes (the writer's frames, and control frames from

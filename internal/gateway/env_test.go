@@ -50,11 +50,12 @@ func withTestIdentity(h http.Handler) http.Handler {
 }
 
 type envOpts struct {
-	yaml      string             // extra config YAML (appended to the base)
-	providers *provider.Registry // nil: built from the config
-	dir       string             // agent dir to reuse (persistence tests)
-	model     string             // agent.default_model; "" = echo
-	openAI    string             // base URL of a fake OpenAI server: adds provider "oa" and model "gpt"
+	yaml         string             // extra config YAML (appended to the base)
+	providers    *provider.Registry // nil: built from the config
+	dir          string             // agent dir to reuse (persistence tests)
+	model        string             // agent.default_model; "" = echo
+	openAI       string             // base URL of a fake OpenAI server: adds provider "oa" and model "gpt"
+	writeTimeout time.Duration
 }
 
 type env struct {
@@ -131,7 +132,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if err := sm.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gw := New(Options{Config: w, Sessions: sm, AgentDir: dir, Version: "test-1", Log: log})
+	gw := New(Options{Config: w, Sessions: sm, AgentDir: dir, Version: "test-1", Log: log, WriteTimeout: o.writeTimeout})
 	go gw.Run(ctx)
 	srv := httptest.NewServer(withTestIdentity(gw))
 	e := &env{t: t, dir: dir, cfg: w, store: st, sessions: sm, gw: gw, srv: srv, cancel: cancel}

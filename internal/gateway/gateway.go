@@ -32,6 +32,10 @@ type Options struct {
 	Version   string
 	StartedAt time.Time
 	Log       *slog.Logger
+	// WriteTimeout bounds a write to a client and how long a running reply
+	// waits for a client that does not read before closing it as a slow
+	// consumer; 0 means DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// Info adds the daemon's facts (listeners, iroh endpoint) to
 	// /api/agent-info; nil adds nothing.
 	Info func() map[string]any
@@ -62,6 +66,9 @@ type Gateway struct {
 func New(opts Options) *Gateway {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
 	}
 	if opts.StartedAt.IsZero() {
 		opts.StartedAt = time.Now()

@@ -89,6 +89,17 @@ func TestSessionREST(t *testing.T) {
 	bob.readTurn()
 	tg.send(wire.TextFinal{Text: "hello", SessionID: "tg:42"})
 	tg.readTurn()
+	for _, m := range []wire.Message{
+		wire.TextFinal{Text: "mine now", SessionID: "a1"},
+		wire.Interrupt{SessionID: "a1"},
+		wire.Command{Name: "clear", SessionID: "a1"},
+		wire.SessionOpen{SessionID: "a1"},
+	} {
+		bob.send(m)
+		if e, ok := bob.next().(wire.Error); !ok || !strings.Contains(e.Text, "belongs to another device") {
+			t.Fatalf("bob's %s on alice's session: %#v", m.Type(), e)
+		}
+	}
 
 	ids := func(who string) string {
 		code, body := e.do(who, "GET", "/api/sessions", "")

@@ -101,9 +101,20 @@ func TestInterruptMidStream(t *testing.T) {
 	if len(reqs) != 2 {
 		t.Fatalf("%d model calls", len(reqs))
 	}
-	msgs := reqs[1].OpenAI(t).Messages
+	req := reqs[1].OpenAI(t)
+	msgs := req.Messages
 	if n := len(msgs); n < 3 || !strings.HasPrefix(msgs[n-2].Text(), "tok0") || msgs[n-1].Text() != "second" {
 		t.Fatalf("second call's messages: %+v", msgs)
+	}
+	// The configured system prompt and the model's upstream name.
+	if msgs[0].Role != "system" || msgs[0].Text() != "You are a test." || req.Model != "model-a" {
+		t.Fatalf("second call: model %q, first message %s %q", req.Model, msgs[0].Role, msgs[0].Text())
+	}
+	var cost float64
+	var status, model string
+	e.store.DB().QueryRow(`SELECT cost_usd, status, model FROM turn_usage ORDER BY id DESC LIMIT 1`).Scan(&cost, &status, &model)
+	if status != "ok" || model != "gpt" || cost != u.CostUSD {
+		t.Fatalf("usage row: %v %q %q", cost, status, model)
 	}
 }
 
@@ -255,5 +266,84 @@ func waitFor(t testing.TB, cond func() bool) {
 			t.Fatal("condition not met in 10 s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// An outbox longer than the write queue is delivered with flow control, not
+// refused as a slow consumer.
+func TestLongOutbox(t *testing.T) {
+	reg, err := provider.NewRegistry([]provider.Config{{ID: "echo", Kind: "echo", EchoDelay: 2 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOpts{providers: reg, yaml: "limits:\n  write_queue: 8\n"})
+	c := e.dial("alice")
+	for i := range 12 {
+		c.send(wire.TextFinal{Text: fmt.Sprintf("m%d", i), SessionID: "s1"})
+	}
+	for { // all accepted before the client goes away
+		if q, _ := until[wire.Queued](c); q.Position == 11 {
+			break
+		}
+	}
+	c.ws.Close()
+	waitFor(t, func() bool {
+		var n int
+		e.store.DB().QueryRow(`SELECT COUNT(*) FROM turns`).Scan(&n)
+		return n == 0
+	})
+	c2 := e.dial("alice")
+	got := map[string]bool{}
+	for len(got) < 11 { // the first reply may have reached the old connection
+		m, err := c2.read(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d replies: %v", len(got), err)
+		}
+		if r, ok := m.(wire.Response); ok {
+			got[r.Text] = true
+		}
+	}
+	if e.gw.SlowConsumersClosed() != 0 {
+		t.Fatal("outbox flush overflowed the write queue")
+	}
+}
+
+// A client that stops reading mid-reply throttles only its own run, is
+// closed as a slow consumer after the write timeout (with 4008 when the
+// close frame can still get through its full socket, else by a plain
+// close), and finds the reply in its outbox later; other clients are not
+// slowed down.
+func TestStalledReaderMidReply(t *testing.T) {
+	e := newEnv(t, envOpts{writeTimeout: 500 * time.Millisecond})
+	stalled, bob := e.dial("alice"), e.dial("bob")
+	long := strings.Repeat("w ", 200000) // ~200k delta frames, far more than socket buffers hold
+	stalled.send(wire.TextFinal{Text: long, SessionID: "big"})
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	bob.send(wire.TextFinal{Text: "quick", SessionID: "b"})
+	if tf := bob.readTurn(); tf.response.Text != provider.EchoReply("quick") {
+		t.Fatalf("bob: %+v", tf)
+	}
+	if el := time.Since(start); el > 300*time.Millisecond {
+		t.Fatalf("bob's turn took %v beside a stalled client", el)
+	}
+	waitFor(t, func() bool { return e.gw.SlowConsumersClosed() == 1 })
+	var err error
+	for err == nil {
+		_, err = stalled.read(5 * time.Second)
+	}
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Code != CloseSlowConsumer && ce.Code != websocket.CloseAbnormalClosure {
+		t.Fatalf("stalled client saw %v, want 4008 or a dropped connection", err)
+	}
+	waitFor(t, func() bool {
+		var n int
+		e.store.DB().QueryRow(`SELECT COUNT(*) FROM outbox WHERE session_id = 'big'`).Scan(&n)
+		return n == 2
+	})
+	again := e.dial("alice")
+	r, _ := until[wire.Response](again)
+	if r.SessionID != "big" || !strings.HasPrefix(r.Text, "echo: w w w") {
+		t.Fatalf("reply from the outbox: %.60q", r.Text)
 	}
 }

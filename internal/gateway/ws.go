@@ -39,10 +39,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		g:         g,
 		ws:        ws,
 		raw:       raw,
-		log:       g.log.With("client", id.ClientID, "transport", id.Transport),
 		limit:     cfg.Limits.WriteQueue,
 		pingEvery: cfg.Limits.PingInterval.D(),
 		idle:      cfg.Limits.IdleTimeout.D(),
+		writeWait: g.opts.WriteTimeout,
 	}
 	c.client = &session.Client{Identity: id, Sink: c}
 	ws.SetReadLimit(0)

@@ -1,14 +1,21 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/wire"
 )
@@ -221,5 +228,40 @@ func TestTwoClientsConcurrent(t *testing.T) {
 	one := time.Duration(words-1) * 30 * time.Millisecond
 	if el := time.Since(start); el > one*3/2 {
 		t.Fatalf("two clients took %v, one reply takes %v: they were serialised", el, one)
+	}
+}
+
+// An outside client, the npm ws package under Node, speaks the protocol.
+func TestNodeWSClient(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	script, _ := filepath.Abs("../../testpeers/ws-client.mjs")
+	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "ws")); err != nil {
+		t.Skip("testpeers/node_modules/ws not installed (npm install in testpeers)")
+	}
+	e := newEnv(t, envOpts{})
+	// The Node client cannot present a test header; this server gives
+	// every request alice's identity, as the auth listener would.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.gw.ServeHTTP(w, r.WithContext(auth.WithIdentity(r.Context(), identities["alice"])))
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws",
+		"--session", "node-1", "--message", "hi from node", "--timeout-ms", "20000")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node client: %v\n%s", err, stderr.String())
+	}
+	if got := strings.TrimSpace(string(out)); got != provider.EchoReply("hi from node") {
+		t.Fatalf("node client printed %q", got)
+	}
+	if !strings.Contains(stderr.String(), "connected to test-agent (test-1)") {
+		t.Fatalf("node client stderr: %s", stderr.String())
 	}
 }

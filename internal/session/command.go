@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -70,10 +69,10 @@ func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error 
 	case "model":
 		arg := strings.TrimSpace(f.Args)
 		if arg == "" {
-			text = describeModel(m.cfg.Current(), row.Pinned)
+			text = m.describeModel(row.Pinned)
 			break
 		}
-		if err := checkModel(m.cfg.Current(), arg); err != nil {
+		if err := m.checkModel(arg); err != nil {
 			return err
 		}
 		if err := m.db.pin(ctx, f.SessionID, arg); err != nil {
@@ -120,38 +119,6 @@ func (m *Manager) stopSession(ctx context.Context, c *Client, sid string) (stopp
 		stopped = true
 	}
 	return stopped, len(ids), nil
-}
-
-func describeModel(cfg *config.Config, pinned string) string {
-	var ids []string
-	for _, mo := range cfg.Models {
-		if mo.IsEnabled() {
-			ids = append(ids, mo.ID)
-		}
-	}
-	cur := "Model: " + cfg.Agent.DefaultModel + " (default)"
-	if pinned != "" {
-		cur = "Model: " + pinned + " (pinned)"
-	}
-	return cur + ". Available: " + strings.Join(ids, ", ") + "."
-}
-
-// checkModel accepts configured, enabled models.
-func checkModel(cfg *config.Config, id string) error {
-	mo, ok := cfg.Model(id)
-	if !ok {
-		var ids []string
-		for _, x := range cfg.Models {
-			if x.IsEnabled() {
-				ids = append(ids, x.ID)
-			}
-		}
-		return fmt.Errorf("%w %q; available: %s", ErrUnknownModel, id, strings.Join(ids, ", "))
-	}
-	if !mo.IsEnabled() {
-		return fmt.Errorf("%w: model %q is disabled", ErrInvalid, id)
-	}
-	return nil
 }
 
 var errNoModel = errors.New("no model configured: set agent.default_model or pin one with the model command")

@@ -14,8 +14,11 @@ import (
 )
 
 // maxPendingAttachments bounds the attachments waiting for a session's next
-// turn.
-const maxPendingAttachments = 16
+// turn, maxPendingSessions the sessions with attachments waiting.
+const (
+	maxPendingAttachments = 16
+	maxPendingSessions    = 10_000
+)
 
 // Handle processes one session frame from c: session_open, text_final,
 // attachment, interrupt, command. Answers and errors go to c.Sink; the
@@ -95,55 +98,64 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		RunKey:    runKey(c.Identity, f.SessionID),
 		Text:      f.Text,
 	}
+	started, err := m.accept(ctx, c, t, f.Attachments)
+	if err != nil || !started {
+		return err
+	}
+	// Started at once: persist once the first frame is out or after
+	// persistDelay, whichever comes first. The write (~70 µs of CPU) would
+	// otherwise compete with the path to the first delta; t.Seq, taken in
+	// accept, keeps the restart order whatever the write order.
+	timer := time.NewTimer(persistDelay)
+	select {
+	case <-t.firstOut:
+	case <-timer.C:
+	}
+	timer.Stop()
+	if err := m.db.insertTurn(context.WithoutCancel(ctx), t); err != nil {
+		m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
+	}
+	close(t.persisted)
+	return nil
+}
+
+// accept queues t behind its run key's active run (persisting it and
+// answering queued{} first) or starts it at once (started; the caller
+// persists it).
+func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.Attachment) (started bool, err error) {
 	limit := m.cfg.Current().Limits.QueueCap
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ctx == nil || m.ctx.Err() != nil {
-		return errors.New("the agent is not running turns (starting or shutting down); try again")
+		return false, errors.New("the agent is not running turns (starting or shutting down); try again")
 	}
-	t.Attachments = append(slices.Clip(m.pending[f.SessionID]), f.Attachments...)
+	t.Attachments = append(slices.Clip(m.pending[t.SessionID]), atts...)
 	l := m.lanes[t.RunKey]
 	if l == nil || l.active == nil {
-		// Nothing to wait for: start now, and persist once the first
-		// frame is out or after persistDelay, whichever comes first. The
-		// write (~70 µs of CPU) would otherwise compete with the path to
-		// the first delta. seq, taken under mu, keeps the restart order.
 		m.seq++
 		t.Seq = m.seq
 		t.persisted = make(chan struct{})
 		t.firstOut = make(chan struct{})
 		m.enqueueLocked(t)
-		delete(m.pending, f.SessionID)
-		m.mu.Unlock()
-		timer := time.NewTimer(persistDelay)
-		select {
-		case <-t.firstOut:
-		case <-timer.C:
-		}
-		timer.Stop()
-		if err := m.db.insertTurn(context.WithoutCancel(ctx), t); err != nil {
-			m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
-		}
-		close(t.persisted)
-		m.mu.Lock() // for the deferred unlock
-		return nil
+		delete(m.pending, t.SessionID)
+		return true, nil
 	}
 	if len(l.queue) >= limit {
-		return fmt.Errorf("queue full")
+		return false, errors.New("queue full")
 	}
 	m.seq++
 	t.Seq = m.seq
 	// Persist before acknowledging: a queued{} the client saw is a promise.
 	if err := m.db.insertTurn(ctx, t); err != nil {
 		m.log.Error("accept turn", "session", t.SessionID, "err", err)
-		return errors.New("could not accept the message (database error); try again")
+		return false, errors.New("could not accept the message (database error); try again")
 	}
-	delete(m.pending, f.SessionID)
+	delete(m.pending, t.SessionID)
 	pos := m.enqueueLocked(t)
 	// Sent under mu: the lane cannot start this turn (and stream its
 	// deltas) before the client has its queued{}.
 	c.Sink.Send(wire.Queued{Position: pos, SessionID: t.SessionID})
-	return nil
+	return false, nil
 }
 
 // checkAttachment accepts existing regular files inside the agent
@@ -204,6 +216,9 @@ func (m *Manager) attach(ctx context.Context, c *Client, f wire.AttachmentIn) er
 	defer m.mu.Unlock()
 	if len(m.pending[f.SessionID]) >= maxPendingAttachments {
 		return fmt.Errorf("%w: at most %d attachments per turn", ErrInvalid, maxPendingAttachments)
+	}
+	if _, ok := m.pending[f.SessionID]; !ok && len(m.pending) >= maxPendingSessions {
+		return errors.New("too many sessions with attachments waiting for a message; send the messages first")
 	}
 	m.pending[f.SessionID] = append(m.pending[f.SessionID], wire.Attachment{Kind: kind, Path: f.Path, Filename: name})
 	return nil

@@ -1,8 +1,9 @@
 // Package session owns conversations: per-session history in SQLite, one
 // active run per run key with a bounded FIFO queue behind it, interrupts,
 // slash commands, and delivery of replies to the client's connections (or
-// to an outbox when the client is away). Accepted turns are persisted before
-// they are acknowledged, so a restart, even after SIGKILL, loses none.
+// to an outbox when the client is away). A turn that waits is persisted
+// before it is acknowledged with queued{}, one that starts at once within
+// 2 ms of its start; a restart, even after SIGKILL, runs them again.
 package session
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/wire"
@@ -49,9 +51,12 @@ type Options struct {
 	Config *config.Watcher
 	// Agent runs turns. Required.
 	Agent *agent.Agent
-	// Providers serve the configured models. Nil: the manager builds them
-	// from the config and rebuilds them on every config change.
+	// Providers serve the models. Nil: the manager builds them from the
+	// config and rebuilds them on every config change.
 	Providers *provider.Registry
+	// Catalog, when set, is where models are looked up (config models and
+	// those added over REST); nil means the config's models.
+	Catalog *catalog.Catalog
 	// AgentDir confines the files users may attach; empty refuses them.
 	AgentDir string
 	Log      *slog.Logger
@@ -77,6 +82,7 @@ type Manager struct {
 	cfg       *config.Watcher
 	agent     *agent.Agent
 	providers *provider.Registry
+	catalog   *catalog.Catalog
 	agentDir  string
 	log       *slog.Logger
 
@@ -95,9 +101,10 @@ type Manager struct {
 	sinkMu sync.RWMutex
 	sinks  map[string]map[Sink]struct{} // client id → open connections
 
-	// outMu orders "no connection took the reply → outbox" against "a
-	// connection registered → flush the outbox", so no reply is stranded.
-	outMu sync.Mutex
+	// out orders, per client, "no connection took the reply → outbox"
+	// against "a connection registered → flush the outbox", so no reply is
+	// stranded; per client, because a flush may wait for a slow reader.
+	out keyedMutex
 }
 
 // lane is the run queue of one run key.
@@ -142,6 +149,7 @@ func New(opts Options) (*Manager, error) {
 		cfg:       opts.Config,
 		agent:     opts.Agent,
 		providers: opts.Providers,
+		catalog:   opts.Catalog,
 		agentDir:  opts.AgentDir,
 		log:       opts.Log,
 		lanes:     map[string]*lane{},
@@ -174,19 +182,17 @@ const persistDelay = 2 * time.Millisecond
 // runs turns until ctx is done. A turn cut by shutdown stays persisted and
 // runs again after the next Start.
 func (m *Manager) Start(ctx context.Context) error {
+	// mu is held throughout so no new turn slips in before the resumed ones.
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.ctx != nil {
-		m.mu.Unlock()
 		return errors.New("session: manager already started")
 	}
-	m.ctx = ctx
-	m.mu.Unlock()
 	turns, err := m.db.pendingTurns(ctx)
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.ctx = ctx
 	for _, t := range turns {
 		m.seq = max(m.seq, t.Seq)
 		m.enqueueLocked(t)
@@ -310,8 +316,7 @@ func (m *Manager) stream(ctx context.Context, clientID string, msg wire.Message)
 // deliverFinal sends the frames that end a turn; if no connection of the
 // client takes them they go to the outbox.
 func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
-	m.outMu.Lock()
-	defer m.outMu.Unlock()
+	defer m.out.lock(t.ClientID)()
 	var away [][]byte
 	for _, msg := range msgs {
 		if m.deliver(t.ClientID, msg) {
@@ -338,9 +343,8 @@ func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 // flushOutbox sends c the stored frames of its client (of one session if
 // sessionID is set).
 func (m *Manager) flushOutbox(c *Client, sessionID string) {
-	m.outMu.Lock()
-	defer m.outMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer m.out.lock(c.Identity.ClientID)()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*storeTimeout)
 	defer cancel()
 	frames, err := m.db.outbox(ctx, c.Identity.ClientID, sessionID)
 	if err != nil {
@@ -355,13 +359,51 @@ func (m *Manager) flushOutbox(c *Client, sessionID string) {
 			sent = append(sent, f.ID)
 			continue
 		}
-		if !c.Sink.Send(msg) {
+		// Stream, not Send: a long outbox must wait for the client to
+		// read instead of overflowing its queue.
+		if !c.Sink.Stream(ctx, msg) {
 			break
 		}
 		sent = append(sent, f.ID)
 	}
 	if err := m.db.deleteOutbox(ctx, sent); err != nil {
 		m.log.Error("flush outbox", "client", c.Identity.ClientID, "err", err)
+	}
+}
+
+// keyedMutex is a mutex per key, kept only while in use.
+type keyedMutex struct {
+	// mu guards locks.
+	mu    sync.Mutex
+	locks map[string]*refMutex
+}
+
+type refMutex struct {
+	sync.Mutex
+	refs int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*refMutex{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &refMutex{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
 	}
 }
 

@@ -21,19 +21,19 @@ func providerConfigs(cfg *config.Config) []provider.Config {
 }
 
 // resolve picks the model of a turn: the session's pin, else the default.
-func (m *Manager) resolve(cfg *config.Config, pinned string) (config.Model, provider.Provider, error) {
+func (m *Manager) resolve(cfg *config.Config, pinned string) (model, provider.Provider, error) {
 	id := pinned
 	if id == "" {
 		id = cfg.Agent.DefaultModel
 	}
 	if id == "" {
-		return config.Model{}, nil, errNoModel
+		return model{}, nil, errNoModel
 	}
-	mo, ok := cfg.Model(id)
+	mo, ok := m.lookupModel(id)
 	if !ok {
 		return mo, nil, fmt.Errorf("model %q is not configured any more; pick another with the model command", id)
 	}
-	if !mo.IsEnabled() {
+	if !mo.Enabled {
 		return mo, nil, fmt.Errorf("model %q is disabled; pick another with the model command", id)
 	}
 	p, ok := m.providers.Get(mo.Provider)
@@ -52,7 +52,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	o := outcome{}
 	var out *agent.Outcome
 	row, err := m.db.session(ctx, t.SessionID)
-	var mo config.Model
+	var mo model
 	var prov provider.Provider
 	var hist []provider.Message
 	if err == nil {
@@ -63,13 +63,9 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		hist, err = m.db.history(ctx, t.SessionID)
 	}
 	if err == nil {
-		name := mo.Name
-		if name == "" {
-			name = mo.ID
-		}
 		out, err = m.agent.Run(ctx, agent.Turn{
 			Provider:    prov,
-			Model:       name,
+			Model:       mo.Name,
 			System:      cfg.Agent.SystemPrompt,
 			History:     hist,
 			UserText:    t.Text,
@@ -91,7 +87,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		o.Attachments = fromAgent(out.Attachments)
 		o.Interrupted = out.Interrupted || errors.Is(context.Cause(ctx), errInterrupted)
 		o.Usage = out.Usage
-		o.CostUSD = agent.Cost(out.Usage, mo.InputPricePerMTok, mo.OutputPricePerMTok)
+		o.CostUSD = agent.Cost(out.Usage, mo.In, mo.Out)
 	}
 	o.Err = err
 	if t.persisted != nil {

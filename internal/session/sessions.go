@@ -64,7 +64,7 @@ func (m *Manager) Pin(ctx context.Context, id *auth.Identity, sid, model string)
 		return err
 	}
 	if model != "" {
-		if err := checkModel(m.cfg.Current(), model); err != nil {
+		if err := m.checkModel(model); err != nil {
 			return err
 		}
 	}

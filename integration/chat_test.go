@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +31,7 @@ func TestChatOneTurn(t *testing.T) {
 	if r := agentd(t, nil, "chat", dir, "--session", "other", "-m", "second"); r.code != 0 {
 		t.Fatalf("chat other session: %d %s", r.code, r.stderr)
 	}
-	if r := agentd(t, nil, "status", dir); !strings.Contains(r.stdout, "sessions  2") {
+	if r := agentd(t, nil, "status", dir); !regexp.MustCompile(`(?m)^sessions\s+2$`).MatchString(r.stdout) {
 		t.Errorf("status after two sessions:\n%s", r.stdout)
 	}
 }

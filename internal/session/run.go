@@ -74,9 +74,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		})
 	}
 	if m.ctx.Err() != nil {
-		if t.persisted != nil {
-			<-t.persisted
-		}
+		t.waitPersisted()
 		return // shutdown, not an interrupt: keep the turn persisted
 	}
 	r.mu.Lock()
@@ -90,9 +88,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		o.CostUSD = agent.Cost(out.Usage, mo.In, mo.Out)
 	}
 	o.Err = err
-	if t.persisted != nil {
-		<-t.persisted
-	}
+	t.waitPersisted()
 	// Store first: a reply the client saw must be in history.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -137,6 +133,15 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
 		}
 		t.markOut()
+	}
+}
+
+// waitPersisted returns once the turn's row is written (at once for turns
+// that waited in the queue or were resumed).
+func (t *turn) waitPersisted() {
+	t.markOut() // the run is over: do not make the writer wait longer
+	if t.persisted != nil {
+		<-t.persisted
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentd/agentd/internal/handoff"
 	"io"
 	"net"
 	"net/http"
@@ -194,7 +195,7 @@ func (g *Gateway) Start() error {
 	g.ln = ln
 	g.stopped = false
 	g.conns = map[net.Conn]struct{}{}
-	authed := newChanListener(ln.Addr())
+	authed := handoff.New(ln.Addr())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"status": "ok", "agent_name": AgentName})
@@ -311,7 +312,7 @@ type authConn struct {
 
 // handshake runs the server side of the unix/tcp handshake. Failure: a 401
 // and nothing else, as the real gateway does.
-func (g *Gateway) handshake(c net.Conn, authed *chanListener) {
+func (g *Gateway) handshake(c net.Conn, authed *handoff.Listener) {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	nonce := make([]byte, devicecert.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
@@ -343,9 +344,7 @@ func (g *Gateway) handshake(c net.Conn, authed *chanListener) {
 		}
 	}
 	_ = c.SetDeadline(time.Time{})
-	if !authed.push(&authConn{Conn: c, peer: p}) {
-		c.Close()
-	}
+	authed.Put(&authConn{Conn: c, peer: p})
 }
 
 // lingerClose half-closes c and drains what the client still sends (its
@@ -407,42 +406,5 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
-
-// chanListener hands authenticated streams to http.Server.
-type chanListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newChanListener(a net.Addr) *chanListener {
-	return &chanListener{addr: a, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) push(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
 
 var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}

@@ -3,13 +3,12 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"sync"
 
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/enroll"
+	"github.com/agentd/agentd/internal/handoff"
 	"github.com/agentd/agentd/internal/iroh"
 )
 
@@ -19,8 +18,8 @@ import (
 type irohListener struct {
 	sidecar *iroh.Sidecar
 	ln      *iroh.Listener
-	gateway *chanListener
-	coord   *chanListener
+	gateway *handoff.Listener
+	coord   *handoff.Listener
 	logFile *os.File
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -71,7 +70,7 @@ func startIroh(ctx context.Context, d *daemon, cfg config.IrohListener) (*irohLi
 	}
 	il := &irohListener{
 		sidecar: sc, ln: ln, logFile: logFile, cancel: cancel, done: make(chan struct{}), d: d,
-		gateway: newChanListener(ln.Addr()), coord: newChanListener(ln.Addr()),
+		gateway: handoff.New(ln.Addr()), coord: handoff.New(ln.Addr()),
 	}
 	go il.route()
 	info := sc.Info()
@@ -91,9 +90,9 @@ func (il *irohListener) route() {
 		}
 		switch c.ALPN() {
 		case iroh.ALPNGateway:
-			il.gateway.put(c)
+			il.gateway.Put(c)
 		case iroh.ALPNCoordinator:
-			il.coord.put(c)
+			il.coord.Put(c)
 		default:
 			c.Close()
 		}
@@ -120,44 +119,6 @@ func (il *irohListener) close() {
 	<-il.sidecar.Done()
 	il.logFile.Close()
 }
-
-// chanListener is a net.Listener fed by put; it lets one accept loop serve
-// several consumers.
-type chanListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	// once guards closing done.
-	once sync.Once
-	done chan struct{}
-}
-
-func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) put(c net.Conn) {
-	select {
-	case l.ch <- c:
-	case <-l.done:
-		c.Close()
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
 
 // serveCoordinator answers enrollment streams (ALPN openagent/coordinator/1).
 func (il *irohListener) serveCoordinator(ctx context.Context) {

@@ -93,6 +93,10 @@ func New(opts Options) *Gateway {
 		cancel:  cancel,
 		sampler: sysinfo.NewSampler(opts.AgentDir),
 	}
+	if opts.Sessions != nil {
+		// Session changes, over REST or WebSocket commands, are broadcast.
+		opts.Sessions.OnChange(g.ResourceEvent)
+	}
 	g.upgrader.Error = func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 		auth.WriteError(w, status, "bad_request", reason.Error())
 	}

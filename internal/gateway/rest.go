@@ -73,7 +73,6 @@ func (g *Gateway) pinSession(w http.ResponseWriter, r *http.Request) {
 		g.sessionError(w, err)
 		return
 	}
-	g.ResourceEvent("session", "pinned", sid)
 	writeJSON(w, http.StatusOK, map[string]string{"id": sid, "pinned_model": *body.Model})
 }
 
@@ -87,7 +86,6 @@ func (g *Gateway) clearSession(w http.ResponseWriter, r *http.Request) {
 		g.sessionError(w, err)
 		return
 	}
-	g.ResourceEvent("session", "cleared", sid)
 	writeJSON(w, http.StatusOK, map[string]string{"id": sid})
 }
 

@@ -168,6 +168,11 @@ func TestSessionREST(t *testing.T) {
 	if m != 2 {
 		t.Fatalf("bob's session has %d messages: sessions are not isolated", m)
 	}
+	// Changes made with WebSocket commands are broadcast too.
+	alice.send(wire.Command{Name: "reset", SessionID: "a1"})
+	if ev, _ := until[wire.ResourceEvent](bob); ev != (wire.ResourceEvent{Resource: "session", Action: "reset", ID: "a1"}) {
+		t.Fatalf("event %#v", ev)
+	}
 }
 
 func TestBridgePrefix(t *testing.T) {

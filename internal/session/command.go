@@ -35,6 +35,7 @@ func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error 
 			return err
 		}
 		c.Sink.Send(wire.CommandResult{Text: "New session " + sid + ".", SessionID: f.SessionID, NewSessionID: sid})
+		m.notify("created", sid)
 		return nil
 	}
 	if f.SessionID == "" {
@@ -58,6 +59,7 @@ func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error 
 			return err
 		}
 		text = fmt.Sprintf("History cleared (%d messages).", n)
+		m.notify("cleared", f.SessionID)
 	case "reset":
 		if _, err := m.db.clearHistory(ctx, f.SessionID); err != nil {
 			return err
@@ -66,6 +68,7 @@ func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error 
 			return err
 		}
 		text = "Session reset: history cleared, model unpinned (now " + m.cfg.Current().Agent.DefaultModel + ")."
+		m.notify("reset", f.SessionID)
 	case "model":
 		arg := strings.TrimSpace(f.Args)
 		if arg == "" {
@@ -79,6 +82,7 @@ func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error 
 			return err
 		}
 		text = "Session pinned to model " + arg + "."
+		m.notify("pinned", f.SessionID)
 	}
 	c.Sink.Send(wire.CommandResult{Text: text, SessionID: f.SessionID})
 	return nil

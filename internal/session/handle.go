@@ -102,18 +102,19 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 	if err != nil || !started {
 		return err
 	}
-	// Started at once: persist once the first frame is out or after
-	// persistDelay, whichever comes first. The write (~70 µs of CPU) would
-	// otherwise compete with the path to the first delta; t.Seq, taken in
-	// accept, keeps the restart order whatever the write order.
+	// Started at once: persist it persistDelay later, unless it has ended
+	// by then (its result is stored in one transaction, no row needed).
+	// Writing at once (~70 µs of CPU) would compete with the path to the
+	// first delta; t.Seq, taken in accept, keeps the restart order
+	// whatever the write order.
 	timer := time.NewTimer(persistDelay)
+	defer timer.Stop()
 	select {
-	case <-t.firstOut:
+	case <-t.ended:
 	case <-timer.C:
-	}
-	timer.Stop()
-	if err := m.db.insertTurn(context.WithoutCancel(ctx), t); err != nil {
-		m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
+		if err := m.db.insertTurn(context.WithoutCancel(ctx), t); err != nil {
+			m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
+		}
 	}
 	close(t.persisted)
 	return nil
@@ -135,7 +136,7 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 		m.seq++
 		t.Seq = m.seq
 		t.persisted = make(chan struct{})
-		t.firstOut = make(chan struct{})
+		t.ended = make(chan struct{})
 		m.enqueueLocked(t)
 		delete(m.pending, t.SessionID)
 		return true, nil

@@ -101,6 +101,10 @@ type Manager struct {
 	sinkMu sync.RWMutex
 	sinks  map[string]map[Sink]struct{} // client id → open connections
 
+	// hookMu guards hooks.
+	hookMu sync.Mutex
+	hooks  []func(resource, action, id string)
+
 	// out orders, per client, "no connection took the reply → outbox"
 	// against "a connection registered → flush the outbox", so no reply is
 	// stranded; per client, because a flush may wait for a slow reader.
@@ -368,6 +372,24 @@ func (m *Manager) flushOutbox(c *Client, sessionID string) {
 	}
 	if err := m.db.deleteOutbox(ctx, sent); err != nil {
 		m.log.Error("flush outbox", "client", c.Identity.ClientID, "err", err)
+	}
+}
+
+// OnChange registers fn, called with ("session", action, id) after every
+// change of a session: created, pinned, cleared, reset; meant to be
+// broadcast as resource_event.
+func (m *Manager) OnChange(fn func(resource, action, id string)) {
+	m.hookMu.Lock()
+	defer m.hookMu.Unlock()
+	m.hooks = append(m.hooks, fn)
+}
+
+func (m *Manager) notify(action, id string) {
+	m.hookMu.Lock()
+	hooks := append([]func(string, string, string){}, m.hooks...)
+	m.hookMu.Unlock()
+	for _, fn := range hooks {
+		fn("session", action, id)
 	}
 }
 

@@ -47,7 +47,7 @@ func (m *Manager) resolve(cfg *config.Config, pinned string) (model, provider.Pr
 // returns without storing anything, so the turn runs again after restart.
 func (m *Manager) execute(ctx context.Context, r *run) {
 	t := r.turn
-	defer t.markOut()
+	defer t.end()
 	cfg := m.cfg.Current()
 	o := outcome{}
 	var out *agent.Outcome
@@ -132,23 +132,23 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 		case agent.Status:
 			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
 		}
-		t.markOut()
 	}
 }
 
-// waitPersisted returns once the turn's row is written (at once for turns
-// that waited in the queue or were resumed).
+// waitPersisted ends the run and returns once the decision to write the
+// turn's row was taken and carried out (at once for turns that waited in
+// the queue or were resumed).
 func (t *turn) waitPersisted() {
-	t.markOut() // the run is over: do not make the writer wait longer
+	t.end()
 	if t.persisted != nil {
 		<-t.persisted
 	}
 }
 
-// markOut says the run's first frame went out (or the run ended).
-func (t *turn) markOut() {
-	if t.firstOut != nil {
-		t.firstOnce.Do(func() { close(t.firstOut) })
+// end says the run is over.
+func (t *turn) end() {
+	if t.ended != nil {
+		t.endedOnce.Do(func() { close(t.ended) })
 	}
 }
 

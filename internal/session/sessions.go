@@ -68,7 +68,11 @@ func (m *Manager) Pin(ctx context.Context, id *auth.Identity, sid, model string)
 			return err
 		}
 	}
-	return m.db.pin(ctx, sid, model)
+	if err := m.db.pin(ctx, sid, model); err != nil {
+		return err
+	}
+	m.notify("pinned", sid)
+	return nil
 }
 
 // Clear forgets session sid's history.
@@ -76,6 +80,9 @@ func (m *Manager) Clear(ctx context.Context, id *auth.Identity, sid string) erro
 	if _, err := m.access(ctx, id, sid, false, true); err != nil {
 		return err
 	}
-	_, err := m.db.clearHistory(ctx, sid)
-	return err
+	if _, err := m.db.clearHistory(ctx, sid); err != nil {
+		return err
+	}
+	m.notify("cleared", sid)
+	return nil
 }

@@ -236,10 +236,10 @@ type turn struct {
 	// persisted, when set, is closed once the row is written (ID is valid
 	// from then on): a turn that starts at once is persisted concurrently.
 	persisted chan struct{}
-	// firstOut, when set, is closed when the run's first frame went out
-	// (or the run ended): the persisting write waits for it, briefly.
-	firstOut  chan struct{}
-	firstOnce sync.Once
+	// ended, when set, is closed when the run has ended; a turn that ends
+	// before it was to be persisted is not written as a turn at all.
+	ended     chan struct{}
+	endedOnce sync.Once
 }
 
 func (d *db) insertTurn(ctx context.Context, t *turn) error {

@@ -10,7 +10,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/enroll"
+	"github.com/agentd/agentd/internal/handoff"
 	"github.com/agentd/agentd/internal/iroh"
 	"github.com/agentd/agentd/internal/store"
 )
@@ -54,30 +54,6 @@ func (a *Agent) Ticket(t testing.TB, role string, ttl time.Duration) string {
 	}
 	return tk
 }
-
-// chanListener is a net.Listener fed with already accepted streams.
-type chanListener struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-	addr net.Addr
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return l.addr }
 
 // shortTempDir keeps unix socket paths under the 108-byte limit.
 func shortTempDir(t testing.TB) string {
@@ -141,7 +117,9 @@ func StartWith(t testing.TB, o Options) *Agent {
 		t.Fatal(err)
 	}
 	rpc := enroll.NewServer(a.Coord, iroh.NodeIDFromKey(nodeKey), nil)
-	gw := &chanListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: ln.Addr()}
+	gw := handoff.New(ln.Addr())
+	stopGW := context.AfterFunc(ctx, func() { gw.Close() })
+	defer stopGW()
 	authLn := auth.NewListener(gw, auth.ModeIroh, a.Auth, nil)
 	srv := &http.Server{Handler: handler, ConnContext: auth.ConnContext}
 
@@ -166,11 +144,7 @@ func StartWith(t testing.TB, o Options) *Agent {
 					rpc.ServeConn(ctx, c)
 				}()
 			case iroh.ALPNGateway:
-				select {
-				case gw.ch <- c:
-				case <-ctx.Done():
-					c.Close()
-				}
+				gw.Put(c)
 			default:
 				if h, ok := o.Raw[c.ALPN()]; ok {
 					wg.Add(1)

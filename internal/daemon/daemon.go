@@ -136,7 +136,7 @@ func (d *daemon) open(ctx context.Context) error {
 	}
 	d.mgr, err = session.New(session.Options{
 		DB: d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root,
-		Providers: d.cat.Registry(),
+		Providers: d.cat.Registry(), Catalog: d.cat,
 		Log:       d.log.With("component", "session"),
 	})
 	if err != nil {
@@ -178,8 +178,7 @@ func (d *daemon) open(ctx context.Context) error {
 		if err := d.cat.Seed(sctx, cur); err != nil {
 			d.log.Error("model catalog not reseeded", "err", err)
 		}
-		d.sup.Apply(cur)
-		d.gw.ResourceEvent("config", "reloaded", "openagent.yaml")
+		d.sup.Apply(cur) // the gateway broadcasts config/updated itself
 	})
 	d.srv = &http.Server{
 		Handler:           d.gw,
@@ -249,6 +248,11 @@ func (d *daemon) serve(ctx context.Context) error {
 		d.log.Info("listening", "listener", name, "addr", ln.Addr().String())
 	}
 
+	// Persisted turns resume, and turns are accepted, before any listener
+	// serves a client.
+	if err := d.mgr.Start(ctx); err != nil {
+		return fmt.Errorf("start sessions: %w", err)
+	}
 	if cfg.Listeners.Unix.Enabled {
 		ln, err := listenUnix(d.dir.Socket())
 		if err != nil {
@@ -272,7 +276,6 @@ func (d *daemon) serve(ctx context.Context) error {
 		{"config watcher", d.cfg.Run},
 		{"coordinator", d.coord.Run},
 		{"gateway", d.gw.Run},
-		{"sessions", d.mgr.Start},
 	}
 	for _, l := range loops {
 		wg.Add(1)

@@ -2,8 +2,9 @@
 // active run per run key with a bounded FIFO queue behind it, interrupts,
 // slash commands, and delivery of replies to the client's connections (or
 // to an outbox when the client is away). A turn that waits is persisted
-// before it is acknowledged with queued{}, one that starts at once within
-// 2 ms of its start; a restart, even after SIGKILL, runs them again.
+// before it is acknowledged with queued{}, one that starts at once 2 ms
+// after its start unless it has ended (then its result is stored at once);
+// a restart, even after SIGKILL, runs every persisted turn again.
 package session
 
 import (
@@ -178,8 +179,9 @@ func New(opts Options) (*Manager, error) {
 // storeTimeout bounds the writes that must happen even during shutdown.
 const storeTimeout = 10 * time.Second
 
-// persistDelay bounds how long a turn that started at once runs before it
-// is persisted (the window in which a crash can lose it).
+// persistDelay is how long a turn that started at once runs before it is
+// persisted: most echo-fast turns never need the write, and the write never
+// competes with the first delta.
 const persistDelay = 2 * time.Millisecond
 
 // Start resumes every persisted turn (acceptance order per run key) and

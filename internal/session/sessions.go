@@ -14,7 +14,7 @@ type Info struct {
 	PinnedModel string    `json:"pinned_model,omitempty"`
 	Model       string    `json:"model"` // the model the next turn will use
 	Messages    int       `json:"messages"`
-	Queued      int       `json:"queued"` // persisted turns, the running one included
+	Queued      int       `json:"queued"` // accepted turns not finished yet, as persisted
 	Active      bool      `json:"active"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`

@@ -31,7 +31,8 @@ CREATE TABLE messages (
 CREATE INDEX messages_session ON messages(session_id, id);
 
 -- Accepted turns not yet finished: written before the client hears queued{}
--- (a turn that starts at once: within 2 ms of its start), deleted in the same
+-- (a turn that starts at once: 2 ms after its start, unless it has already
+-- ended and its result is being stored), deleted in the same
 -- transaction that stores the turn's result. After a restart every row runs
 -- again, in seq (acceptance) order per run key.
 CREATE TABLE turns (

@@ -141,10 +141,6 @@ func New(opts Options) (*Manager, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	// A turn reads history while another turn's row is written; with
-	// database/sql's default of 2 idle connections each extra connection
-	// would be opened (SQLite open + pragmas) and closed again per turn.
-	opts.DB.SetMaxIdleConns(8)
 	d, err := openDB(context.Background(), opts.DB, opts.Now)
 	if err != nil {
 		return nil, err

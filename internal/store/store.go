@@ -59,6 +59,10 @@ func Open(ctx context.Context, p string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", p, err)
 	}
+	// Every turn touches the database from several goroutines; with
+	// database/sql's default of 2 idle connections a new SQLite connection
+	// (and its pragmas) would be opened and closed on most turns.
+	db.SetMaxIdleConns(8)
 	s := &Store{db: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

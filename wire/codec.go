@@ -32,6 +32,7 @@ var registry = map[string]spec{
 	"interrupt":      {ClientToServer, func() Message { return &Interrupt{} }, []string{"session_id"}},
 	"command":        {ClientToServer, func() Message { return &Command{} }, []string{"name"}},
 	"ping":           {ClientToServer, func() Message { return &Ping{} }, nil},
+	"ack":            {ClientToServer, func() Message { return &Ack{} }, []string{"session_id"}},
 
 	"auth_ok":         {ServerToClient, func() Message { return &AuthOK{} }, []string{"agent_name", "version"}},
 	"auth_error":      {ServerToClient, func() Message { return &AuthError{} }, []string{"reason"}},
@@ -155,6 +156,8 @@ func deref(m Message) Message {
 	case *Command:
 		return *v
 	case *Ping:
+		return *v
+	case *Ack:
 		return *v
 	case *AuthOK:
 		return *v

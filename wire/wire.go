@@ -19,10 +19,15 @@ type Message interface {
 // Client → server.
 
 // Auth is the legacy handshake frame. Authentication happens in the stream
-// preamble now; the server answers Auth with AuthOK and changes nothing.
+// preamble now; the server answers Auth with AuthOK.
 type Auth struct {
 	Token    string `json:"token,omitempty"`
 	ClientID string `json:"client_id,omitempty"`
+	// Acks opts the client (its client id) into at-least-once delivery of
+	// final replies: the server keeps each response/turn_complete/error
+	// until an Ack for its session, and sends it again on reconnect. An
+	// Auth without it opts the client out again.
+	Acks bool `json:"acks,omitempty"`
 }
 
 // SessionOpen opens or resumes a conversation session.
@@ -70,6 +75,12 @@ type Command struct {
 
 // Ping is a keep-alive.
 type Ping struct{}
+
+// Ack says the client has handled every final reply of the session that
+// the server sent it so far (only meaningful after Auth{Acks: true}).
+type Ack struct {
+	SessionID string `json:"session_id"`
+}
 
 // Server → client.
 
@@ -194,6 +205,7 @@ func (AttachmentIn) Type() string { return "attachment" }
 func (Interrupt) Type() string    { return "interrupt" }
 func (Command) Type() string      { return "command" }
 func (Ping) Type() string         { return "ping" }
+func (Ack) Type() string          { return "ack" }
 
 func (AuthOK) Type() string         { return "auth_ok" }
 func (AuthError) Type() string      { return "auth_error" }

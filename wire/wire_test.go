@@ -11,7 +11,7 @@ import (
 
 // samples holds one fully populated value of every frame type.
 var samples = map[string]Message{
-	"auth":           Auth{Token: "t", ClientID: "c1"},
+	"auth":           Auth{Token: "t", ClientID: "c1", Acks: true},
 	"session_open":   SessionOpen{SessionID: "s1"},
 	"text_final":     TextFinal{Text: "hi", SessionID: "s1", Attachments: []Attachment{{Kind: "image", Path: "/a/b.png", Filename: "b.png"}}},
 	"audio_chunk_in": AudioChunkIn{SessionID: "s1", Data: "AAEC", Seq: 3, IsEnd: true},
@@ -19,6 +19,7 @@ var samples = map[string]Message{
 	"interrupt":      Interrupt{SessionID: "s1"},
 	"command":        Command{Name: "model", SessionID: "s1", Args: "gpt"},
 	"ping":           Ping{},
+	"ack":            Ack{SessionID: "s1"},
 
 	"auth_ok":         AuthOK{AgentName: "a", Version: "1.0"},
 	"auth_error":      AuthError{Reason: "no"},

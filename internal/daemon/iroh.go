@@ -42,7 +42,7 @@ func startIroh(ctx context.Context, d *daemon, cfg config.IrohListener) (*irohLi
 		return nil, err
 	}
 	os.Remove(d.dir.IrohSocket()) // we hold the directory lock: a leftover is stale
-	ln, err := iroh.Listen(ctx, d.dir.IrohSocket(), d.log.With("component", "iroh"))
+	ln, err := iroh.Listen(ctx, d.dir.IrohSocket(), d.log)
 	if err != nil {
 		return fail(fmt.Errorf("iroh accept socket: %w", err))
 	}
@@ -58,7 +58,7 @@ func startIroh(ctx context.Context, d *daemon, cfg config.IrohListener) (*irohLi
 		ALPNs:        []string{iroh.ALPNGateway, iroh.ALPNCoordinator},
 		AcceptSocket: ln.Path(), BindPort: cfg.BindPort,
 		NodePath: cfg.Node, Dir: cfg.SidecarDir,
-		Stderr: logFile, Logger: d.log.With("component", "iroh"),
+		Stderr: logFile, Logger: d.log,
 	})
 	if err != nil {
 		ln.Close()

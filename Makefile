@@ -36,7 +36,6 @@ build:
 
 ## test: the whole suite (unit, integration with real binaries and peers, brief fuzzing)
 test: build lint
-	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	./scripts/fuzz-brief.sh
 

@@ -61,11 +61,34 @@ type Conn struct {
 // DialWS opens an authenticated WebSocket to the gateway's /ws, sends the
 // legacy auth frame and waits for auth_ok. An auth_error becomes *AuthError.
 func (d *Dialer) DialWS(ctx context.Context) (*Conn, error) {
-	return d.DialWSLogger(ctx, nil)
+	return d.DialWSWith(ctx, WSOptions{})
 }
 
 // DialWSLogger is DialWS with a logger for frames the connection skips.
 func (d *Dialer) DialWSLogger(ctx context.Context, log *slog.Logger) (*Conn, error) {
+	return d.DialWSWith(ctx, WSOptions{Logger: log})
+}
+
+// WSOptions tune DialWSWith.
+type WSOptions struct {
+	// Logger receives the frames the connection skips; default
+	// slog.Default().
+	Logger *slog.Logger
+	// Acks opts this device into acknowledged delivery (auth{acks:true},
+	// docs/protocol.md): the gateway keeps every final reply until the
+	// client sends wire.Ack for its session, and sends it again on each new
+	// connection meanwhile. Only for clients that do send acks.
+	Acks bool
+	// AckFirst are sessions to ack before the auth frame: acks a previous
+	// connection could not send. The gateway applies them before it sends
+	// this connection the replies still awaiting an ack, so replies
+	// already handled are not sent again.
+	AckFirst []string
+}
+
+// DialWSWith is DialWS with options.
+func (d *Dialer) DialWSWith(ctx context.Context, o WSOptions) (*Conn, error) {
+	log := o.Logger
 	if log == nil {
 		log = slog.Default()
 	}
@@ -93,7 +116,13 @@ func (d *Dialer) DialWSLogger(ctx context.Context, log *slog.Logger) (*Conn, err
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	if err := c.awaitAuth(ctx, d.handshakeTimeout()); err != nil {
+	for _, sid := range o.AckFirst {
+		if err := c.Send(wire.Ack{SessionID: sid}); err != nil {
+			ws.Close()
+			return nil, err
+		}
+	}
+	if err := c.awaitAuth(ctx, d.handshakeTimeout(), wire.Auth{Acks: o.Acks}); err != nil {
 		ws.Close()
 		return nil, err
 	}
@@ -111,8 +140,8 @@ func (d *Dialer) handshakeTimeout() time.Duration {
 // awaitAuth sends auth and reads until auth_ok or auth_error. Frames before
 // it (a server may greet first) other than those two are not expected and
 // are skipped.
-func (c *Conn) awaitAuth(ctx context.Context, timeout time.Duration) error {
-	if err := c.Send(wire.Auth{}); err != nil {
+func (c *Conn) awaitAuth(ctx context.Context, timeout time.Duration, auth wire.Auth) error {
+	if err := c.Send(auth); err != nil {
 		return err
 	}
 	dl := time.Now().Add(timeout)

@@ -333,7 +333,15 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 			return
 		}
 		if c.closing() {
-			continue // after our close frame, input is only drained
+			// After our close frame input is only drained, except acks:
+			// a client that acked a reply just as we closed (a shutdown)
+			// would otherwise get the reply again when it reconnects.
+			if typ == websocket.TextMessage {
+				if msg, err := wire.Decode(data, wire.ClientToServer); err == nil && msg.Type() == (wire.Ack{}).Type() {
+					c.g.dispatch(ctx, c, msg)
+				}
+			}
+			continue
 		}
 		// Input flow control: a client that does not read its replies
 		// stops being read, instead of making the server queue them.

@@ -97,13 +97,22 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, msg wire.Message) {
 	switch m := msg.(type) {
 	case wire.Auth:
 		// Legacy handshake: authentication already happened in the stream
-		// preamble; the frame is answered and changes nothing.
+		// preamble, so only its acks flag (the client's delivery mode)
+		// matters. SetAcks also sends the outbox of a client in ack mode,
+		// which waited for this frame: after the answer, so a client sees
+		// auth_ok, then its outbox.
 		c.Send(wire.AuthOK{AgentName: g.opts.Config.Current().Agent.Name, Version: g.opts.Version})
+		if g.opts.Sessions != nil {
+			if err := g.opts.Sessions.SetAcks(ctx, c.client, m.Acks); err != nil {
+				c.logger().Error("delivery mode not recorded", "acks", m.Acks, "err", err)
+				c.Send(wire.Error{Text: "auth: delivery mode (acks) not recorded: database error"})
+			}
+		}
 	case wire.Ping:
 		c.Send(wire.Pong{})
 	case wire.AudioChunkIn:
 		c.Send(wire.Error{Text: "voice input is not available on this agent", SessionID: m.SessionID})
-	case wire.SessionOpen, wire.TextFinal, wire.AttachmentIn, wire.Interrupt, wire.Command:
+	case wire.SessionOpen, wire.TextFinal, wire.AttachmentIn, wire.Interrupt, wire.Command, wire.Ack:
 		if g.opts.Sessions == nil {
 			c.Send(wire.Error{Text: "sessions are not available on this agent"})
 			return

@@ -21,7 +21,7 @@ const (
 )
 
 // Handle processes one session frame from c: session_open, text_final,
-// attachment, interrupt, command. Answers and errors go to c.Sink; the
+// attachment, interrupt, command, ack. Answers and errors go to c.Sink; the
 // connection stays usable after any error.
 func (m *Manager) Handle(ctx context.Context, c *Client, msg wire.Message) {
 	var err error
@@ -36,6 +36,8 @@ func (m *Manager) Handle(ctx context.Context, c *Client, msg wire.Message) {
 		err = m.interrupt(ctx, c, f.SessionID)
 	case wire.Command:
 		err = m.command(ctx, c, f)
+	case wire.Ack:
+		err = m.ack(ctx, c, f.SessionID)
 	default:
 		err = fmt.Errorf("%w: %s frames are not handled by sessions", ErrInvalid, msg.Type())
 	}
@@ -67,6 +69,8 @@ func sessionOf(msg wire.Message) string {
 	case wire.Interrupt:
 		return f.SessionID
 	case wire.Command:
+		return f.SessionID
+	case wire.Ack:
 		return f.SessionID
 	}
 	return ""

@@ -1,7 +1,8 @@
 // Package session owns conversations: per-session history in SQLite, one
 // active run per run key with a bounded FIFO queue behind it, interrupts,
 // slash commands, and delivery of replies to the client's connections (or
-// to an outbox when the client is away). A turn that waits is persisted
+// to an outbox when the client is away; for clients that opted into acks,
+// kept there until acknowledged, see ack.go). A turn that waits is persisted
 // before it is acknowledged with queued{}, one that starts at once 2 ms
 // after its start unless it has ended (then its result is stored at once);
 // a restart, even after SIGKILL, runs every persisted turn again.
@@ -44,6 +45,11 @@ type Sink interface {
 type Client struct {
 	Identity *auth.Identity
 	Sink     Sink
+
+	// mu guards pendingAttach and detached (see Connect).
+	mu            sync.Mutex
+	pendingAttach func() // registration deferred until the auth frame
+	detached      bool
 }
 
 // Options configure a Manager.
@@ -102,6 +108,10 @@ type Manager struct {
 	sinkMu sync.RWMutex
 	sinks  map[string]map[Sink]struct{} // client id → open connections
 
+	// ackMu guards ackers: the clients in ack mode (ack.go), loaded at New.
+	ackMu  sync.RWMutex
+	ackers map[string]bool
+
 	// hookMu guards hooks.
 	hookMu sync.Mutex
 	hooks  []func(resource, action, id string)
@@ -145,8 +155,13 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	ackers, err := d.ackClients(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
 	m := &Manager{
 		db:        d,
+		ackers:    ackers,
 		cfg:       opts.Config,
 		agent:     opts.Agent,
 		providers: opts.Providers,
@@ -260,8 +275,42 @@ func (m *Manager) drain(ctx context.Context, l *lane, r *run) {
 
 // Connect registers a client connection and sends it the replies that were
 // produced while it was away. Call the returned function when it closes.
+//
+// For a client in ack mode both wait for the connection's auth frame
+// (SetAcks), or at most authWait: a client sends the acks it could not
+// send on its previous connection before its auth, and they must be
+// applied before the outbox is sent again, or it would get the replies it
+// already showed a second time.
 func (m *Manager) Connect(c *Client) (disconnect func()) {
+	if !m.ackMode(c.Identity.ClientID) {
+		m.register(c)
+		return func() { m.detach(c) }
+	}
+	var once sync.Once
+	attach := func() { once.Do(func() { m.register(c) }) }
+	c.mu.Lock()
+	c.pendingAttach = attach
+	c.mu.Unlock()
+	timer := time.AfterFunc(authWait, attach)
+	return func() {
+		timer.Stop()
+		m.detach(c)
+	}
+}
+
+// authWait bounds how long Connect waits for the auth frame of a client in
+// ack mode (one that never sends it still gets its outbox).
+const authWait = 2 * time.Second
+
+// register registers c's connection, then flushes its outbox; never after
+// detach (a late deferred attach would leak the connection).
+func (m *Manager) register(c *Client) {
 	id := c.Identity.ClientID
+	c.mu.Lock()
+	if c.detached {
+		c.mu.Unlock()
+		return
+	}
 	m.sinkMu.Lock()
 	set := m.sinks[id]
 	if set == nil {
@@ -270,15 +319,22 @@ func (m *Manager) Connect(c *Client) (disconnect func()) {
 	}
 	set[c.Sink] = struct{}{}
 	m.sinkMu.Unlock()
+	c.mu.Unlock()
 	m.flushOutbox(c, "")
-	return func() {
-		m.sinkMu.Lock()
-		delete(m.sinks[id], c.Sink)
-		if len(m.sinks[id]) == 0 {
-			delete(m.sinks, id)
-		}
-		m.sinkMu.Unlock()
+}
+
+func (m *Manager) detach(c *Client) {
+	id := c.Identity.ClientID
+	c.mu.Lock()
+	c.detached = true
+	c.pendingAttach = nil
+	m.sinkMu.Lock()
+	delete(m.sinks[id], c.Sink)
+	if len(m.sinks[id]) == 0 {
+		delete(m.sinks, id)
 	}
+	m.sinkMu.Unlock()
+	c.mu.Unlock()
 }
 
 // sinksOf returns the open connections of clientID.
@@ -316,12 +372,16 @@ func (m *Manager) stream(ctx context.Context, clientID string, msg wire.Message)
 }
 
 // deliverFinal sends the frames that end a turn; if no connection of the
-// client takes them they go to the outbox.
+// client takes them they go to the outbox. For a client in ack mode they
+// go to the outbox anyway, marked sent when a connection took them, and
+// stay there until the client acks the session (ack.go).
 func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 	defer m.out.lock(t.ClientID)()
-	var away [][]byte
+	ackMode := m.ackMode(t.ClientID)
+	var keep []outboxRow
 	for _, msg := range msgs {
-		if m.deliver(t.ClientID, msg) {
+		took := m.deliver(t.ClientID, msg)
+		if took && !(ackMode && isFinal(msg)) {
 			continue
 		}
 		b, err := wire.Encode(msg)
@@ -329,28 +389,46 @@ func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 			m.log.Error("encode reply", "err", err)
 			continue
 		}
-		away = append(away, b)
+		keep = append(keep, outboxRow{Frame: b, Sent: took})
 	}
-	if len(away) == 0 {
+	if len(keep) == 0 {
 		return
 	}
 	// The outbox must survive even if the manager is shutting down.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), storeTimeout)
 	defer cancel()
-	if err := m.db.addOutbox(ctx, t.ClientID, t.SessionID, away); err != nil {
-		m.log.Error("reply lost: client away and outbox write failed", "session", t.SessionID, "err", err)
+	dropped, err := m.db.addOutbox(ctx, t.ClientID, t.SessionID, keep, ackMode)
+	if err != nil {
+		m.log.Error("reply not stored for (re)delivery: outbox write failed", "session", t.SessionID, "ack_mode", ackMode, "err", err)
+		return
 	}
+	m.logDropped(t.ClientID, dropped)
 }
 
 // flushOutbox sends c the stored frames of its client (of one session if
-// sessionID is set).
+// sessionID is set). Sent frames are deleted, except for a client in ack
+// mode: they are kept, marked sent, until its ack. Such a client gets all
+// its rows on connect (sessionID ""), but on session_open only the rows no
+// connection took yet: the others reached this connection live or in its
+// connect flush.
 func (m *Manager) flushOutbox(c *Client, sessionID string) {
-	defer m.out.lock(c.Identity.ClientID)()
+	id := c.Identity.ClientID
+	defer m.out.lock(id)()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*storeTimeout)
 	defer cancel()
-	frames, err := m.db.outbox(ctx, c.Identity.ClientID, sessionID)
+	ackMode := m.ackMode(id)
+	if ackMode && sessionID == "" {
+		// Expired rows are dropped here too, so a client that comes back
+		// after a long absence is not sent day-old replies.
+		dropped, err := m.db.pruneAwaiting(ctx, id)
+		if err != nil {
+			m.log.Error("flush outbox", "client", id, "err", err)
+		}
+		m.logDropped(id, dropped)
+	}
+	frames, err := m.db.outbox(ctx, id, sessionID, ackMode && sessionID != "")
 	if err != nil {
-		m.log.Error("flush outbox", "client", c.Identity.ClientID, "err", err)
+		m.log.Error("flush outbox", "client", id, "err", err)
 		return
 	}
 	var sent []int64
@@ -358,7 +436,9 @@ func (m *Manager) flushOutbox(c *Client, sessionID string) {
 		msg, err := wire.Decode(f.Frame, wire.ServerToClient)
 		if err != nil {
 			m.log.Error("outbox frame unreadable, dropped", "id", f.ID, "err", err)
-			sent = append(sent, f.ID)
+			if err := m.db.deleteOutbox(ctx, []int64{f.ID}); err != nil {
+				m.log.Error("flush outbox", "client", id, "err", err)
+			}
 			continue
 		}
 		// Stream, not Send: a long outbox must wait for the client to
@@ -368,8 +448,13 @@ func (m *Manager) flushOutbox(c *Client, sessionID string) {
 		}
 		sent = append(sent, f.ID)
 	}
-	if err := m.db.deleteOutbox(ctx, sent); err != nil {
-		m.log.Error("flush outbox", "client", c.Identity.ClientID, "err", err)
+	if ackMode {
+		err = m.db.markSent(ctx, sent)
+	} else {
+		err = m.db.deleteOutbox(ctx, sent)
+	}
+	if err != nil {
+		m.log.Error("flush outbox", "client", id, "err", err)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/agentd/agentd/wire"
 )
 
-// db wraps the session tables of migration 0003. The statements on the
+// db wraps the session tables of migrations 0003 and 0005. The statements on the
 // turn path are prepared once: preparing costs more than running them.
 type db struct {
 	sql *sql.DB
@@ -27,6 +27,11 @@ type db struct {
 	meta   map[string]sessionMeta
 
 	hist *histCache
+
+	// ackKeep and ackMax bound the rows awaiting an ack (ackKeepDefault,
+	// ackMaxDefault; tests shrink them).
+	ackKeep time.Duration
+	ackMax  int
 
 	// wmu serialises this package's writes. SQLite has one writer; when
 	// several collide, its busy handler backs off in sleeps of up to
@@ -59,7 +64,7 @@ func (d *db) remember(id string, m sessionMeta) {
 }
 
 func openDB(ctx context.Context, sqlDB *sql.DB, now func() time.Time) (*db, error) {
-	d := &db{sql: sqlDB, now: now, hist: newHistCache(histCacheBytes)}
+	d := &db{sql: sqlDB, now: now, hist: newHistCache(histCacheBytes), ackKeep: ackKeepDefault, ackMax: ackMaxDefault}
 	for _, p := range []struct {
 		st *(*sql.Stmt)
 		q  string
@@ -386,29 +391,49 @@ type outboxFrame struct {
 	Frame []byte
 }
 
-func (d *db) addOutbox(ctx context.Context, clientID, sessionID string, frames [][]byte) error {
+// outboxRow is a frame to store: Sent marks one a connection already took
+// (kept only for clients in ack mode, until their ack).
+type outboxRow struct {
+	Frame []byte
+	Sent  bool
+}
+
+// addOutbox stores rows for clientID; with ackMode it then applies the
+// bounds of awaiting rows (see pruneAwaitingTx) in the same transaction and
+// returns how many it dropped.
+func (d *db) addOutbox(ctx context.Context, clientID, sessionID string, rows []outboxRow, ackMode bool) (dropped int64, err error) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store reply for later: %w", err)
+		return 0, fmt.Errorf("store reply for later: %w", err)
 	}
 	defer tx.Rollback()
 	now := d.ms()
-	for _, f := range frames {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, frame, created_at) VALUES (?, ?, ?, ?)`,
-			clientID, sessionID, string(f), now); err != nil {
-			return fmt.Errorf("store reply for later: %w", err)
+	for _, r := range rows {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, frame, sent, created_at) VALUES (?, ?, ?, ?, ?)`,
+			clientID, sessionID, string(r.Frame), r.Sent, now); err != nil {
+			return 0, fmt.Errorf("store reply for later: %w", err)
 		}
 	}
-	return tx.Commit()
+	if ackMode {
+		if dropped, err = d.pruneAwaitingTx(ctx, tx, clientID); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("store reply for later: %w", err)
+	}
+	return dropped, nil
 }
 
 // outbox returns the frames waiting for clientID (of one session if
-// sessionID is set), oldest first.
-func (d *db) outbox(ctx context.Context, clientID, sessionID string) ([]outboxFrame, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT id, frame FROM outbox WHERE client_id = ? AND (? = '' OR session_id = ?) ORDER BY id`,
-		clientID, sessionID, sessionID)
+// sessionID is set; only those no connection took yet if unsentOnly),
+// oldest first.
+func (d *db) outbox(ctx context.Context, clientID, sessionID string, unsentOnly bool) ([]outboxFrame, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT id, frame FROM outbox WHERE client_id = ? AND (? = '' OR session_id = ?)
+		AND (? = 0 OR sent = 0) ORDER BY id`,
+		clientID, sessionID, sessionID, unsentOnly)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}

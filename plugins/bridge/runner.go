@@ -83,6 +83,10 @@ type Runner struct {
 	lastTurn string            // session id of the last text_final sent
 	lastCmd  string            // session id of the last command sent
 	workers  map[string]*chatWorker
+	// unacked: sessions whose ack found no connection, sent before the
+	// auth of the next one; the value tells a later failure apart.
+	unacked  map[string]uint64
+	ackSeq   uint64
 	runCtx   context.Context
 	workerWG sync.WaitGroup
 }
@@ -122,6 +126,7 @@ func NewRunner(p Platform, cfg RunnerConfig) *Runner {
 		sessions: map[string]string{},
 		chats:    map[string]string{},
 		workers:  map[string]*chatWorker{},
+		unacked:  map[string]uint64{},
 	}
 	if r.editIvl <= 0 {
 		r.editIvl = DefaultEditInterval

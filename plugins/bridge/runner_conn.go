@@ -2,7 +2,9 @@ package bridge
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/agentd/agentd/client"
@@ -44,7 +46,12 @@ func backoff(n int) time.Duration {
 func (r *Runner) gatewayLoop(ctx context.Context) {
 	attempt := 0
 	for ctx.Err() == nil {
-		c, err := r.dialer.DialWSLogger(ctx, r.log)
+		// Acks: the gateway keeps each reply until a chat has shown it
+		// (chatWorker acks at turn_complete), so a reply this process
+		// received but did not post before dying is sent again to the
+		// next process.
+		unacked := r.unackedSnapshot()
+		c, err := r.dialer.DialWSWith(ctx, client.WSOptions{Logger: r.log, Acks: true, AckFirst: slices.Collect(maps.Keys(unacked))})
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -64,6 +71,7 @@ func (r *Runner) gatewayLoop(ctx context.Context) {
 			continue
 		}
 		r.log.Info("connected to gateway", "gateway", r.dialer.String(), "agent", c.AgentName(), "version", c.Version())
+		r.acked(unacked)
 		gc := &gwConn{c: c, opened: map[string]bool{}}
 		start := time.Now()
 		r.setConn(gc)
@@ -180,7 +188,7 @@ func (r *Runner) dispatch(m wire.Message) {
 	case wire.Response:
 		sid, ev = m.SessionID, event{kind: evResponse, resp: m}
 	case wire.TurnComplete:
-		sid, ev = m.SessionID, event{kind: evTurnComplete}
+		sid, ev = m.SessionID, event{kind: evTurnComplete, sid: m.SessionID}
 	case wire.Queued:
 		sid, ev = m.SessionID, event{kind: evQueued, pos: m.Position}
 		if sid == "" {
@@ -218,6 +226,46 @@ func (r *Runner) dispatch(m wire.Message) {
 		return
 	}
 	r.post(chatID, ev)
+}
+
+// ack tells the gateway that every reply of session sid it sent so far has
+// been shown. Without a live connection it is sent first thing on the next
+// one (before the gateway re-sends what awaits an ack); if this process
+// dies first, the gateway sends the replies again, which is the point.
+func (r *Runner) ack(sid string) {
+	r.mu.Lock()
+	gc := r.conn
+	r.mu.Unlock()
+	if gc != nil {
+		err := gc.c.Send(wire.Ack{SessionID: sid})
+		if err == nil {
+			return
+		}
+		r.log.Debug("ack not sent; it will be sent on the next connection", "session_id", sid, "err", err)
+	}
+	r.mu.Lock()
+	r.ackSeq++
+	r.unacked[sid] = r.ackSeq
+	r.mu.Unlock()
+}
+
+// unackedSnapshot returns the acks waiting for a connection.
+func (r *Runner) unackedSnapshot() map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.unacked)
+}
+
+// acked forgets the acks of snap, which a new connection sent, unless one
+// of them failed again since the snapshot.
+func (r *Runner) acked(snap map[string]uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for sid, seq := range snap {
+		if r.unacked[sid] == seq {
+			delete(r.unacked, sid)
+		}
+	}
 }
 
 // moveSession applies a "new" command's session id, if it stays within

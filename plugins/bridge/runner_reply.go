@@ -43,6 +43,7 @@ type event struct {
 	text string
 	pos  int
 	resp wire.Response
+	sid  string // evTurnComplete: the session to ack
 }
 
 // chatWorker renders the agent's frames into one chat, in order. Each chat
@@ -64,6 +65,11 @@ type chatWorker struct {
 	lastFlush  time.Time
 	flushT     *time.Timer
 	lastTyping time.Time
+	// unshown is set when a reply part, attachment or notice could not be
+	// posted since the last ack: the turn is then not acked, so the
+	// gateway keeps it (to send again on a reconnect) until a later turn
+	// of the chat is shown and acked.
+	unshown bool
 }
 
 // post queues ev for chatID's worker, starting one if needed.
@@ -177,7 +183,9 @@ func (w *chatWorker) handle(ctx context.Context, ev event) {
 		}
 		w.text.Reset()
 		w.text.WriteString(text)
-		w.flush(ctx, true)
+		if !w.flush(ctx, true) {
+			w.unshown = true
+		}
 		w.reset()
 		w.sendAttachments(ctx, ev.resp.Attachments)
 	case evTurnComplete:
@@ -186,6 +194,14 @@ func (w *chatWorker) handle(ctx context.Context, ev event) {
 			w.flush(ctx, true)
 			w.reset()
 		}
+		// Every turn ends with turn_complete, after its response (text and
+		// attachments, handled above in order) or its error notice: the
+		// turn is now shown, so the gateway may forget it. Acking here
+		// rather than at the response also covers failed turns.
+		if ev.sid != "" && !w.unshown && ctx.Err() == nil {
+			r.ack(ev.sid)
+		}
+		w.unshown = false
 	case evDisconnected:
 		if w.streaming() {
 			w.flushT.Stop()
@@ -221,6 +237,7 @@ func (w *chatWorker) notice(ctx context.Context, text string) {
 	cctx, cancel := w.call(ctx)
 	defer cancel()
 	if err := w.r.SendText(cctx, w.chatID, text); err != nil {
+		w.unshown = true
 		w.r.log.Warn("notice not sent", "chat_id", w.chatID, "err", err)
 	}
 }
@@ -228,11 +245,12 @@ func (w *chatWorker) notice(ctx context.Context, text string) {
 // flush shows the reply so far: it edits the messages already sent where
 // their part changed and sends new messages for parts beyond them. A final
 // flush falls back to a new message when an edit fails, so the user always
-// gets the complete reply.
-func (w *chatWorker) flush(ctx context.Context, final bool) {
+// gets the complete reply. It reports whether every part is shown.
+func (w *chatWorker) flush(ctx context.Context, final bool) bool {
 	r := w.r
 	w.lastFlush = time.Now()
 	parts := SplitText(w.text.String(), r.maxText)
+	ok := true
 	for i, part := range parts {
 		cctx, cancel := w.call(ctx)
 		if i < len(w.msgs) {
@@ -253,11 +271,13 @@ func (w *chatWorker) flush(ctx context.Context, final bool) {
 			}
 			r.log.Warn("edit of streamed reply failed", "chat_id", w.chatID, "final", final, "err", err)
 			if !final {
+				ok = false
 				cancel()
 				continue
 			}
 			// Fall through: send the final part as a new message.
 			if id, err := r.p.SendText(cctx, w.chatID, part); err != nil {
+				ok = false
 				r.log.Warn("reply part not sent", "chat_id", w.chatID, "err", err)
 			} else {
 				w.msgs[i], w.shown[i] = id, part
@@ -270,12 +290,15 @@ func (w *chatWorker) flush(ctx context.Context, final bool) {
 		if err != nil {
 			// Not recorded: the next flush sends it again.
 			r.log.Warn("reply part not sent", "chat_id", w.chatID, "err", err)
-			return
+			return false
 		}
 		w.msgs = append(w.msgs, id)
 		w.shown = append(w.shown, part)
 	}
+	return ok
 }
+
+var errNoFiles = errors.New("this platform cannot send files")
 
 func (w *chatWorker) sendAttachments(ctx context.Context, atts []wire.Attachment) {
 	r := w.r
@@ -288,10 +311,15 @@ func (w *chatWorker) sendAttachments(ctx context.Context, atts []wire.Attachment
 		case r.files != nil:
 			err = r.files.SendFile(cctx, w.chatID, a)
 		default:
-			err = errors.New("this platform cannot send files")
+			err = errNoFiles
 		}
 		cancel()
 		if err != nil {
+			// Sending again cannot help a platform without files; the
+			// notice below is all the user can get.
+			if err != errNoFiles {
+				w.unshown = true
+			}
 			r.log.Warn("attachment not sent", "chat_id", w.chatID, "path", a.Path, "err", err)
 			name := a.Filename
 			if name == "" {

@@ -233,3 +233,100 @@ func TestRunnerAlertsOnceWhenRefused(t *testing.T) {
 		t.Fatalf("LastError = %q", r.LastError())
 	}
 }
+
+// gatedPlatform holds every SendText until release is closed.
+type gatedPlatform struct {
+	*runnerPlatform
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (p *gatedPlatform) SendText(ctx context.Context, chat, text string) (string, error) {
+	select {
+	case p.entered <- struct{}{}:
+	default:
+	}
+	<-p.release
+	return p.runnerPlatform.SendText(ctx, chat, text)
+}
+
+// The runner opts into acknowledged delivery and acks a turn once it is
+// shown; an ack that finds no connection is sent on the next one, before
+// its auth frame, so the gateway does not send the shown reply again.
+func TestRunnerAcksShownTurns(t *testing.T) {
+	gw := clienttest.New(t)
+	p := &gatedPlatform{runnerPlatform: newRunnerPlatform("pl", 0), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	r := bridge.NewRunner(p, bridge.RunnerConfig{
+		Dialer:       gw.Dialer(gw.BridgeIdentity("pl")),
+		AllowedUsers: []string{bridge.AllowEveryone},
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	<-p.ready
+	auth := gw.WaitReceived(5*time.Second, func(r clienttest.Received) bool { return r.Msg.Type() == "auth" })
+	if !auth.Msg.(wire.Auth).Acks {
+		t.Fatal("the runner did not opt into acknowledged delivery")
+	}
+	if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: "c1", UserID: "u1", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	// The reply is being posted when the gateway goes away.
+	<-p.entered
+	gw.WaitReceived(5*time.Second, func(r clienttest.Received) bool { return r.Msg.Type() == "text_final" })
+	time.Sleep(100 * time.Millisecond) // response and turn_complete are queued in the worker
+	gw.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Connected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(p.release)
+	if got := p.waitTexts(t, "c1", 1); got[0] != "echo: hi" {
+		t.Fatalf("texts = %q", got)
+	}
+	for _, rc := range gw.Received() {
+		if rc.Msg.Type() == "ack" {
+			t.Fatal("ack before the reply was shown")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the worker reaches turn_complete: no connection for its ack
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	types := func() (out []string) {
+		for _, rc := range gw.Received() {
+			out = append(out, rc.Msg.Type())
+		}
+		return out
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for strings.Count(strings.Join(types(), ","), "auth") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := types()
+	if !strings.HasSuffix(strings.Join(got, ","), "text_final,ack,auth") {
+		t.Fatalf("frames = %v, want the pending ack just before the new connection's auth", got)
+	}
+	if a := gw.Received()[len(got)-2].Msg.(wire.Ack); a.SessionID != "pl:c1" {
+		t.Fatalf("ack = %+v", a)
+	}
+	// On a live connection the ack follows the shown turn.
+	if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: "c1", UserID: "u1", Text: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	p.waitTexts(t, "c1", 2)
+	deadline = time.Now().Add(5 * time.Second)
+	for strings.Count(strings.Join(types(), ","), "ack") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ack after the second turn: frames %v", types())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -166,7 +166,8 @@ func TestStreamedReplyEditsOneMessage(t *testing.T) {
 	for _, r := range e.gw.Received() {
 		types = append(types, r.Msg.Type())
 	}
-	if strings.Join(types, ",") != "auth,session_open,text_final" {
+	// The ack that follows the shown turn may or may not have arrived yet.
+	if got := strings.TrimSuffix(strings.Join(types, ","), ",ack"); got != "auth,session_open,text_final" {
 		t.Fatalf("frames from the bridge: %v", types)
 	}
 	if len(e.tg.Calls("sendChatAction")) == 0 {

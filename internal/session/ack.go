@@ -1,0 +1,208 @@
+package session
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/agentd/agentd/wire"
+)
+
+// Acknowledged delivery (docs/protocol.md): a client that opted in with
+// auth{acks:true} is in "ack mode". Its final frames are kept in the outbox
+// even when a connection took them (sent = 1) until it acks their session,
+// and every new connection of it receives them again, so a client that dies
+// between receiving a reply and showing it loses nothing.
+//
+// Ack mode belongs to the client id, not to one connection, and is stored:
+// a connection's outbox is flushed at connect, before its auth frame can
+// arrive, so the flush must already know that the rows it sends are to be
+// kept.
+
+// Bounds of the rows awaiting an ack: a client that stops acking (a bug, a
+// downgraded bridge that still sends auth{acks:true}) must not grow the
+// outbox without end, nor get day-old replies again on every reconnect.
+const (
+	// ackKeepDefault is how long a sent reply waits for its ack before it
+	// is dropped.
+	ackKeepDefault = 24 * time.Hour
+	// ackMaxDefault is how many sent rows per client wait for an ack; past
+	// it the oldest are dropped.
+	ackMaxDefault = 1000
+)
+
+// ackMode reports whether clientID opted into acknowledged delivery.
+func (m *Manager) ackMode(clientID string) bool {
+	m.ackMu.RLock()
+	defer m.ackMu.RUnlock()
+	return m.ackers[clientID]
+}
+
+// SetAcks records the acks flag of c's auth frame: on puts the client in
+// ack mode, off takes it out (its rows still awaiting an ack are then sent
+// once more and deleted, like any outbox row). Only a change is written.
+// Then, if Connect deferred c's registration and outbox until this frame,
+// it does them now, whether the write failed or not.
+func (m *Manager) SetAcks(ctx context.Context, c *Client, on bool) error {
+	err := m.setAcks(ctx, c.Identity.ClientID, on)
+	c.mu.Lock()
+	attach := c.pendingAttach
+	c.pendingAttach = nil
+	c.mu.Unlock()
+	if attach != nil {
+		attach()
+	}
+	return err
+}
+
+func (m *Manager) setAcks(ctx context.Context, id string, on bool) error {
+	m.ackMu.Lock()
+	defer m.ackMu.Unlock()
+	if m.ackers[id] == on {
+		return nil
+	}
+	if err := m.db.setAckClient(ctx, id, on); err != nil {
+		return err
+	}
+	if on {
+		m.ackers[id] = true
+	} else {
+		delete(m.ackers, id)
+	}
+	m.log.Info("client delivery mode changed", "client", id, "acks", on)
+	return nil
+}
+
+// ack forgets the replies of session sid that were sent to c's client and
+// await its ack. It holds the client's outbox lock: deliverFinal writes a
+// reply's rows only after it handed the frames to the connections, so an
+// ack that raced ahead of that write would otherwise miss them.
+func (m *Manager) ack(ctx context.Context, c *Client, sid string) error {
+	if err := checkSessionID(sid); err != nil {
+		return err
+	}
+	defer m.out.lock(c.Identity.ClientID)()
+	// Not cancelled with the connection or the gateway: an ack that
+	// arrives during shutdown still counts (see the gateway's drain).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if _, err := m.db.deleteAwaiting(ctx, c.Identity.ClientID, sid); err != nil {
+		m.log.Error("ack", "client", c.Identity.ClientID, "session", sid, "err", err)
+		return fmt.Errorf("ack not recorded (database error); the replies may be sent again")
+	}
+	return nil
+}
+
+// logDropped reports rows dropped by the bounds.
+func (m *Manager) logDropped(clientID string, n int64) {
+	if n > 0 {
+		m.log.Warn("replies awaiting an ack dropped (older than the limit, or too many)",
+			"client", clientID, "dropped", n, "max_age", m.db.ackKeep, "max_rows", m.db.ackMax)
+	}
+}
+
+// isFinal reports whether msg is kept for acknowledged delivery: the frames
+// that end a turn, never deltas or status.
+func isFinal(msg wire.Message) bool {
+	switch msg.(type) {
+	case wire.Response, wire.TurnComplete, wire.Error:
+		return true
+	}
+	return false
+}
+
+// ackClients returns the clients in ack mode.
+func (d *db) ackClients(ctx context.Context) (map[string]bool, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT client_id FROM outbox_ack_clients`)
+	if err != nil {
+		return nil, fmt.Errorf("read ack clients: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read ack clients: %w", err)
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
+func (d *db) setAckClient(ctx context.Context, clientID string, on bool) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	var err error
+	if on {
+		_, err = d.sql.ExecContext(ctx, `INSERT INTO outbox_ack_clients(client_id, updated_at) VALUES (?, ?)
+			ON CONFLICT(client_id) DO UPDATE SET updated_at = excluded.updated_at`, clientID, d.ms())
+	} else {
+		_, err = d.sql.ExecContext(ctx, `DELETE FROM outbox_ack_clients WHERE client_id = ?`, clientID)
+	}
+	if err != nil {
+		return fmt.Errorf("record delivery mode of %s: %w", clientID, err)
+	}
+	return nil
+}
+
+// pruneAwaitingTx drops clientID's rows that await an ack for longer than
+// ackKeep, then all but the newest ackMax of them.
+func (d *db) pruneAwaitingTx(ctx context.Context, tx *sql.Tx, clientID string) (int64, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE client_id = ? AND sent = 1 AND created_at < ?`,
+		clientID, d.now().Add(-d.ackKeep).UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("bound replies awaiting an ack: %w", err)
+	}
+	old, _ := res.RowsAffected()
+	res, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
+		SELECT id FROM outbox WHERE client_id = ? AND sent = 1 ORDER BY id DESC LIMIT -1 OFFSET ?)`,
+		clientID, d.ackMax)
+	if err != nil {
+		return 0, fmt.Errorf("bound replies awaiting an ack: %w", err)
+	}
+	many, _ := res.RowsAffected()
+	return old + many, nil
+}
+
+// pruneAwaiting is pruneAwaitingTx in a transaction of its own.
+func (d *db) pruneAwaiting(ctx context.Context, clientID string) (int64, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("bound replies awaiting an ack: %w", err)
+	}
+	defer tx.Rollback()
+	n, err := d.pruneAwaitingTx(ctx, tx, clientID)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("bound replies awaiting an ack: %w", err)
+	}
+	return n, nil
+}
+
+// markSent marks rows as taken by a connection, now awaiting an ack.
+func (d *db) markSent(ctx context.Context, ids []int64) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	for _, id := range ids {
+		if _, err := d.sql.ExecContext(ctx, `UPDATE outbox SET sent = 1 WHERE id = ? AND sent = 0`, id); err != nil {
+			return fmt.Errorf("mark outbox frame %d sent: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// deleteAwaiting deletes clientID's rows of session sid that await an ack.
+func (d *db) deleteAwaiting(ctx context.Context, clientID, sid string) (int64, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	res, err := d.sql.ExecContext(ctx, `DELETE FROM outbox WHERE client_id = ? AND session_id = ? AND sent = 1`, clientID, sid)
+	if err != nil {
+		return 0, fmt.Errorf("forget acknowledged replies of %s: %w", sid, err)
+	}
+	return res.RowsAffected()
+}

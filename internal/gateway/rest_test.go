@@ -247,15 +247,31 @@ func TestCommands(t *testing.T) {
 	c.send(wire.TextFinal{Text: "queued one", SessionID: "s1"})
 	c.send(wire.TextFinal{Text: "queued two", SessionID: "s1"})
 	until[wire.Delta](c)
-	r, ok := cmd("stop", "").(wire.CommandResult)
-	if !ok || r.Text != "Stopped; dropped 2 queued message(s)." {
+	// The stopped turn's response and the command's result race: the
+	// result is sent after the queue is dropped in the DB. Take both in
+	// either order.
+	c.send(wire.Command{Name: "stop", SessionID: "s1"})
+	var r wire.CommandResult
+	var resp wire.Response
+	gotR, gotResp, gotDone := false, false, false
+	for !gotR || !gotResp || !gotDone {
+		switch m := c.next().(type) {
+		case wire.CommandResult:
+			r, gotR = m, true
+		case wire.Response:
+			resp, gotResp = m, true
+		case wire.TurnComplete:
+			gotDone = true
+		case wire.Error:
+			t.Fatalf("stop: %#v", m)
+		}
+	}
+	if r.Text != "Stopped; dropped 2 queued message(s)." {
 		t.Fatalf("stop: %#v", r)
 	}
-	resp, _ := until[wire.Response](c)
 	if !resp.Interrupted || resp.Model != "echo2" {
 		t.Fatalf("stopped turn: %#v", resp)
 	}
-	until[wire.TurnComplete](c)
 	var queued int
 	e.store.DB().QueryRow(`SELECT COUNT(*) FROM turns`).Scan(&queued)
 	if queued != 0 {
@@ -270,7 +286,7 @@ func TestCommands(t *testing.T) {
 	if r, ok := cmd("model", "").(wire.CommandResult); !ok || !strings.Contains(r.Text, "echo (default)") {
 		t.Fatalf("model after reset: %#v", r)
 	}
-	r, ok = cmd("new", "").(wire.CommandResult)
+	r, ok := cmd("new", "").(wire.CommandResult)
 	if !ok || len(r.NewSessionID) != 16 || r.NewSessionID == "s1" {
 		t.Fatalf("new: %#v", r)
 	}

@@ -170,6 +170,12 @@ func (p *Proxy) guard(next http.Handler) http.Handler {
 				return
 			}
 		}
+		// The agent may answer while the request body is still streaming in
+		// (an echo, an upload that fails early). Without full duplex,
+		// net/http stops reading the inbound body once the response has
+		// started; the reverse proxy then sees a body read error and drops
+		// the upstream stream mid-response.
+		_ = http.NewResponseController(w).EnableFullDuplex()
 		next.ServeHTTP(w, r)
 	})
 }

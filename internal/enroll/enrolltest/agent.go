@@ -197,6 +197,13 @@ func Handler() http.Handler {
 			"capabilities": id.Capabilities, "transport": id.Transport, "host": r.Host})
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		// Without full duplex, net/http's HTTP/1 server may stop reading the
+		// request body once the response has started, which would cut a
+		// streamed echo short (and make the test flaky), not the proxy.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		buf := make([]byte, 32<<10)
 		for {

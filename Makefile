@@ -17,10 +17,12 @@ all: build
 setup: setup-apt setup-go setup-npm
 
 setup-apt:
-	@if ! command -v protoc >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler nodejs npm >/dev/null; \
-		else echo "need protoc and node: sudo apt-get install protobuf-compiler nodejs npm"; fi; \
+	@# protoc is only needed by `make proto` (generated code is committed).
+	@if ! command -v protoc >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null || echo "warning: protoc not installed (only make proto needs it)"; \
+		else echo "note: install protoc for make proto: sudo apt-get install protobuf-compiler"; fi; \
 	fi
+	@command -v node >/dev/null 2>&1 || { echo "Node.js >= 20 is needed (iroh sidecar, test peers): install it, e.g. apt-get install nodejs"; exit 1; }
 
 setup-go:
 	$(GO) mod download

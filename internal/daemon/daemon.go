@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -172,7 +173,10 @@ func (d *daemon) open(ctx context.Context) error {
 	for pattern, h := range supervisor.Routes(d.sup) {
 		d.gw.Handle(pattern, auth.CapAdmin, h)
 	}
-	d.cfg.Subscribe(func(_, cur *config.Config) {
+	d.cfg.Subscribe(func(old, cur *config.Config) {
+		if !reflect.DeepEqual(old.Listeners, cur.Listeners) {
+			d.log.Warn("listener changes in openagent.yaml apply at the next restart of agentd")
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := d.cat.Seed(sctx, cur); err != nil {

@@ -95,7 +95,7 @@ func oneTurn(ctx context.Context, conn *client.Conn, session, text string, out, 
 	if err := conn.Send(wire.TextFinal{Text: text, SessionID: session}); err != nil {
 		return err
 	}
-	streamed := false
+	pr := newPrinter(out, errw)
 	var turnErr error
 	for {
 		m, err := conn.Recv(ctx)
@@ -105,39 +105,18 @@ func oneTurn(ctx context.Context, conn *client.Conn, session, text string, out, 
 			}
 			return fmt.Errorf("connection: %w", err)
 		}
-		switch f := m.(type) {
-		case wire.Delta:
-			if f.SessionID == session {
-				streamed = true
-				fmt.Fprint(out, f.Text)
-			}
-		case wire.Response:
-			if f.SessionID != session {
-				continue
-			}
-			if !streamed {
-				fmt.Fprint(out, f.Text)
-			}
-			fmt.Fprintln(out)
-			for _, a := range f.Attachments {
-				fmt.Fprintf(errw, "[%s] %s\n", a.Kind, a.Path)
-			}
-		case wire.TurnComplete:
-			if f.SessionID == session {
+		if sid := frameSession(m); sid != "" && sid != session {
+			continue
+		}
+		if _, ok := m.(wire.TurnComplete); ok {
+			return turnErr
+		}
+		pr.show(m)
+		if e, ok := m.(wire.Error); ok {
+			turnErr = errors.New(e.Text)
+			// A turn that failed before it started gets no turn_complete.
+			if !pr.streamed[session] {
 				return turnErr
-			}
-		case wire.Queued:
-			fmt.Fprintf(errw, "queued #%d\n", f.Position)
-		case wire.Status:
-			fmt.Fprintf(errw, "… %s\n", f.Text)
-		case wire.Error:
-			if f.SessionID == "" || f.SessionID == session {
-				turnErr = errors.New(f.Text)
-				fmt.Fprintf(errw, "error: %s\n", f.Text)
-				// A turn that failed before it started gets no turn_complete.
-				if !streamed {
-					return turnErr
-				}
 			}
 		}
 	}
@@ -176,6 +155,8 @@ func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
 			frames <- m
 		}
 	}()
+	pr := newPrinter(stdout, stderr)
+	pr.usage = true
 	pending, eof := 0, false // turns sent and not yet complete
 	var giveUp <-chan time.Time
 	lastInterrupt := time.Time{}
@@ -218,29 +199,14 @@ func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
 			pending++
 			conn.Send(wire.TextFinal{Text: line, SessionID: session})
 		case m := <-frames:
+			pr.show(m)
 			switch f := m.(type) {
-			case wire.Delta:
-				fmt.Fprint(stdout, f.Text)
-			case wire.Response:
-				if f.Interrupted {
-					fmt.Fprint(stdout, " [interrupted]")
-				}
-				fmt.Fprintln(stdout)
-				for _, a := range f.Attachments {
-					fmt.Fprintf(stderr, "[%s] %s\n", a.Kind, a.Path)
-				}
 			case wire.TurnComplete:
 				pending = max(pending-1, 0)
-				fmt.Fprintf(stderr, "(%d tokens, $%.4f)\n", f.Usage.TotalTokens, f.Usage.CostUSD)
 				if eof && pending == 0 {
 					return nil
 				}
-			case wire.Queued:
-				fmt.Fprintf(stderr, "queued #%d\n", f.Position)
-			case wire.Status:
-				fmt.Fprintf(stderr, "… %s\n", f.Text)
 			case wire.Error:
-				fmt.Fprintf(stderr, "error: %s\n", f.Text)
 				// A failed turn is followed by turn_complete; a refused one
 				// (queue full, bad session) is not. At EOF, give up waiting
 				// shortly after an error.
@@ -251,7 +217,6 @@ func interactive(ctx context.Context, conn *client.Conn, in io.Reader) error {
 				if f.NewSessionID != "" {
 					session = f.NewSessionID
 				}
-				fmt.Fprintln(stderr, f.Text)
 			}
 		}
 	}
@@ -264,4 +229,71 @@ func parseSlash(line string) (name, arg string, ok bool) {
 	}
 	name, arg, _ = strings.Cut(line[1:], " ")
 	return name, strings.TrimSpace(arg), true
+}
+
+// printer shows gateway frames in the terminal: the reply on out (so
+// `agentd chat -m` is scriptable), everything else on errw.
+type printer struct {
+	out, errw io.Writer
+	usage     bool            // print each turn's tokens and cost
+	streamed  map[string]bool // sessions whose current reply arrived as deltas
+}
+
+func newPrinter(out, errw io.Writer) *printer {
+	return &printer{out: out, errw: errw, streamed: map[string]bool{}}
+}
+
+func (p *printer) show(m wire.Message) {
+	switch f := m.(type) {
+	case wire.Delta:
+		p.streamed[f.SessionID] = true
+		fmt.Fprint(p.out, f.Text)
+	case wire.Response:
+		// A reply that did not stream (a non-streaming provider, or one
+		// kept for us while we were away) is printed whole.
+		if !p.streamed[f.SessionID] {
+			fmt.Fprint(p.out, f.Text)
+		}
+		if f.Interrupted {
+			fmt.Fprint(p.out, " [interrupted]")
+		}
+		fmt.Fprintln(p.out)
+		for _, a := range f.Attachments {
+			fmt.Fprintf(p.errw, "[%s] %s\n", a.Kind, a.Path)
+		}
+	case wire.TurnComplete:
+		delete(p.streamed, f.SessionID)
+		if p.usage {
+			fmt.Fprintf(p.errw, "(%d tokens, $%.4f)\n", f.Usage.TotalTokens, f.Usage.CostUSD)
+		}
+	case wire.Queued:
+		fmt.Fprintf(p.errw, "queued #%d\n", f.Position)
+	case wire.Status:
+		fmt.Fprintf(p.errw, "… %s\n", f.Text)
+	case wire.Error:
+		fmt.Fprintf(p.errw, "error: %s\n", f.Text)
+	case wire.CommandResult:
+		fmt.Fprintln(p.errw, f.Text)
+	}
+}
+
+// frameSession is the session a frame belongs to, "" for frames of none.
+func frameSession(m wire.Message) string {
+	switch f := m.(type) {
+	case wire.Delta:
+		return f.SessionID
+	case wire.Response:
+		return f.SessionID
+	case wire.TurnComplete:
+		return f.SessionID
+	case wire.Status:
+		return f.SessionID
+	case wire.Queued:
+		return f.SessionID
+	case wire.Error:
+		return f.SessionID
+	case wire.CommandResult:
+		return f.SessionID
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,5 +117,32 @@ func TestHelpEverywhere(t *testing.T) {
 	}
 	if r := agentd(t, nil, "bogus"); r.code != 2 {
 		t.Errorf("unknown command: code %d", r.code)
+	}
+}
+
+// TestServeTCPPortTaken: a listener that cannot start stops the daemon with a
+// clear error, after an ordered shutdown of what had started (the unix socket
+// is removed again).
+func TestServeTCPPortTaken(t *testing.T) {
+	dir := newAgent(t, false)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	p := filepath.Join(dir, "openagent.yaml")
+	b, _ := os.ReadFile(p)
+	s := strings.Replace(string(b), "  tcp:\n    enabled: false\n    address: 127.0.0.1:8765",
+		"  tcp:\n    enabled: true\n    address: "+taken.Addr().String(), 1)
+	if s == string(b) {
+		t.Fatal("tcp section not found in the config template")
+	}
+	os.WriteFile(p, []byte(s), 0o600)
+	r := agentd(t, nil, "serve", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "listen tcp "+taken.Addr().String()) {
+		t.Fatalf("serve with the tcp port taken: code %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "agentd.sock")); !os.IsNotExist(err) {
+		t.Errorf("unix socket left behind: %v", err)
 	}
 }

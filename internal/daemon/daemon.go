@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"time"
@@ -252,22 +251,31 @@ func (d *daemon) serve(ctx context.Context) error {
 		d.log.Info("listening", "listener", name, "addr", ln.Addr().String())
 	}
 
+	// stop runs the ordered shutdown, also when starting fails half-way
+	// (the tcp port is taken after the unix socket is already served).
+	stop := func(err error) error {
+		d.shutdown()
+		cancel()
+		wg.Wait()
+		return err
+	}
+
 	// Persisted turns resume, and turns are accepted, before any listener
 	// serves a client.
 	if err := d.mgr.Start(ctx); err != nil {
-		return fmt.Errorf("start sessions: %w", err)
+		return stop(fmt.Errorf("start sessions: %w", err))
 	}
 	if cfg.Listeners.Unix.Enabled {
 		ln, err := listenUnix(d.dir.Socket())
 		if err != nil {
-			return err
+			return stop(err)
 		}
 		goServe("unix", auth.NewListener(ln, auth.ModeNonce, d.authn, d.log.With("listener", "unix")))
 	}
 	if cfg.Listeners.TCP.Enabled {
 		ln, err := net.Listen("tcp", cfg.Listeners.TCP.Address)
 		if err != nil {
-			return fmt.Errorf("listen tcp %s: %w", cfg.Listeners.TCP.Address, err)
+			return stop(fmt.Errorf("listen tcp %s: %w", cfg.Listeners.TCP.Address, err))
 		}
 		goServe("tcp", auth.NewListener(ln, auth.ModeNonce, d.authn, d.log.With("listener", "tcp")))
 	}
@@ -313,10 +321,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	d.shutdown()
-	cancel()
-	wg.Wait()
-	return err
+	return stop(err)
 }
 
 // shutdown stops accepting, ends client connections and bridges.
@@ -338,8 +343,8 @@ func (d *daemon) shutdown() {
 		ln.Close()
 	}
 	d.mu.Unlock()
-	if d.iroh != nil {
-		d.iroh.close()
+	if il := d.irohL(); il != nil {
+		il.close()
 	}
 }
 
@@ -355,10 +360,5 @@ func (d *daemon) close() {
 	}
 	if d.st != nil {
 		d.st.Close()
-	}
-	// The unix listener unlinks its socket on Close; make sure of it even
-	// if serving never started.
-	if _, err := os.Lstat(d.dir.Socket()); err == nil && d.srv == nil {
-		os.Remove(filepath.Clean(d.dir.Socket()))
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/client"
-	"github.com/agentd/agentd/internal/agentdir"
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/store"
 )
@@ -59,23 +58,18 @@ func withDaemonOrDB(arg string, viaREST func(context.Context, *client.Dialer) er
 	d, dir, err := localDialer(arg)
 	if err == nil {
 		defer d.CloseIdle()
-		err = viaREST(ctx, d)
-		if err == nil || !isNotRunning(explainDial(err, dir)) {
-			return explainDial(err, dir)
+		if err = explainDial(viaREST(ctx, d), dir); !isNotRunning(err) {
+			return err
 		}
 	} else if !isNotRunning(err) {
 		return err
 	}
-	adir, err := agentdir.Open(arg)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, adir.DB())
+	st, err := store.Open(ctx, dir.DB())
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	c, err := coordinator.Open(ctx, adir.Root, st)
+	c, err := coordinator.Open(ctx, dir.Root, st)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 )
 
@@ -138,59 +139,11 @@ func Decode(data []byte, d Direction) (Message, error) {
 }
 
 // deref turns the pointer that Decode filled into the value type, so callers
-// switch on value types (wire.TextFinal, not *wire.TextFinal).
+// switch on value types (wire.TextFinal, not *wire.TextFinal). Every frame
+// type has value-receiver methods, so the value is a Message too; reflection
+// keeps this from being a second list of types to keep in step with registry.
 func deref(m Message) Message {
-	switch v := m.(type) {
-	case *Auth:
-		return *v
-	case *SessionOpen:
-		return *v
-	case *TextFinal:
-		return *v
-	case *AudioChunkIn:
-		return *v
-	case *AttachmentIn:
-		return *v
-	case *Interrupt:
-		return *v
-	case *Command:
-		return *v
-	case *Ping:
-		return *v
-	case *Ack:
-		return *v
-	case *AuthOK:
-		return *v
-	case *AuthError:
-		return *v
-	case *Delta:
-		return *v
-	case *Status:
-		return *v
-	case *Response:
-		return *v
-	case *TurnComplete:
-		return *v
-	case *Queued:
-		return *v
-	case *Pong:
-		return *v
-	case *AudioStart:
-		return *v
-	case *AudioChunk:
-		return *v
-	case *AudioEnd:
-		return *v
-	case *ResourceEvent:
-		return *v
-	case *SystemSnapshot:
-		return *v
-	case *Error:
-		return *v
-	case *CommandResult:
-		return *v
-	}
-	return m
+	return reflect.ValueOf(m).Elem().Interface().(Message)
 }
 
 func describeJSONError(err error) string {

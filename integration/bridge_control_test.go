@@ -286,8 +286,3 @@ func TestBridgeSecurity(t *testing.T) {
 	e.tg.Text(aliceChat, alice, "still fine")
 	e.waitReply(15*time.Second, "still fine")
 }
-
-// --- helpers ----------------------------------------------------------------
-
-// bgDaemon is a background `agentd serve` usable from tests and benchmarks
-// (main_test.go's daemon takes a *testing.T).

@@ -56,7 +56,7 @@ type bridgeState struct {
 type bridgeEnv struct {
 	tb    testing.TB
 	dir   string
-	d     *bgDaemon
+	d     *daemon
 	tg    *telegramtest.Server
 	owner *client.Dialer
 }
@@ -99,10 +99,10 @@ func newBridgeEnv(tb testing.TB, extra string) *bridgeEnv {
 func newBridgeEnvAllowing(tb testing.TB, allowed, extra string) *bridgeEnv {
 	tb.Helper()
 	tg := telegramtest.New(tb)
-	dir := newAgentTB(tb)
+	dir := newAgent(tb, false)
 	setBridges(tb, dir, telegramYAML(tg, allowed)+extra)
 	e := &bridgeEnv{tb: tb, dir: dir, tg: tg}
-	e.d = serveTB(tb, dir)
+	e.d = startServe(tb, dir)
 	id, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
 	if err != nil {
 		tb.Fatal(err)
@@ -592,80 +592,6 @@ func TestBridgeCrashloop(t *testing.T) {
 }
 
 // --- 4. control over REST, the CLI and the file ---------------------------
-
-type bgDaemon struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan error
-}
-
-// newAgentTB is newAgent for any testing.TB: `agentd init` with iroh off.
-func newAgentTB(tb testing.TB) string {
-	tb.Helper()
-	dir := filepath.Join(tb.TempDir(), "agent")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, agentdBin(), "init", dir)
-	cmd.Env = append(os.Environ(), "OPENAI_API_KEY=", "ANTHROPIC_API_KEY=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("agentd init: %v\n%s", err, out)
-	}
-	p := filepath.Join(dir, "openagent.yaml")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := strings.Replace(string(b), "  iroh:\n    enabled: true", "  iroh:\n    enabled: false", 1)
-	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return dir
-}
-
-// serveTB starts `agentd serve dir` and waits until its socket answers
-// GET /api/health. The daemon is stopped (SIGTERM, then SIGKILL) at cleanup.
-func serveTB(tb testing.TB, dir string) *bgDaemon {
-	tb.Helper()
-	cmd := exec.Command(agentdBin(), "serve", dir)
-	cmd.Env = os.Environ()
-	d := &bgDaemon{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = d.out, d.out
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	go func() { d.done <- cmd.Wait() }()
-	tb.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-d.done:
-			d.done <- err
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-d.done
-			tb.Errorf("agentd did not stop within 10s of SIGTERM\n%s", d.out.String())
-		}
-	})
-	health := &client.Dialer{Network: "unix", Address: filepath.Join(dir, "agentd.sock"), Anonymous: true}
-	defer health.CloseIdle()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-d.done:
-			d.done <- err
-			tb.Fatalf("agentd serve exited early: %v\n%s", err, d.out.String())
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := health.GetJSON(ctx, "/api/health", nil)
-		cancel()
-		if err == nil {
-			return d
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tb.Fatalf("agentd serve did not come up\n%s", d.out.String())
-	return nil
-}
 
 var (
 	// pluginMu guards pluginBuilds.

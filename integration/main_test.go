@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/agentd/agentd/client"
+	"github.com/agentd/agentd/devicecert"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +55,7 @@ type result struct {
 }
 
 // agentd runs the binary to completion.
-func agentd(t *testing.T, env []string, args ...string) result {
+func agentd(t testing.TB, env []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -73,47 +75,61 @@ func agentd(t *testing.T, env []string, args ...string) result {
 
 // daemon is a background `agentd serve`.
 type daemon struct {
-	t      *testing.T
 	cmd    *exec.Cmd
 	dir    string
 	stderr *syncBuffer
 	done   chan error
 }
 
-// startServe starts `agentd serve dir` and waits until status answers.
-func startServe(t *testing.T, dir string, env ...string) *daemon {
-	t.Helper()
+// startServe starts `agentd serve dir` and waits until it answers the owner
+// on its unix socket. At cleanup the daemon must stop within 10 s of SIGTERM.
+func startServe(tb testing.TB, dir string, env ...string) *daemon {
+	tb.Helper()
 	cmd := exec.Command(agentdBin(), "serve", dir)
 	cmd.Env = append(os.Environ(), env...)
 	buf := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	d := &daemon{t: t, cmd: cmd, dir: dir, stderr: buf, done: make(chan error, 1)}
+	d := &daemon{cmd: cmd, dir: dir, stderr: buf, done: make(chan error, 1)}
 	go func() { d.done <- cmd.Wait() }()
-	t.Cleanup(func() { d.kill() })
+	tb.Cleanup(func() {
+		if _, err := d.stop(); err != nil {
+			d.kill()
+			tb.Error(err)
+		}
+	})
+	owner, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := client.Unix(filepath.Join(dir, "agentd.sock"), owner)
+	defer c.CloseIdle()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-d.done:
 			d.done <- err
-			t.Fatalf("agentd serve exited early: %v\n%s", err, buf.String())
+			tb.Fatalf("agentd serve exited early: %v\n%s", err, buf.String())
 		default:
 		}
-		if r := agentd(t, nil, "status", dir); r.code == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.GetJSON(ctx, "/api/agent-info", nil)
+		cancel()
+		if err == nil {
 			return d
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("agentd serve did not come up\n%s", buf.String())
+	tb.Fatalf("agentd serve did not come up\n%s", buf.String())
 	return nil
 }
 
 // stop sends SIGTERM and returns how long the daemon took to exit.
 func (d *daemon) stop() (time.Duration, error) {
 	start := time.Now()
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Process.Signal(syscall.SIGTERM) // an error means it has exited: done says how
 	select {
 	case err := <-d.done:
 		d.done <- err
@@ -136,7 +152,7 @@ func (d *daemon) kill() {
 
 // newAgent runs `agentd init` in a fresh temp dir with iroh off unless
 // keepIroh, and returns the directory.
-func newAgent(t *testing.T, keepIroh bool) string {
+func newAgent(t testing.TB, keepIroh bool) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "agent")
 	if r := agentd(t, []string{"OPENAI_API_KEY=", "ANTHROPIC_API_KEY="}, "init", dir); r.code != 0 {
@@ -148,7 +164,7 @@ func newAgent(t *testing.T, keepIroh bool) string {
 	return dir
 }
 
-func setIroh(t *testing.T, dir string, on bool) {
+func setIroh(t testing.TB, dir string, on bool) {
 	t.Helper()
 	p := filepath.Join(dir, "openagent.yaml")
 	b, err := os.ReadFile(p)

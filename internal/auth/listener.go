@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/devicecert"
+	"github.com/agentd/agentd/internal/logfile"
 )
 
 // Mode says how a listener's streams prove the device key.
@@ -90,6 +91,9 @@ type listener struct {
 	a         *Authenticator
 	log       *slog.Logger
 	transport string
+	// refusals logs "stream refused" once per reason per window, so a
+	// flood of bad handshakes cannot fill the disk.
+	refusals *logfile.Repeats
 
 	ready chan *Conn
 	// ctx ends when the listener closes; it aborts handshakes in flight.
@@ -124,9 +128,28 @@ func NewListener(inner net.Listener, mode Mode, a *Authenticator, log *slog.Logg
 	if mode == ModeIroh {
 		l.transport = "iroh"
 	}
-	l.wg.Add(1)
+	l.refusals = logfile.NewRepeats(log, 0)
+	l.wg.Add(2)
 	go l.loop()
+	go l.flushRefusals()
 	return l
+}
+
+// flushRefusals writes the counts of suppressed refusals every window and
+// when the listener closes.
+func (l *listener) flushRefusals() {
+	defer l.wg.Done()
+	t := time.NewTicker(logfile.RepeatWindow)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.refusals.Tick()
+		case <-l.ctx.Done():
+			l.refusals.Flush()
+			return
+		}
+	}
 }
 
 func (l *listener) loop() {
@@ -186,7 +209,7 @@ func (l *listener) serve(c net.Conn) {
 	c.SetDeadline(time.Now().Add(HandshakeTimeout))
 	id, cert, err := l.handshake(c)
 	if err != nil {
-		l.log.Info("stream refused", "transport", l.transport, "remote", c.RemoteAddr().String(), "err", err)
+		l.refusals.Info(err.Error(), "stream refused", "transport", l.transport, "remote", c.RemoteAddr().String(), "err", err)
 		refuse(c, err)
 		return
 	}

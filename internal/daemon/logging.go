@@ -1,18 +1,19 @@
 package daemon
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
+
+	"github.com/agentd/agentd/internal/logfile"
 )
 
 // newLogger logs JSON to file (for machines) and text to console (for
-// people). The file is opened in append mode so restarts keep history.
+// people). The file is appended to, so restarts keep history, and rotated
+// by size (logfile.MaxBytes × logfile.Backups).
 func newLogger(file string, console io.Writer, level slog.Level) (*slog.Logger, io.Closer, error) {
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := logfile.Open(file, logfile.MaxBytes, logfile.Backups)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open log: %w", err)
+		return nil, nil, err
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	h := slog.NewMultiHandler(slog.NewJSONHandler(f, opts), slog.NewTextHandler(console, opts))

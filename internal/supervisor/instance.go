@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/logfile"
 	"github.com/agentd/agentd/plugins/bridge"
 	bridgev1 "github.com/agentd/agentd/proto/bridge/v1"
 )
@@ -132,7 +133,7 @@ func (s *Supervisor) binaryPath(name string, cfg config.Bridge) string {
 
 // launch starts the plugin and takes it through Info, identity, Configure
 // and Start. On error nothing is left running.
-func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, logs *bridgeLog, blog *slog.Logger) (_ *instance, err error) {
+func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, logs *logfile.File, blog *slog.Logger) (_ *instance, err error) {
 	path := s.binaryPath(e.name, cfg)
 	s.mu.Lock()
 	e.status.Path = path

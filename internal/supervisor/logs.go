@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/agentd/agentd/internal/logfile"
 	"github.com/agentd/agentd/plugins/bridge"
 	bridgev1 "github.com/agentd/agentd/proto/bridge/v1"
 )
@@ -22,79 +22,12 @@ const stderrTailLines = 3
 // maxLogLine bounds one line of plugin output held in memory.
 const maxLogLine = 64 << 10
 
-// MaxLogBytes is the size at which a bridge log is rotated: the file moves
-// to bridge-<name>.log.1 (replacing the previous one) and a new file starts,
-// so a chatty or crash-looping bridge cannot fill the disk.
-const MaxLogBytes = 10 << 20
-
-// bridgeLog is logs/bridge-<name>.log. Plugin stderr and the plugin's Log
-// calls both end up here, written a whole line per Write under mu so they
-// never interleave mid-line.
-type bridgeLog struct {
-	path  string
-	limit int64
-	// mu guards f and size.
-	mu   sync.Mutex
-	f    *os.File
-	size int64
-}
-
-func openBridgeLog(dir, name string) (*bridgeLog, error) {
-	ld := filepath.Join(dir, "logs")
-	if err := os.MkdirAll(ld, 0o700); err != nil {
-		return nil, fmt.Errorf("open bridge %s log: %w", name, err)
-	}
-	l := &bridgeLog{path: LogPath(dir, name), limit: MaxLogBytes}
-	if err := l.open(); err != nil {
+func openBridgeLog(dir, name string) (*logfile.File, error) {
+	l, err := logfile.Open(LogPath(dir, name), logfile.MaxBytes, logfile.Backups)
+	if err != nil {
 		return nil, fmt.Errorf("open bridge %s log: %w", name, err)
 	}
 	return l, nil
-}
-
-// open opens (or creates) the log for appending; l.mu held or l unshared.
-func (l *bridgeLog) open() error {
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	l.f, l.size = f, fi.Size()
-	return nil
-}
-
-func (l *bridgeLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.size > 0 && l.size+int64(len(p)) > l.limit {
-		l.rotate()
-	}
-	n, err := l.f.Write(p)
-	l.size += int64(n)
-	return n, err
-}
-
-// rotate moves the full log aside and starts a new one; l.mu held. If that
-// fails the old file is kept and grows: losing log lines would be worse.
-func (l *bridgeLog) rotate() {
-	if err := os.Rename(l.path, l.path+".1"); err != nil {
-		return
-	}
-	old := l.f
-	if err := l.open(); err != nil {
-		l.f = old
-		return
-	}
-	old.Close()
-}
-
-func (l *bridgeLog) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.f.Close()
 }
 
 // LogPath is a bridge's log file.
@@ -106,7 +39,7 @@ func LogPath(dir, name string) string {
 // newline in two calls), writes it to the log a whole line at a time, and
 // remembers the last lines.
 type lineWriter struct {
-	log *bridgeLog
+	log *logfile.File
 	// mu guards buf and tail.
 	mu   sync.Mutex
 	buf  []byte

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -74,4 +75,34 @@ func (c *Coordinator) known(ctx context.Context, id string) bool {
 	var n int
 	c.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM network_devices WHERE pubkey = ?`, id).Scan(&n)
 	return n > 0
+}
+
+// BridgeClient returns the client id of the active bridge device whose
+// certificate carries session_prefix:<prefix> (the newest, should a
+// re-issue have left two), or ok false when no active bridge holds it. The
+// session manager asks it where a message pushed into a "<prefix>:…"
+// session goes.
+func (c *Coordinator) BridgeClient(ctx context.Context, prefix string) (clientID string, ok bool, err error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT pubkey, capabilities FROM network_devices
+		WHERE status = 'active' AND substr(handle, 1, length(?)) = ? ORDER BY created_at DESC, rowid DESC`,
+		bridgeHandlePrefix, bridgeHandlePrefix)
+	if err != nil {
+		return "", false, fmt.Errorf("find bridge of prefix %q: %w", prefix, err)
+	}
+	defer rows.Close()
+	want := auth.SessionPrefixCap + prefix
+	for rows.Next() {
+		var id, caps string
+		if err := rows.Scan(&id, &caps); err != nil {
+			return "", false, fmt.Errorf("find bridge of prefix %q: %w", prefix, err)
+		}
+		var list []string
+		if err := json.Unmarshal([]byte(caps), &list); err != nil {
+			return "", false, fmt.Errorf("find bridge of prefix %q: device %s: %w", prefix, id, err)
+		}
+		if slices.Contains(list, want) && c.Active(id) {
+			return id, true, nil
+		}
+	}
+	return "", false, rows.Err()
 }

@@ -478,3 +478,39 @@ func TestRenewOwner(t *testing.T) {
 		t.Fatalf("renewed owner cert %+v %v", c, err)
 	}
 }
+
+// BridgeClient finds the active bridge device of a session prefix, and
+// follows a re-key after a revoke.
+func TestBridgeClient(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, ok, err := f.c.BridgeClient(ctx, "tg"); ok || err != nil {
+		t.Fatalf("no bridge yet: ok %v err %v", ok, err)
+	}
+	id, err := f.c.IssueBridge(ctx, "telegram", "tg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.IssueBridge(ctx, "discord", "dc"); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{"tg": true, "dc": true, "t": false, "wa": false} {
+		got, ok, err := f.c.BridgeClient(ctx, p)
+		if ok != want || err != nil || (p == "tg" && got != id.ClientID()) {
+			t.Errorf("BridgeClient(%q) = %q, %v, %v", p, got, ok, err)
+		}
+	}
+	if _, err := f.c.Revoke(ctx, "__bridge_telegram"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := f.c.BridgeClient(ctx, "tg"); ok {
+		t.Fatal("revoked bridge still found")
+	}
+	fresh, err := f.c.IssueBridge(ctx, "telegram", "tg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, _ := f.c.BridgeClient(ctx, "tg"); !ok || got != fresh.ClientID() {
+		t.Fatalf("after re-key: %q %v, want %q", got, ok, fresh.ClientID())
+	}
+}

@@ -137,7 +137,8 @@ func (d *daemon) open(ctx context.Context) error {
 	d.mgr, err = session.New(session.Options{
 		DB: d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root,
 		Providers: d.cat.Registry(), Catalog: d.cat,
-		Log: d.log.With("component", "session"),
+		Log:     d.log.With("component", "session"),
+		Bridges: d.coord.BridgeClient,
 	})
 	if err != nil {
 		return fmt.Errorf("open sessions: %w", err)

@@ -69,6 +69,9 @@ type Options struct {
 	Log      *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Bridges maps a bridge session prefix to the bridge's device, for
+	// Push; nil means no session is a bridge's.
+	Bridges BridgeResolver
 }
 
 // Errors returned by the REST-facing methods; the gateway maps them to HTTP
@@ -92,6 +95,7 @@ type Manager struct {
 	catalog   *catalog.Catalog
 	agentDir  string
 	log       *slog.Logger
+	bridges   BridgeResolver
 
 	// ctx is the manager's lifetime, set by Start; runs derive from it.
 	ctx context.Context
@@ -168,6 +172,7 @@ func New(opts Options) (*Manager, error) {
 		catalog:   opts.Catalog,
 		agentDir:  opts.AgentDir,
 		log:       opts.Log,
+		bridges:   opts.Bridges,
 		lanes:     map[string]*lane{},
 		pending:   map[string][]wire.Attachment{},
 		sinks:     map[string]map[Sink]struct{}{},

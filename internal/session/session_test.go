@@ -82,6 +82,13 @@ type harness struct {
 
 func start(t *testing.T, dir, yaml string) *harness {
 	t.Helper()
+	return startWith(t, dir, yaml, Options{})
+}
+
+// startWith is start with extra options (DB, Config, Agent, AgentDir and
+// Log are the harness's).
+func startWith(t *testing.T, dir, yaml string, opts Options) *harness {
+	t.Helper()
 	path := filepath.Join(dir, config.FileName)
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -96,7 +103,8 @@ func start(t *testing.T, dir, yaml string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(Options{DB: st.DB(), Config: config.NewWatcher(path, cfg, log), Agent: &agent.Agent{Logger: log}, AgentDir: dir, Log: log})
+	opts.DB, opts.Config, opts.Agent, opts.AgentDir, opts.Log = st.DB(), config.NewWatcher(path, cfg, log), &agent.Agent{Logger: log}, dir, log
+	m, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,113 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/wire"
+)
+
+// BridgeResolver says which device currently holds a bridge session prefix
+// ("tg" → the Telegram bridge's client id). ok is false when no active
+// bridge holds it.
+type BridgeResolver func(ctx context.Context, prefix string) (clientID string, ok bool, err error)
+
+// Push puts a message that no turn produced — an operator alert, a
+// scheduled reminder, a message another session sends — into session sid,
+// as if the agent had said it there: it is stored in the session's history
+// as an assistant message and delivered like a turn's final reply, a
+// response frame (model "") followed by turn_complete, through the same
+// outbox. So it reaches a device that is away when it connects again, and a
+// device in ack mode (every bridge) keeps getting it until it acks, which
+// makes it survive a bridge restart.
+//
+// Where it goes: a session "<p>:…" whose prefix p belongs to a bridge
+// (Options.Bridges) goes to that bridge's device, and is created for it if
+// the chat never talked to the agent (an alert to "tg:155490357" reaches
+// that Telegram chat); any other session goes to the device that owns it
+// and must exist. atts must be files inside the agent directory. A turn
+// streaming in the same session meanwhile is not waited for.
+func (m *Manager) Push(ctx context.Context, sid, text string, atts []wire.Attachment) error {
+	if err := checkSessionID(sid); err != nil {
+		return err
+	}
+	if strings.TrimSpace(text) == "" && len(atts) == 0 {
+		return fmt.Errorf("%w: nothing to push (empty text, no attachments)", ErrInvalid)
+	}
+	for _, a := range atts {
+		if err := m.checkAttachment(a.Path); err != nil {
+			return err
+		}
+	}
+	client, err := m.pushTarget(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if err := m.db.addPushed(ctx, sid, text, atts); err != nil {
+		return err
+	}
+	m.deliverFinal(&turn{SessionID: sid, ClientID: client},
+		wire.Response{Text: text, SessionID: sid, Attachments: nonNil(atts)},
+		wire.TurnComplete{SessionID: sid})
+	m.log.Info("message pushed into session", "session", sid, "client", client, "attachments", len(atts))
+	return nil
+}
+
+// pushTarget returns the client id a pushed message of sid goes to,
+// creating a bridge session that does not exist yet.
+func (m *Manager) pushTarget(ctx context.Context, sid string) (string, error) {
+	if p, _, ok := strings.Cut(sid, ":"); ok && m.bridges != nil {
+		id, ok, err := m.bridges(ctx, p)
+		if err != nil {
+			return "", fmt.Errorf("push to %s: %w", sid, err)
+		}
+		if ok {
+			_, err := m.db.session(ctx, sid)
+			if err == errNoSession {
+				if _, err = m.db.ensureSession(ctx, sid, id); err == nil {
+					m.notify("created", sid)
+				}
+			}
+			if err != nil {
+				return "", err
+			}
+			return id, nil
+		}
+	}
+	row, err := m.db.session(ctx, sid)
+	if err == errNoSession {
+		return "", fmt.Errorf("%w: %s (and %q is no bridge's session prefix)", ErrNotFound, sid, prefixOf(sid))
+	}
+	if err != nil {
+		return "", err
+	}
+	return row.Owner, nil
+}
+
+func prefixOf(sid string) string {
+	p, _, _ := strings.Cut(sid, ":")
+	return p
+}
+
+// addPushed stores a pushed message as an assistant row of sid's history.
+func (d *db) addPushed(ctx context.Context, sid, text string, atts []wire.Attachment) error {
+	attJSON, err := json.Marshal(nonNil(atts))
+	if err != nil {
+		return fmt.Errorf("store pushed message: %w", err)
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	now := d.ms()
+	if _, err := d.insMsg.ExecContext(ctx, sid, string(provider.RoleAssistant), text, "", "", false, string(attJSON), "",
+		false, false, "", now); err != nil {
+		return fmt.Errorf("store pushed message in %s: %w", sid, err)
+	}
+	if _, err := d.touch.ExecContext(ctx, now, sid); err != nil {
+		return fmt.Errorf("store pushed message in %s: %w", sid, err)
+	}
+	d.hist.appendTurn(sid, modelView([]provider.Message{{Role: provider.RoleAssistant, Content: text}}, false))
+	return nil
+}

@@ -1,0 +1,124 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentd/agentd/internal/provider/providertest"
+	"github.com/agentd/agentd/wire"
+)
+
+// bridgesOf resolves the tg prefix to the tg identity, nothing else.
+func bridgesOf(_ context.Context, p string) (string, bool, error) {
+	if p == "tg" {
+		return tg.ClientID, true, nil
+	}
+	return "", false, nil
+}
+
+// A pushed message reaches a bridge chat that never talked to the agent,
+// like a reply: live to its connection, kept until acked (so a bridge
+// restart re-sends it), and it is part of the session's history the model
+// sees next.
+func TestPushToBridgeSession(t *testing.T) {
+	fake := providertest.NewOpenAI(t, providertest.Response{Text: []string{"ok"}})
+	h := startWith(t, t.TempDir(), yamlWith("gpt", fake.BaseURL()), Options{Bridges: bridgesOf})
+	ctx := context.Background()
+	var created []string
+	h.m.OnChange(func(_, action, id string) { created = append(created, action+" "+id) })
+
+	_, rec1, bye1 := h.connectAcking(t, tg)
+	if err := h.m.Push(ctx, "tg:155490357", "Discord is down since 14:02: invalid token", nil); err != nil {
+		t.Fatal(err)
+	}
+	fs := rec1.wait(t, func(fs []wire.Message) bool { return len(fs) == 2 })
+	if r, ok := fs[0].(wire.Response); !ok || r.Text != "Discord is down since 14:02: invalid token" || r.SessionID != "tg:155490357" || r.Model != "" {
+		t.Fatalf("pushed frames %#v", fs)
+	}
+	if tc, ok := fs[1].(wire.TurnComplete); !ok || tc.SessionID != "tg:155490357" {
+		t.Fatalf("pushed frames %#v", fs)
+	}
+	if strings.Join(created, ",") != "created tg:155490357" {
+		t.Fatalf("change events %q", created)
+	}
+	waitRows(t, h, tg.ClientID, "[1:tg:155490357 1:tg:155490357]")
+	bye1() // the bridge dies before posting it
+
+	c2, rec2, bye2 := h.connectAcking(t, tg)
+	defer bye2()
+	fs = rec2.wait(t, func(fs []wire.Message) bool { return len(fs) == 2 })
+	if r, ok := fs[0].(wire.Response); !ok || !strings.HasPrefix(r.Text, "Discord is down") {
+		t.Fatalf("re-sent frames %#v", fs)
+	}
+	h.m.Handle(ctx, c2, wire.Ack{SessionID: "tg:155490357"})
+	waitRows(t, h, tg.ClientID, "[]")
+
+	// The chat's owner is the bridge: it may talk there, and the model sees
+	// the pushed message as the agent's own.
+	h.m.Handle(ctx, c2, wire.TextFinal{Text: "what happened?", SessionID: "tg:155490357"})
+	rec2.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 2 })
+	var got []string
+	for _, m := range fake.Requests()[0].OpenAI(t).Messages {
+		got = append(got, m.Role+":"+m.Text())
+	}
+	if strings.Join(got, "|") != "assistant:Discord is down since 14:02: invalid token|user:what happened?" {
+		t.Fatalf("model saw %q", got)
+	}
+}
+
+// A pushed message for a device that is away waits in its outbox; a
+// non-bridge session must exist, and bad input changes nothing.
+func TestPushToDeviceSessionAndRefusals(t *testing.T) {
+	dir := t.TempDir()
+	h := startWith(t, dir, yamlWith("echo", ""), Options{Bridges: bridgesOf})
+	ctx := context.Background()
+	rec := newRecorder()
+	c := &Client{Identity: alice, Sink: rec}
+	bye := h.m.Connect(c)
+	h.m.Handle(ctx, c, wire.TextFinal{Text: "hi", SessionID: "cli-1"})
+	rec.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 1 })
+	bye()
+
+	file := filepath.Join(dir, "uploads", "report.txt")
+	os.MkdirAll(filepath.Dir(file), 0o700)
+	os.WriteFile(file, []byte("r"), 0o600)
+	if err := h.m.Push(ctx, "cli-1", "reminder: stand-up", []wire.Attachment{{Kind: "file", Path: file, Filename: "report.txt"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitRows(t, h, alice.ClientID, "[0:cli-1 0:cli-1]")
+	rec2 := newRecorder()
+	defer h.m.Connect(&Client{Identity: alice, Sink: rec2})()
+	fs := rec2.wait(t, func(fs []wire.Message) bool { return len(fs) == 2 })
+	if r, ok := fs[0].(wire.Response); !ok || r.Text != "reminder: stand-up" || len(r.Attachments) != 1 || r.Attachments[0].Path != file {
+		t.Fatalf("outbox frames %#v", fs)
+	}
+
+	for _, c := range []struct {
+		sid, text string
+		atts      []wire.Attachment
+		want      error
+	}{
+		{"nobody", "x", nil, ErrNotFound},
+		{"dc:1", "x", nil, ErrNotFound}, // no bridge holds dc
+		{"cli-1", "  ", nil, ErrInvalid},
+		{"has space", "x", nil, ErrInvalid},
+		{"cli-1", "x", []wire.Attachment{{Kind: "file", Path: "/etc/passwd"}}, ErrInvalid},
+	} {
+		if err := h.m.Push(ctx, c.sid, c.text, c.atts); !errors.Is(err, c.want) {
+			t.Errorf("Push(%q, %q): %v, want %v", c.sid, c.text, err, c.want)
+		}
+	}
+	var n int
+	h.st.DB().QueryRow(`SELECT COUNT(*) FROM messages`).Scan(&n)
+	if n != 3 { // hi, its reply, the reminder
+		t.Fatalf("%d history rows, want 3", n)
+	}
+	if got := fmt.Sprint(h.outboxRows(t, alice.ClientID)); got != "[]" {
+		t.Fatalf("outbox after refusals: %s", got)
+	}
+}

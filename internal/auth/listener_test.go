@@ -84,8 +84,8 @@ func newEnvNet(t *testing.T, mode auth.Mode, network string) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ln := auth.NewListener(inner, mode, e.a, log)
 	mux := http.NewServeMux()
-	for pat, h := range coordinator.Routes(c) {
-		mux.Handle(pat, h)
+	for _, r := range coordinator.Routes(c) {
+		mux.Handle(r.Pattern, r.Guarded())
 	}
 	mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.Handle("GET /whoami", auth.Require(auth.CapChat, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

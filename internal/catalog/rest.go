@@ -1,49 +1,36 @@
 package catalog
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
 	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/route"
 )
-
-// MaxBody bounds the JSON body of a REST request.
-const MaxBody = 64 << 10
-
-// Route is one REST endpoint: mount Handler on Pattern (net/http ServeMux
-// syntax) behind capability Cap, e.g. gateway.Handle(r.Pattern, r.Cap,
-// r.Handler).
-type Route struct {
-	Pattern string
-	Cap     string
-	Handler http.Handler
-}
 
 // Routes returns the providers and models REST API (docs/rest-models.md).
 // Reads need the chat capability; writes, and GET /api/models/available
 // (which calls the providers' APIs with their stored keys), need admin.
-func Routes(c *Catalog) []Route {
+func Routes(c *Catalog) []route.Route {
 	a := &api{c: c}
 	chat, admin := auth.CapChat, auth.CapAdmin
-	return []Route{
-		{"GET /api/providers", chat, http.HandlerFunc(a.listProviders)},
-		{"GET /api/providers/{id}", chat, http.HandlerFunc(a.getProvider)},
-		{"POST /api/providers", admin, http.HandlerFunc(a.createProvider)},
-		{"PUT /api/providers/{id}", admin, http.HandlerFunc(a.updateProvider)},
-		{"DELETE /api/providers/{id}", admin, http.HandlerFunc(a.deleteProvider)},
-		{"GET /api/models", chat, http.HandlerFunc(a.listModels)},
-		{"GET /api/models/catalog", chat, http.HandlerFunc(a.modelCatalog)},
-		{"GET /api/models/available", admin, http.HandlerFunc(a.available)},
-		{"GET /api/models/{id}", chat, http.HandlerFunc(a.getModel)},
-		{"POST /api/models", admin, http.HandlerFunc(a.createModel)},
-		{"PUT /api/models/{id}", admin, http.HandlerFunc(a.updateModel)},
-		{"DELETE /api/models/{id}", admin, http.HandlerFunc(a.deleteModel)},
-		{"POST /api/models/{id}/enable", admin, http.HandlerFunc(a.enableModel)},
-		{"POST /api/models/{id}/disable", admin, http.HandlerFunc(a.disableModel)},
+	return []route.Route{
+		{Pattern: "GET /api/providers", Cap: chat, Handler: http.HandlerFunc(a.listProviders)},
+		{Pattern: "GET /api/providers/{id}", Cap: chat, Handler: http.HandlerFunc(a.getProvider)},
+		{Pattern: "POST /api/providers", Cap: admin, Handler: http.HandlerFunc(a.createProvider)},
+		{Pattern: "PUT /api/providers/{id}", Cap: admin, Handler: http.HandlerFunc(a.updateProvider)},
+		{Pattern: "DELETE /api/providers/{id}", Cap: admin, Handler: http.HandlerFunc(a.deleteProvider)},
+		{Pattern: "GET /api/models", Cap: chat, Handler: http.HandlerFunc(a.listModels)},
+		{Pattern: "GET /api/models/catalog", Cap: chat, Handler: http.HandlerFunc(a.modelCatalog)},
+		{Pattern: "GET /api/models/available", Cap: admin, Handler: http.HandlerFunc(a.available)},
+		{Pattern: "GET /api/models/{id}", Cap: chat, Handler: http.HandlerFunc(a.getModel)},
+		{Pattern: "POST /api/models", Cap: admin, Handler: http.HandlerFunc(a.createModel)},
+		{Pattern: "PUT /api/models/{id}", Cap: admin, Handler: http.HandlerFunc(a.updateModel)},
+		{Pattern: "DELETE /api/models/{id}", Cap: admin, Handler: http.HandlerFunc(a.deleteModel)},
+		{Pattern: "POST /api/models/{id}/enable", Cap: admin, Handler: http.HandlerFunc(a.enableModel)},
+		{Pattern: "POST /api/models/{id}/disable", Cap: admin, Handler: http.HandlerFunc(a.disableModel)},
 	}
 }
 
@@ -290,31 +277,7 @@ func sameID(w http.ResponseWriter, r *http.Request, id *string) bool {
 	return true
 }
 
-// decode reads one JSON object of at most MaxBody bytes, refusing unknown
-// fields and trailing data; on failure it has answered 400 or 413.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("unexpected data after the JSON object")
-		}
-	}
-	if err == nil {
-		return true
-	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		auth.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", MaxBody))
-		return false
-	}
-	auth.WriteError(w, http.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
-	return false
-}
+// decode is route.Decode (kept short for the many handlers here).
+func decode(w http.ResponseWriter, r *http.Request, v any) bool { return route.Decode(w, r, v) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { route.JSON(w, status, v) }

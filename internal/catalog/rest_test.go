@@ -15,6 +15,7 @@ import (
 	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/provider/providertest"
+	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/internal/store"
 )
 
@@ -41,7 +42,7 @@ func newREST(t *testing.T, cfg *config.Config) *restEnv {
 	c.OnChange(e.ev.hook)
 	mux := http.NewServeMux()
 	for _, r := range catalog.Routes(c) {
-		mux.Handle(r.Pattern, auth.Require(r.Cap, r.Handler))
+		mux.Handle(r.Pattern, r.Guarded())
 	}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if cp := r.Header.Get("X-Test-Cap"); cp != "" {
@@ -174,7 +175,7 @@ func TestRESTProviders(t *testing.T) {
 	e.want(e.do("admin", "POST", "/api/providers", `{"id":"x","kind":"echo"`), 400, "bad_request")
 	e.want(e.do("admin", "POST", "/api/providers", `{"id":"x","kind":"echo"} {}`), 400, "bad_request")
 	e.want(e.do("admin", "POST", "/api/providers", ``), 400, "bad_request")
-	e.want(e.do("admin", "POST", "/api/providers", `{"id":"x","kind":"echo","api_key":"`+strings.Repeat("a", catalog.MaxBody)+`"}`), 413, "too_large")
+	e.want(e.do("admin", "POST", "/api/providers", `{"id":"x","kind":"echo","api_key":"`+strings.Repeat("a", route.MaxBody)+`"}`), 413, "too_large")
 	if r := e.do("admin", "POST", "/api/providers", `{"id":"x","kind":"gemini"}`); !strings.Contains(r.body, "unknown kind") {
 		t.Errorf("kind error unclear: %s", r.body)
 	}

@@ -1,29 +1,25 @@
 package coordinator
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
 	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/route"
 )
 
 // Routes returns the device REST handlers, keyed by http.ServeMux pattern.
 // Listing and revoking require admin; renewing needs any authenticated
 // device and renews the certificate the stream presented.
-func Routes(c *Coordinator) map[string]http.Handler {
-	return map[string]http.Handler{
-		"GET /api/devices":              auth.Require(auth.CapAdmin, http.HandlerFunc(c.handleList)),
-		"POST /api/devices/{id}/revoke": auth.Require(auth.CapAdmin, http.HandlerFunc(c.handleRevoke)),
-		"POST /api/devices/renew":       http.HandlerFunc(c.handleRenew),
+func Routes(c *Coordinator) []route.Route {
+	return []route.Route{
+		{Pattern: "GET /api/devices", Cap: auth.CapAdmin, Handler: http.HandlerFunc(c.handleList)},
+		{Pattern: "POST /api/devices/{id}/revoke", Cap: auth.CapAdmin, Handler: http.HandlerFunc(c.handleRevoke)},
+		{Pattern: "POST /api/devices/renew", Cap: route.Device, Handler: http.HandlerFunc(c.handleRenew)},
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { route.JSON(w, status, v) }
 
 func (c *Coordinator) handleList(w http.ResponseWriter, r *http.Request) {
 	ds, err := c.Devices(r.Context())

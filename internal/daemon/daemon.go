@@ -147,18 +147,10 @@ func (d *daemon) open(ctx context.Context) error {
 		Config: d.cfg, Sessions: d.mgr, AgentDir: d.dir.Root, Version: d.opts.Version,
 		StartedAt: d.started, Log: d.log.With("component", "gateway"), Info: d.info,
 	})
-	for pattern, h := range coordinator.Routes(d.coord) {
-		// The routes check their own capabilities (renew is for every
-		// device); Handle adds the gateway's authentication.
-		d.gw.Handle(pattern, auth.CapChat, h)
-	}
+	d.gw.Mount(coordinator.Routes(d.coord)...)
 	d.coord.OnRevoke(func(id string) { d.gw.ResourceEvent("device", "revoked", id) })
-	for pattern, h := range enroll.Routes(d.coord, d.irohInfo) {
-		d.gw.Handle(pattern, auth.CapAdmin, h)
-	}
-	for _, r := range catalog.Routes(d.cat) {
-		d.gw.Handle(r.Pattern, r.Cap, r.Handler)
-	}
+	d.gw.Mount(enroll.Routes(d.coord, d.irohInfo)...)
+	d.gw.Mount(catalog.Routes(d.cat)...)
 	d.cat.OnChange(d.gw.ResourceEvent)
 
 	d.sup, err = supervisor.New(ctx, supervisor.Options{
@@ -170,9 +162,7 @@ func (d *daemon) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start bridge supervisor: %w", err)
 	}
-	for pattern, h := range supervisor.Routes(d.sup) {
-		d.gw.Handle(pattern, auth.CapAdmin, h)
-	}
+	d.gw.Mount(supervisor.Routes(d.sup)...)
 	d.cfg.Subscribe(func(old, cur *config.Config) {
 		if !reflect.DeepEqual(old.Listeners, cur.Listeners) {
 			d.log.Warn("listener changes in openagent.yaml apply at the next restart of agentd")

@@ -386,7 +386,11 @@ func TestInviteRoute(t *testing.T) {
 		{"ttl too long", admin, running, `{"ttl_seconds":99999999}`, http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := Routes(coord, tc.info)["POST /api/invites"]
+			rs := Routes(coord, tc.info)
+			if len(rs) != 1 || rs[0].Pattern != "POST /api/invites" {
+				t.Fatalf("routes %+v", rs)
+			}
+			h := rs[0].Guarded()
 			req := httptest.NewRequest("POST", "/api/invites", bytes.NewBufferString(tc.body))
 			if tc.id != nil {
 				req = req.WithContext(auth.WithIdentity(req.Context(), tc.id))

@@ -13,6 +13,7 @@ import (
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/iroh"
+	"github.com/agentd/agentd/internal/route"
 )
 
 // Inviter mints invitations; *coordinator.Coordinator implements it.
@@ -45,14 +46,14 @@ type InviteResponse struct {
 // serve sidecar's Info); the ticket carries its NodeId, direct addresses and
 // relay so a device can enroll even with relays disabled. A nil info, or one
 // without a NodeId, answers 503: a ticket nobody can dial would be useless.
-func Routes(inv Inviter, info func() iroh.Info) map[string]http.Handler {
-	return map[string]http.Handler{
-		"POST /api/invites": auth.Require(auth.CapAdmin, InviteHandler(inv, info)),
+func Routes(inv Inviter, info func() iroh.Info) []route.Route {
+	return []route.Route{
+		{Pattern: "POST /api/invites", Cap: auth.CapAdmin, Handler: InviteHandler(inv, info)},
 	}
 }
 
-// InviteHandler serves POST /api/invites without the capability check
-// (Routes adds it).
+// InviteHandler serves POST /api/invites; the capability check is the
+// route's (the gateway mounts it).
 func InviteHandler(inv Inviter, info func() iroh.Info) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req InviteRequest

@@ -7,9 +7,9 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/sysinfo"
 	"github.com/agentd/agentd/wire"
@@ -59,6 +60,10 @@ type Gateway struct {
 	wg    sync.WaitGroup // readers
 
 	slowClosed atomic.Int64
+
+	// mountMu guards mounted.
+	mountMu sync.Mutex
+	mounted []route.Route
 }
 
 // New builds the gateway and its routes. Call Run to start the periodic
@@ -100,41 +105,44 @@ func New(opts Options) *Gateway {
 	g.upgrader.Error = func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 		auth.WriteError(w, status, "bad_request", reason.Error())
 	}
-	g.routes()
+	g.Mount(g.routes()...)
 	return g
 }
 
-func (g *Gateway) routes() {
-	g.mux.Handle("GET /ws", requireAny(http.HandlerFunc(g.serveWS), auth.CapChat, auth.CapBridge))
-	g.Handle("GET /api/agent-info", auth.CapChat, http.HandlerFunc(g.agentInfo))
-	g.mux.Handle("GET /api/sessions", requireAny(http.HandlerFunc(g.listSessions), auth.CapChat, auth.CapBridge))
-	g.mux.Handle("POST /api/sessions/{id}/pin", requireAny(http.HandlerFunc(g.pinSession), auth.CapChat, auth.CapBridge))
-	g.mux.Handle("POST /api/sessions/{id}/clear", requireAny(http.HandlerFunc(g.clearSession), auth.CapChat, auth.CapBridge))
+// routes are the gateway's own: the WebSocket, agent-info and sessions.
+// Bridges chat and manage their own sessions without the chat capability.
+func (g *Gateway) routes() []route.Route {
+	chatOrBridge := route.Any(auth.CapChat, auth.CapBridge)
+	return []route.Route{
+		{Pattern: "GET /ws", Cap: chatOrBridge, Handler: http.HandlerFunc(g.serveWS)},
+		{Pattern: "GET /api/agent-info", Cap: auth.CapChat, Handler: http.HandlerFunc(g.agentInfo)},
+		{Pattern: "GET /api/sessions", Cap: chatOrBridge, Handler: http.HandlerFunc(g.listSessions)},
+		{Pattern: "POST /api/sessions/{id}/pin", Cap: chatOrBridge, Handler: http.HandlerFunc(g.pinSession)},
+		{Pattern: "POST /api/sessions/{id}/clear", Cap: chatOrBridge, Handler: http.HandlerFunc(g.clearSession)},
+	}
 }
 
-// Handle mounts h on pattern (net/http ServeMux syntax, e.g.
-// "POST /api/mcps") behind the capability cap.
-func (g *Gateway) Handle(pattern, cap string, h http.Handler) {
-	g.mux.Handle(pattern, auth.Require(cap, h))
+// Mount serves each route behind its capability check. A route that cannot
+// be mounted safely (no capability, unknown capability, bad pattern) is a
+// programming error and panics, so no route ever goes unguarded.
+func (g *Gateway) Mount(rs ...route.Route) {
+	g.mountMu.Lock()
+	defer g.mountMu.Unlock()
+	for _, r := range rs {
+		if err := r.Check(); err != nil {
+			panic(err)
+		}
+		g.mux.Handle(r.Pattern, r.Guarded())
+		g.mounted = append(g.mounted, r)
+	}
 }
 
-// requireAny is auth.Require for routes that several capabilities may use
-// (bridges chat without the chat capability).
-func requireAny(h http.Handler, caps ...string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := auth.FromContext(r.Context())
-		if !ok {
-			auth.WriteError(w, http.StatusUnauthorized, "unauthorized", "authentication required")
-			return
-		}
-		for _, c := range caps {
-			if id.Has(c) {
-				h.ServeHTTP(w, r)
-				return
-			}
-		}
-		auth.WriteError(w, http.StatusForbidden, "forbidden", "this device lacks the "+caps[0]+" capability")
-	})
+// Routes lists every mounted route, in mounting order (the route table in
+// docs/routes.md is generated from it).
+func (g *Gateway) Routes() []route.Route {
+	g.mountMu.Lock()
+	defer g.mountMu.Unlock()
+	return slices.Clone(g.mounted)
 }
 
 // ServeHTTP answers /api/health for anyone, everything else only for
@@ -184,11 +192,7 @@ func (s *statusRecorder) Header() http.Header         { return s.header }
 func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (s *statusRecorder) WriteHeader(code int)        { s.status = code }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { route.JSON(w, status, v) }
 
 // Broadcast sends m to every connected client. It never blocks: a client
 // whose queue is full is closed as a slow consumer.

@@ -1,18 +1,14 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/internal/session"
 )
-
-// maxBody bounds the JSON bodies of the gateway's own routes.
-const maxBody = 64 << 10
 
 func (g *Gateway) agentInfo(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{}
@@ -59,8 +55,7 @@ func (g *Gateway) pinSession(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Model *string `json:"model"`
 	}
-	if err := decodeBody(r, &body); err != nil {
-		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+	if !route.Decode(w, r, &body) {
 		return
 	}
 	if body.Model == nil {
@@ -102,18 +97,4 @@ func (g *Gateway) sessionError(w http.ResponseWriter, err error) {
 		g.log.Error("session request failed", "err", err)
 		auth.WriteError(w, http.StatusInternalServerError, "internal", "internal error")
 	}
-}
-
-// decodeBody reads one JSON object, refusing unknown fields and trailing
-// data.
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("invalid JSON body: %v", err)
-	}
-	if dec.More() {
-		return errors.New("invalid JSON body: more than one value")
-	}
-	return nil
 }

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -61,9 +63,9 @@ func TestRouting(t *testing.T) {
 }
 
 // Mounted routes get the same capability checks and can broadcast.
-func TestHandleMountsBehindCapability(t *testing.T) {
+func TestMountBehindCapability(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.gw.Handle("POST /api/widgets", "admin", httpFunc(func() { e.gw.ResourceEvent("widget", "created", "w1") }))
+	e.gw.Mount(route.Route{Pattern: "POST /api/widgets", Cap: auth.CapAdmin, Handler: httpFunc(func() { e.gw.ResourceEvent("widget", "created", "w1") })})
 	watcher := e.dial("bob")
 	if code, _ := e.do("alice", "POST", "/api/widgets", ""); code != 403 {
 		t.Fatalf("chat device on an admin route: %d", code)

@@ -1,32 +1,32 @@
 package supervisor
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
 	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/route"
 )
 
-// Routes are the bridge REST endpoints, keyed by ServeMux pattern. They
-// start and stop processes, so the caller mounts them behind
-// auth.Require(auth.CapAdmin, …).
-func Routes(s *Supervisor) map[string]http.Handler {
-	return map[string]http.Handler{
-		"GET /api/bridges": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// Routes are the bridge REST endpoints. All are admin: they show and
+// start and stop processes.
+func Routes(s *Supervisor) []route.Route {
+	admin := auth.CapAdmin
+	return []route.Route{
+		{Pattern: "GET /api/bridges", Cap: admin, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"bridges": s.List()})
-		}),
-		"GET /api/bridges/{name}": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		})},
+		{Pattern: "GET /api/bridges/{name}", Cap: admin, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			st, err := s.Get(r.PathValue("name"))
 			if err != nil {
 				writeErr(w, err)
 				return
 			}
 			writeJSON(w, http.StatusOK, st)
-		}),
-		"POST /api/bridges/{name}/enable":  control(s, s.Enable),
-		"POST /api/bridges/{name}/disable": control(s, s.Disable),
-		"POST /api/bridges/{name}/restart": control(s, s.Restart),
+		})},
+		{Pattern: "POST /api/bridges/{name}/enable", Cap: admin, Handler: control(s, s.Enable)},
+		{Pattern: "POST /api/bridges/{name}/disable", Cap: admin, Handler: control(s, s.Disable)},
+		{Pattern: "POST /api/bridges/{name}/restart", Cap: admin, Handler: control(s, s.Restart)},
 	}
 }
 
@@ -58,8 +58,4 @@ func writeErr(w http.ResponseWriter, err error) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { route.JSON(w, status, v) }

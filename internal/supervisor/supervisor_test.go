@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/client/clienttest"
+	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -411,12 +412,14 @@ func TestRoutes(t *testing.T) {
 	f.apply()
 	f.waitFor("alpha", 5*time.Second, "running", running)
 	mux := http.NewServeMux()
-	for pat, h := range Routes(f.sup) {
-		mux.Handle(pat, h)
+	for _, r := range Routes(f.sup) {
+		mux.Handle(r.Pattern, r.Guarded())
 	}
+	admin := &auth.Identity{ClientID: "test", Capabilities: []string{auth.CapAdmin}}
 	do := func(method, path string) (int, map[string]any) {
 		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		req := httptest.NewRequest(method, path, nil)
+		mux.ServeHTTP(rec, req.WithContext(auth.WithIdentity(req.Context(), admin)))
 		var body map[string]any
 		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 			t.Fatalf("%s %s: not JSON: %s", method, path, rec.Body)

@@ -21,10 +21,14 @@ type db struct {
 
 	getSession, insSession, insTurn, getHistory, insMsg, insUsage, delTurn, touch *sql.Stmt
 
-	// metaMu guards meta, a cache of session owner and pin: sessions are
-	// never deleted and their owner never changes, so only pin updates it.
-	metaMu sync.Mutex
-	meta   map[string]sessionMeta
+	// metaMu guards meta, a cache of session owner and pin, and metaGen:
+	// sessions are never deleted and their owner never changes, so only pin
+	// changes it. metaGen counts pins; a read caches its row only if no pin
+	// committed since the read began, or a read that raced with a pin could
+	// cache the old pin after the pin's invalidation.
+	metaMu  sync.Mutex
+	meta    map[string]sessionMeta
+	metaGen uint64
 
 	hist *histCache
 
@@ -47,16 +51,23 @@ type sessionMeta struct{ owner, pinned string }
 // maxMeta bounds the session cache; past it the cache starts over.
 const maxMeta = 100_000
 
-func (d *db) cached(id string) (sessionMeta, bool) {
+// cached returns id's cached row, or on a miss the generation to pass to
+// remember.
+func (d *db) cached(id string) (sessionMeta, uint64, bool) {
 	d.metaMu.Lock()
 	defer d.metaMu.Unlock()
 	m, ok := d.meta[id]
-	return m, ok
+	return m, d.metaGen, ok
 }
 
-func (d *db) remember(id string, m sessionMeta) {
+// remember caches a row read since cached returned gen, unless a pin
+// committed meanwhile.
+func (d *db) remember(id string, gen uint64, m sessionMeta) {
 	d.metaMu.Lock()
 	defer d.metaMu.Unlock()
+	if d.metaGen != gen {
+		return
+	}
 	if d.meta == nil || len(d.meta) >= maxMeta {
 		d.meta = map[string]sessionMeta{}
 	}
@@ -102,7 +113,8 @@ var errNoSession = errors.New("no such session")
 // session returns the session's owner and pin (from the cache when known;
 // then Created/Updated are zero).
 func (d *db) session(ctx context.Context, id string) (sessionRow, error) {
-	if m, ok := d.cached(id); ok {
+	m, gen, ok := d.cached(id)
+	if ok {
 		return sessionRow{ID: id, Owner: m.owner, Pinned: m.pinned}, nil
 	}
 	var r sessionRow
@@ -113,7 +125,7 @@ func (d *db) session(ctx context.Context, id string) (sessionRow, error) {
 	if err != nil {
 		return r, fmt.Errorf("read session %s: %w", id, err)
 	}
-	d.remember(id, sessionMeta{owner: r.Owner, pinned: r.Pinned})
+	d.remember(id, gen, sessionMeta{owner: r.Owner, pinned: r.Pinned})
 	return r, nil
 }
 
@@ -160,13 +172,12 @@ func (d *db) listSessions(ctx context.Context, owner, prefix string) ([]sessionR
 func (d *db) pin(ctx context.Context, id, model string) error {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	// Forget first: a concurrent reader may cache the old pin until the
-	// update commits, but never after.
-	d.metaMu.Lock()
-	delete(d.meta, id)
-	d.metaMu.Unlock()
 	_, err := d.sql.ExecContext(ctx, `UPDATE sessions SET pinned_model = ?, updated_at = ? WHERE id = ?`, model, d.ms(), id)
+	// After the update (even a failed one: unsure means forget): a read
+	// that began before this point is not cached (remember), one that
+	// begins after it sees the committed pin.
 	d.metaMu.Lock()
+	d.metaGen++
 	delete(d.meta, id)
 	d.metaMu.Unlock()
 	if err != nil {

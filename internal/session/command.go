@@ -105,18 +105,22 @@ func (m *Manager) stopSession(ctx context.Context, c *Client, sid string) (stopp
 	key := runKey(c.Identity, sid)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// The rows first, in one transaction, then the queue: a failed delete
+	// changes nothing, and a dropped turn cannot come back at a restart.
 	var ids []int64
-	if l := m.lanes[key]; l != nil {
-		l.queue = slices.DeleteFunc(l.queue, func(t *turn) bool {
+	l := m.lanes[key]
+	if l != nil {
+		for _, t := range l.queue {
 			if t.SessionID == sid {
 				ids = append(ids, t.ID)
-				return true
 			}
-			return false
-		})
+		}
 	}
 	if err := m.db.deleteTurns(ctx, ids); err != nil {
 		return false, 0, err
+	}
+	if l != nil {
+		l.queue = slices.DeleteFunc(l.queue, func(t *turn) bool { return t.SessionID == sid })
 	}
 	if r := m.activeRun(key, sid); r != nil {
 		r.stop()

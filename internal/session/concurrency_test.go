@@ -3,8 +3,12 @@ package session
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/agentd/agentd/internal/provider/providertest"
+	"github.com/agentd/agentd/wire"
 )
 
 // A pin is never undone by a read that raced with it: readers that
@@ -49,4 +53,63 @@ func TestPinNotUndoneByConcurrentRead(t *testing.T) {
 			t.Fatalf("round %d: pin %q reads back as %q: a concurrent read cached the old pin", i, want, row.Pinned)
 		}
 	}
+}
+
+// A stop whose delete fails changes nothing: the queued turns stay queued
+// in memory and in the database alike, so a restart cannot bring back
+// turns the stop dropped, nor lose ones it did not (issue 21, item 8).
+func TestStopFailingHalfWayChangesNothing(t *testing.T) {
+	fake := providertest.NewOpenAI(t, providertest.Response{Hang: true})
+	h := start(t, t.TempDir(), yamlWith("gpt", fake.BaseURL()))
+	ctx := context.Background()
+	rec := newRecorder()
+	c := &Client{Identity: alice, Sink: rec}
+	h.m.Connect(c)
+	for _, text := range []string{"running", "queued one", "queued two"} {
+		h.m.Handle(ctx, c, wire.TextFinal{Text: text, SessionID: "s"})
+	}
+	rec.wait(t, func(fs []wire.Message) bool { return len(framesOf[wire.Queued](fs)) == 2 })
+	// A real SQLite failure on the second row's delete.
+	if _, err := h.st.DB().Exec(`CREATE TRIGGER fail_drop BEFORE DELETE ON turns WHEN old.text = 'queued two'
+		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	h.m.Handle(ctx, c, wire.Command{Name: "stop", SessionID: "s"})
+	fs := rec.wait(t, func(fs []wire.Message) bool { return len(framesOf[wire.Error](fs)) == 1 })
+	if e := framesOf[wire.Error](fs)[0]; !strings.Contains(e.Text, "injected failure") {
+		t.Fatalf("failed stop answered %#v", e)
+	}
+	var stored []string
+	rows, err := h.st.DB().Query(`SELECT text FROM turns WHERE text LIKE 'queued%' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		stored = append(stored, s)
+	}
+	rows.Close()
+	h.m.mu.Lock()
+	var queued []string
+	if l := h.m.lanes[runKey(alice, "s")]; l != nil {
+		for _, t := range l.queue {
+			queued = append(queued, t.Text)
+		}
+	}
+	h.m.mu.Unlock()
+	if fmt.Sprint(stored) != "[queued one queued two]" || fmt.Sprint(queued) != fmt.Sprint(stored) {
+		t.Fatalf("after a failed stop: queue in memory %q, in the database %q; want both [queued one queued two]", queued, stored)
+	}
+}
+
+// framesOf returns the frames of type T.
+func framesOf[T wire.Message](fs []wire.Message) []T {
+	var out []T
+	for _, f := range fs {
+		if v, ok := f.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }

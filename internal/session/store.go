@@ -273,13 +273,26 @@ func (d *db) insertTurn(ctx context.Context, t *turn) error {
 	return err
 }
 
+// deleteTurns deletes the queued turns ids, all or none.
 func (d *db) deleteTurns(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("drop queued turns: %w", err)
+	}
+	defer tx.Rollback()
+	del := tx.StmtContext(ctx, d.delTurn)
 	for _, id := range ids {
-		if _, err := d.sql.ExecContext(ctx, `DELETE FROM turns WHERE id = ?`, id); err != nil {
-			return fmt.Errorf("drop turn %d: %w", id, err)
+		if _, err := del.ExecContext(ctx, id); err != nil {
+			return fmt.Errorf("drop queued turn %d: %w", id, err)
 		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("drop queued turns: %w", err)
 	}
 	return nil
 }

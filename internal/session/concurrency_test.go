@@ -113,3 +113,57 @@ func framesOf[T wire.Message](fs []wire.Message) []T {
 	}
 	return out
 }
+
+// An interrupt that lands before the run has read its history (here: as
+// soon as the run exists, on a session whose history is not cached) ends
+// the turn as interrupted, not failed (issue 21, item 7).
+func TestEarlyInterruptIsNotAFailure(t *testing.T) {
+	fake := providertest.NewOpenAI(t, providertest.Response{Hang: true})
+	h := start(t, t.TempDir(), yamlWith("gpt", fake.BaseURL()))
+	ctx := context.Background()
+	for i := range 5 {
+		sid := fmt.Sprint("early-", i)
+		rec := newRecorder()
+		c := &Client{Identity: alice, Sink: rec}
+		bye := h.m.Connect(c)
+		longHistory(t, h, sid)
+		go h.m.Handle(ctx, c, wire.TextFinal{Text: "hi", SessionID: sid})
+		for stopped := false; !stopped; {
+			h.m.mu.Lock()
+			if r := h.m.activeRun(runKey(alice, sid), sid); r != nil {
+				r.stop()
+				stopped = true
+			}
+			h.m.mu.Unlock()
+		}
+		fs := rec.wait(t, func(fs []wire.Message) bool { return len(framesOf[wire.TurnComplete](fs)) == 1 })
+		if errs := framesOf[wire.Error](fs); len(errs) > 0 {
+			t.Fatalf("turn %d interrupted early was reported as failed: %q", i, errs[0].Text)
+		}
+		if rs := responses(fs); len(rs) != 1 || !rs[0].Interrupted || rs[0].Model != "gpt" {
+			t.Fatalf("turn %d interrupted early: responses %#v, want one interrupted by model gpt", i, rs)
+		}
+		var status string
+		if err := h.st.DB().QueryRow(`SELECT status FROM turn_usage WHERE session_id = ?`, sid).Scan(&status); err != nil || status != "interrupted" {
+			t.Fatalf("turn %d stored as %q (%v), want interrupted", i, status, err)
+		}
+		bye()
+	}
+}
+
+// longHistory gives session sid (owned by alice) a history too long to be
+// cached, so every turn reads it from the database.
+func longHistory(t *testing.T, h *harness, sid string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := h.m.db.ensureSession(ctx, sid, alice.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.st.DB().Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error, attachments, model,
+			interrupted, failed, error, created_at)
+		SELECT ?, CASE i % 2 WHEN 1 THEN 'user' ELSE 'assistant' END, printf('%.*c', 2000, 'x'), '', '', 0, '[]', '', 0, 0, '', 0 FROM n`,
+		maxCachedMessages+500, sid); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -51,7 +51,11 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	cfg := m.cfg.Current()
 	o := outcome{}
 	var out *agent.Outcome
-	row, err := m.db.session(ctx, t.SessionID)
+	// The reads are not cut by an interrupt (a cut read would fail the
+	// turn instead of ending it as interrupted); agent.Run sees ctx.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer rcancel()
+	row, err := m.db.session(rctx, t.SessionID)
 	var mo model
 	var prov provider.Provider
 	var hist []provider.Message
@@ -60,7 +64,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		o.Model = mo.ID
 	}
 	if err == nil {
-		hist, err = m.db.history(ctx, t.SessionID)
+		hist, err = m.db.history(rctx, t.SessionID)
 	}
 	if err == nil {
 		out, err = m.agent.Run(ctx, agent.Turn{

@@ -44,7 +44,7 @@ type conn struct {
 	// mu guards queue, writing, room, closeCode, closeText and closed.
 	mu        sync.Mutex
 	queue     [][]byte
-	writing   bool          // someone (the writer goroutine, or Stream inline) is writing
+	writing   bool          // the writer goroutine runs
 	room      chan struct{} // closed when the writer takes a batch; Stream waits on it
 	closeCode int           // non-zero: close with this code once queue is written
 	closeText string
@@ -72,12 +72,13 @@ func (c *conn) Send(m wire.Message) bool {
 	return c.enqueue(b)
 }
 
-// Stream implements session.Sink for a run's frames. On an idle
-// connection it writes the frame itself, sparing the first delta a
-// goroutine hand-off; otherwise it queues it, waiting (flow control) while
-// the queue is half full: the other half is kept for the frames that are
-// never waited for (final replies, broadcasts). A client that takes no
-// frame for the write timeout is a slow consumer.
+// Stream implements session.Sink for a run's frames. It queues the frame,
+// waiting (flow control) while the queue is half full: the other half is
+// kept for the frames that are never waited for (final replies,
+// broadcasts). A client that takes no frame for the write timeout is a
+// slow consumer. It never writes to the socket itself: the run calls it
+// under the lock its interrupt needs, and a socket write cannot be cut by
+// ctx without breaking the connection.
 func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 	b, err := wire.Encode(m)
 	if err != nil {
@@ -90,10 +91,6 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 		case c.closed || c.closeCode != 0:
 			c.mu.Unlock()
 			return false
-		case !c.writing && len(c.queue) == 0:
-			c.writing = true
-			c.mu.Unlock()
-			return c.writeInline(b)
 		case len(c.queue) < c.limit/2:
 			c.queue = append(c.queue, b)
 			c.startWriterLocked()
@@ -137,28 +134,6 @@ func (c *conn) waitRoom(ctx context.Context) bool {
 			return false
 		}
 	}
-}
-
-// writeInline writes one frame on the caller's goroutine; c.writing was
-// set by the caller.
-func (c *conn) writeInline(b []byte) bool {
-	c.ws.SetWriteDeadline(time.Now().Add(c.writeWait))
-	err := c.ws.WriteMessage(websocket.TextMessage, b)
-	c.mu.Lock()
-	c.writing = false
-	if err == nil && (len(c.queue) > 0 || c.closeCode != 0) {
-		c.startWriterLocked()
-	}
-	c.mu.Unlock()
-	if err != nil {
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			c.slowConsumer() // counted; no close frame can follow a cut write
-		}
-		c.logger().Debug("write failed", "err", err)
-		c.shutdown()
-		return false
-	}
-	return true
 }
 
 func (c *conn) slowConsumer() {

@@ -307,40 +307,32 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 			c.logger().Debug("read frame", "err", err)
 			return
 		}
-		if c.closing() {
-			// After our close frame input is only drained, except acks:
-			// a client that acked a reply just as we closed (a shutdown)
-			// would otherwise get the reply again when it reconnects.
-			if typ == websocket.TextMessage {
-				if msg, err := wire.Decode(data, wire.ClientToServer); err == nil && msg.Type() == (wire.Ack{}).Type() {
-					c.g.dispatch(ctx, c, msg)
-				}
-			}
-			continue
+		var msg wire.Message
+		if typ == websocket.TextMessage {
+			msg, err = wire.Decode(data, wire.ClientToServer)
 		}
 		// Input flow control: a client that does not read its replies
-		// stops being read, instead of making the server queue them.
-		if !c.waitRoom(ctx) {
-			continue
+		// stops being read, instead of making the server queue them. Acks
+		// never wait: one read as the connection is closed (a shutdown, a
+		// slow consumer) must still count, or the reply is sent again.
+		if _, ack := msg.(wire.Ack); !ack {
+			c.waitRoom(ctx)
 		}
 		if typ != websocket.TextMessage {
 			c.Send(wire.Error{Text: "binary frames are not part of the protocol; send JSON text frames"})
 			continue
 		}
-		msg, err := wire.Decode(data, wire.ClientToServer)
 		if err != nil {
 			c.Send(wire.Error{Text: err.Error()})
 			continue
 		}
-		c.g.dispatch(ctx, c, msg)
+		// A frame that was read is handled even once the wait failed or
+		// our close frame is queued: the client's write succeeded, so
+		// dropping it would lose it unseen. The handling outlives the
+		// gateway's ctx; its answers are dropped if they can no longer go
+		// out.
+		c.g.dispatch(context.WithoutCancel(ctx), c, msg)
 	}
-}
-
-// closing reports whether a close frame is queued or sent.
-func (c *conn) closing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed || c.closeCode != 0
 }
 
 var errTooBig = errors.New("frame too big")

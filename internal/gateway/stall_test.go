@@ -58,3 +58,73 @@ func TestInterruptNotStalledBySlowConnection(t *testing.T) {
 		t.Fatalf("the interrupt waited until the stuck connection was closed as a slow consumer (%d closed)", n)
 	}
 }
+
+// closing reports whether a close frame is queued or sent.
+func (c *conn) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed || c.closeCode != 0
+}
+
+// connOf returns the server side of the only connection of clientID.
+func (e *env) connOf(clientID string) *conn {
+	e.t.Helper()
+	e.gw.mu.RLock()
+	defer e.gw.mu.RUnlock()
+	var found *conn
+	for c := range e.gw.conns {
+		if c.client.Identity.ClientID == clientID {
+			if found != nil {
+				e.t.Fatalf("several connections of %s", clientID)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		e.t.Fatalf("no connection of %s", clientID)
+	}
+	return found
+}
+
+// An ack read while the connection's queue is full is applied, whatever
+// ends the connection next: a shutdown or a slow-consumer close (issue 21,
+// item 3). Before, the reader waited for write room first, and that wait
+// failing threw the ack away: the reply was sent again on reconnect.
+func TestAckReadBehindFullQueueCounts(t *testing.T) {
+	for _, end := range []string{"shutdown", "slow consumer"} {
+		t.Run(end, func(t *testing.T) {
+			e := newEnv(t, envOpts{yaml: "limits:\n  write_queue: 8\n", writeTimeout: 500 * time.Millisecond})
+			c := e.dialAcking("tg")
+			until[wire.AuthOK](c)
+			c.send(wire.TextFinal{Text: "hello", SessionID: "tg:1"})
+			c.readTurn()
+			waitFor(t, func() bool { return e.outboxCount("7e1e") == 2 })
+			// The client stops reading; broadcasts fill its socket, then
+			// half its queue, so the reader waits for room (flow control).
+			sc := e.connOf("7e1e")
+			queued := func() int { sc.mu.Lock(); defer sc.mu.Unlock(); return len(sc.queue) }
+			huge := strings.Repeat("z", 1<<20)
+			for queued() < sc.limit/2 {
+				e.gw.ResourceEvent("test", "filler", huge)
+				time.Sleep(time.Millisecond)
+			}
+			c.send(wire.Ack{SessionID: "tg:1"})
+			waitFor(t, func() bool {
+				sc.mu.Lock()
+				defer sc.mu.Unlock()
+				return sc.room != nil || e.outboxCount("7e1e") == 0 // waiting, or already applied
+			})
+			if end == "shutdown" {
+				e.gw.Close()
+			} else {
+				for !sc.closing() {
+					e.gw.ResourceEvent("test", "filler", "x") // overflows the queue: 4008
+				}
+				waitFor(t, func() bool { return e.gw.ClientsConnected() == 0 })
+			}
+			if n := e.outboxCount("7e1e"); n != 0 {
+				t.Fatalf("%d outbox rows after the %s: the ack read behind a full queue was dropped", n, end)
+			}
+		})
+	}
+}

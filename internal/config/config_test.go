@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,13 +43,14 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
-func TestParseEmptyIsDefault(t *testing.T) {
-	cfg, err := Parse("empty.yaml", nil, testLookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Agent.DefaultModel != "echo" {
-		t.Errorf("default model = %q", cfg.Agent.DefaultModel)
+func TestParseEmptyIsRefused(t *testing.T) {
+	// An editor that truncates, then writes, leaves these for a moment:
+	// applying them as defaults would drop every setting.
+	for _, src := range []string{"", "   \n\t\n", "# only a comment\n", "---\n"} {
+		_, err := Parse("openagent.yaml", []byte(src), testLookup)
+		if err == nil || err.Error() != "openagent.yaml: the file is empty (write at least the agent section)" {
+			t.Errorf("Parse(%q) = %v, want the empty-file error", src, err)
+		}
 	}
 }
 
@@ -130,6 +132,17 @@ func TestWatcherReload(t *testing.T) {
 	}
 	if got := w.Current().Agent.Name; got != "two" {
 		t.Errorf("config in force = %q after a bad file, want two", got)
+	}
+	write("  \n")
+	deadline = time.Now().Add(5 * time.Second)
+	for (w.LastError() == nil || !strings.Contains(w.LastError().Error(), "empty")) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := w.LastError(); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("whitespace-only file not refused: %v", err)
+	}
+	if got := w.Current().Agent.Name; got != "two" {
+		t.Errorf("config in force = %q after an empty file, want two", got)
 	}
 	select {
 	case got := <-changed:

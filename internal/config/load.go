@@ -59,8 +59,10 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 	if len(f.Docs) > 1 {
 		return nil, &Error{File: file, Msg: "want one YAML document, found several"}
 	}
-	if len(f.Docs) == 0 || f.Docs[0].Body == nil {
-		return cfg, cfg.Validate()
+	if len(f.Docs) == 0 || f.Docs[0].Body == nil || isComment(f.Docs[0].Body) {
+		// An editor that truncates before it writes leaves this for a
+		// moment; applying it as "all defaults" would drop every setting.
+		return nil, &Error{File: file, Msg: "the file is empty (write at least the agent section)"}
 	}
 	body := f.Docs[0].Body
 	if err := expandEnv(file, body, lookup); err != nil {
@@ -86,6 +88,11 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 		return nil, &Error{File: file, Msg: err.Error()}
 	}
 	return cfg, nil
+}
+
+func isComment(n ast.Node) bool {
+	_, ok := n.(*ast.CommentGroupNode)
+	return ok
 }
 
 // envVisitor replaces ${NAME} in string scalars.

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestEditBridgeEnabled(t *testing.T) {
+func TestWriteEnabled(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
 		bridge   string
@@ -28,10 +28,10 @@ func TestEditBridgeEnabled(t *testing.T) {
 			want: "bridges:\n  a:\n    enabled: false\n  b:\n    enabled: true\n",
 		},
 		{
-			name:   "missing key is inserted at the section's indentation",
+			name:   "missing key is added at the section's indentation",
 			in:     "bridges:\n    discord:\n        path: /opt/bridge-discord   # custom\n",
 			bridge: "discord", on: true,
-			want: "bridges:\n    discord:\n        enabled: true\n        path: /opt/bridge-discord   # custom\n",
+			want: "bridges:\n    discord:\n        path: /opt/bridge-discord   # custom\n        enabled: true\n",
 		},
 		{
 			name:   "unicode before the value",
@@ -40,21 +40,31 @@ func TestEditBridgeEnabled(t *testing.T) {
 			want: "agent:\n  name: \"ågent ✓\"\nbridges:\n  wa: {}\n  x:\n    enabled: true\n",
 		},
 		{
-			name: "same value is a no-op edit", in: "bridges:\n  a:\n    enabled: true\n", bridge: "a", on: true,
+			name: "flow section becomes a block", in: "agent:\n  name: a\nbridges:\n  a: {enabled: true}\n", bridge: "a", on: false,
+			want: "agent:\n  name: a\nbridges:\n  a:\n    enabled: false\n",
+		},
+		{
+			name: "same value leaves the file as it was", in: "bridges:\n  a:\n    enabled: true\n", bridge: "a", on: true,
 			want: "bridges:\n  a:\n    enabled: true\n",
 		},
 		{name: "unknown bridge", in: "bridges:\n  a:\n    enabled: true\n", bridge: "b", wantErr: "no bridges.b section"},
-		{name: "no bridges", in: "agent:\n  name: x\n", bridge: "a", wantErr: "no block mapping at bridges"},
-		{name: "flow section", in: "bridges:\n  a: {enabled: true}\n", bridge: "a", wantErr: "not a block mapping"},
-		{name: "empty section", in: "bridges:\n  a:\n", bridge: "a", wantErr: "not a block mapping"},
-		{name: "enabled is a map", in: "bridges:\n  a:\n    enabled:\n      x: 1\n", bridge: "a", wantErr: "not a scalar"},
-		{name: "broken yaml", in: "bridges: [\n", bridge: "a", wantErr: "parse"},
+		{name: "no bridges", in: "agent:\n  name: x\n", bridge: "a", wantErr: "no bridges.a section"},
+		{name: "empty section", in: "bridges:\n  a:\n", bridge: "a", wantErr: "no bridges.a section"},
+		{name: "enabled is a map", in: "bridges:\n  a:\n    enabled:\n      x: 1\n", bridge: "a", on: true,
+			want: "bridges:\n  a:\n    enabled: true\n"},
+		{name: "broken yaml", in: "bridges: [\n", bridge: "a", wantErr: "not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := editBridgeEnabled([]byte(tc.in), tc.bridge, tc.on)
+			p := filepath.Join(t.TempDir(), "openagent.yaml")
+			os.WriteFile(p, []byte(tc.in), 0o640)
+			err := WriteEnabled(p, tc.bridge, tc.on)
+			got, _ := os.ReadFile(p)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if string(got) != tc.in {
+					t.Errorf("failed edit changed the file:\n%s", got)
 				}
 				return
 			}
@@ -64,25 +74,9 @@ func TestEditBridgeEnabled(t *testing.T) {
 			if string(got) != tc.want {
 				t.Errorf("got:\n%s\nwant:\n%s", got, tc.want)
 			}
+			if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 && string(got) != tc.in {
+				t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+			}
 		})
-	}
-}
-
-func TestWriteEnabledKeepsModeAndFileOnError(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "openagent.yaml")
-	os.WriteFile(p, []byte("bridges:\n  a:\n    enabled: true\n"), 0o640)
-	if err := WriteEnabled(p, "a", false); err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := os.Stat(p)
-	if fi.Mode().Perm() != 0o640 {
-		t.Errorf("mode %v, want 0640", fi.Mode().Perm())
-	}
-	before, _ := os.ReadFile(p)
-	if err := WriteEnabled(p, "zzz", true); err == nil {
-		t.Fatal("no error for an unknown bridge")
-	}
-	if after, _ := os.ReadFile(p); string(after) != string(before) {
-		t.Errorf("failed edit changed the file:\n%s", after)
 	}
 }

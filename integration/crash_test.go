@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/client"
-	"github.com/agentd/agentd/devicecert"
 	"github.com/agentd/agentd/internal/provider/providertest"
 	"github.com/agentd/agentd/wire"
 )
@@ -33,13 +32,9 @@ func useFakeOpenAI(t *testing.T, dir string, fake *providertest.Server) {
 
 func ownerWS(t *testing.T, dir string) *client.Conn {
 	t.Helper()
-	id, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Unix(filepath.Join(dir, "agentd.sock"), id).DialWS(ctx)
+	c, err := ownerClient(t, dir).DialWS(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -21,6 +22,8 @@ const reloadDebounce = 100 * time.Millisecond
 type Watcher struct {
 	path string
 	log  *slog.Logger
+	// lookup expands ${NAME}; nil means the process environment.
+	lookup func(string) (string, bool)
 
 	// mu guards cur, subs and lastErr.
 	mu      sync.Mutex
@@ -95,7 +98,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 // Reload reads the file now and applies it if it is valid and different.
 // It returns the load error, if any.
 func (w *Watcher) Reload() error {
-	cfg, err := Load(w.path)
+	cfg, err := w.load()
 	w.mu.Lock()
 	if err != nil {
 		w.lastErr = err
@@ -117,4 +120,12 @@ func (w *Watcher) Reload() error {
 		fn(old, cfg)
 	}
 	return nil
+}
+
+func (w *Watcher) load() (*Config, error) {
+	data, err := os.ReadFile(w.path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(w.path, data, w.lookupEnv())
 }

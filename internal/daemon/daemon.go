@@ -163,6 +163,7 @@ func (d *daemon) open(ctx context.Context) error {
 		return fmt.Errorf("start bridge supervisor: %w", err)
 	}
 	d.gw.Mount(supervisor.Routes(d.sup)...)
+	d.gw.Mount(config.Routes(d.cfg)...)
 	d.cfg.Subscribe(func(old, cur *config.Config) {
 		if !reflect.DeepEqual(old.Listeners, cur.Listeners) {
 			d.log.Warn("listener changes in openagent.yaml apply at the next restart of agentd")

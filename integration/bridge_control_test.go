@@ -118,7 +118,7 @@ func TestBridgeControl(t *testing.T) {
 		}
 		return r.stdout
 	}
-	if out := cli("disable", e.dir, "telegram"); !strings.Contains(out, "bridge telegram: stopped") {
+	if out := cli("disable", e.dir, "telegram"); !strings.Contains(out, "bridge telegram: disabled and stopped") {
 		t.Errorf("bridge disable: %q", out)
 	}
 	evs.wait(t, "disabled", "telegram")
@@ -132,13 +132,15 @@ func TestBridgeControl(t *testing.T) {
 	evs.wait(t, "enabled", "telegram")
 	b = e.waitBridge("telegram", 10*time.Second, "running", func(b bridgeState) bool { return b.State == "running" })
 	checkConfig(true)
-	if out := cli("restart", e.dir, "telegram"); !strings.Contains(out, "bridge telegram:") {
-		t.Errorf("bridge restart: %q", out)
-	}
+	out = cli("restart", e.dir, "telegram")
 	evs.wait(t, "restarted", "telegram")
 	b2 = e.waitBridge("telegram", 10*time.Second, "running", func(b bridgeState) bool { return b.State == "running" })
 	if b2.PID == b.PID {
 		t.Errorf("CLI restart kept pid %d", b.PID)
+	}
+	// It says what happened: the new process, and the one it replaced.
+	if want := fmt.Sprintf("bridge telegram: restarted; running as pid %d (was pid %d)\n", b2.PID, b.PID); out != want {
+		t.Errorf("bridge restart printed %q, want %q", out, want)
 	}
 	checkOther("CLI enable and restart")
 	e.tg.Text(aliceChat, alice, "after the CLI round")

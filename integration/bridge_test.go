@@ -98,9 +98,19 @@ func newBridgeEnv(tb testing.TB, extra string) *bridgeEnv {
 // to the one entry allowed ("*" for everyone).
 func newBridgeEnvAllowing(tb testing.TB, allowed, extra string) *bridgeEnv {
 	tb.Helper()
+	return newBridgeEnvEditing(tb, allowed, extra, nil)
+}
+
+// newBridgeEnvEditing is newBridgeEnvAllowing with edit applied to the
+// agent directory before agentd starts (nil: none).
+func newBridgeEnvEditing(tb testing.TB, allowed, extra string, edit func(dir string)) *bridgeEnv {
+	tb.Helper()
 	tg := telegramtest.New(tb)
 	dir := newAgent(tb, false)
 	setBridges(tb, dir, telegramYAML(tg, allowed)+extra)
+	if edit != nil {
+		edit(dir)
+	}
 	e := &bridgeEnv{tb: tb, dir: dir, tg: tg}
 	e.d = startServe(tb, dir)
 	id, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
@@ -118,16 +128,23 @@ func newBridgeEnvAllowing(tb testing.TB, allowed, extra string) *bridgeEnv {
 // setBridges replaces the empty bridges: {} of a fresh openagent.yaml.
 func setBridges(tb testing.TB, dir, section string) {
 	tb.Helper()
+	replaceInConfig(tb, dir, "\nbridges: {}\n", "\nbridges:\n"+section)
+}
+
+// replaceInConfig replaces old (which must be there) with new in
+// openagent.yaml.
+func replaceInConfig(tb testing.TB, dir, old, new string) {
+	tb.Helper()
 	p := filepath.Join(dir, "openagent.yaml")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	s := string(b)
-	if !strings.Contains(s, "\nbridges: {}\n") {
-		tb.Fatalf("openagent.yaml has no empty bridges section:\n%s", s)
+	if !strings.Contains(s, old) {
+		tb.Fatalf("openagent.yaml has no %q:\n%s", old, s)
 	}
-	s = strings.Replace(s, "\nbridges: {}\n", "\nbridges:\n"+section, 1)
+	s = strings.Replace(s, old, new, 1)
 	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
 		tb.Fatal(err)
 	}

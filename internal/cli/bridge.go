@@ -92,10 +92,49 @@ func runBridge(_ *flag.FlagSet, args []string) error {
 		}
 		return w.Flush()
 	}
-	var st bridgeStatus
-	if err := d.PostJSON(ctx, "/api/bridges/"+url.PathEscape(args[2])+"/"+op, nil, &st); err != nil {
+	path := "/api/bridges/" + url.PathEscape(args[2])
+	var before bridgeStatus
+	if err := d.GetJSON(ctx, path, &before); err != nil {
 		return explainDial(err, dir)
 	}
-	fmt.Fprintf(stdout, "bridge %s: %s\n", st.Name, st.State)
+	var st bridgeStatus
+	if err := d.PostJSON(ctx, path+"/"+op, nil, &st); err != nil {
+		return explainDial(err, dir)
+	}
+	msg, ok := controlOutcome(op, before, st)
+	fmt.Fprintf(stdout, "bridge %s: %s\n", st.Name, msg)
+	if !ok {
+		return fmt.Errorf("bridge %s did not come up; see agentd bridge list %s and logs/bridge-%s.log", st.Name, args[1], st.Name)
+	}
 	return nil
+}
+
+// controlOutcome says what an enable, disable or restart did, from the
+// status before and the one the daemon answered with once the launch had
+// run or failed; ok is false when the bridge should run and does not.
+func controlOutcome(op string, before, after bridgeStatus) (string, bool) {
+	done := map[string]string{"enable": "enabled", "disable": "disabled", "restart": "restarted"}[op]
+	switch {
+	case op == "disable":
+		if before.State == "stopped" && !before.Enabled {
+			return "already disabled; stopped", true
+		}
+		return "disabled and stopped", after.State == "stopped"
+	case after.State == "running":
+		msg := fmt.Sprintf("%s; running as pid %d", done, after.PID)
+		if op == "restart" && before.PID != 0 {
+			msg += fmt.Sprintf(" (was pid %d)", before.PID)
+		}
+		if op == "enable" && before.State == "running" {
+			msg = fmt.Sprintf("already enabled; running as pid %d", after.PID)
+		}
+		return msg, true
+	case after.State == "starting":
+		return done + "; still starting (see agentd bridge list)", true
+	}
+	msg := fmt.Sprintf("%s, but it is %s", done, after.State)
+	if after.LastError != "" {
+		msg += ": " + after.LastError
+	}
+	return msg, false
 }

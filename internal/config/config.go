@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // FileName is the config file's name inside an agent directory.
@@ -25,6 +26,7 @@ type Config struct {
 	MCPs      map[string]MCP    `yaml:"mcps"`
 	Voice     Voice             `yaml:"voice"`
 	Scheduler Scheduler         `yaml:"scheduler"`
+	Alerts    Alerts            `yaml:"alerts"`
 	Limits    Limits            `yaml:"limits"`
 }
 
@@ -125,6 +127,21 @@ type Scheduler struct {
 	Timezone string `yaml:"timezone"`
 }
 
+// Alerts says who hears of operator alerts (a bridge down, logged out or
+// refused by its platform, …; see internal/alert).
+type Alerts struct {
+	// DeliverTo are session ids the alerts are pushed into: a bridge's
+	// chat ("tg:155490357") or a CLI/app session. Empty: alerts are only
+	// logged.
+	DeliverTo []string `yaml:"deliver_to"`
+	// After is how long a problem must last before it is reported, so a
+	// passing hiccup (a bridge restarted in a second) says nothing.
+	After Duration `yaml:"after"`
+}
+
+// DefaultAlertsAfter is alerts.after when the file does not set it.
+const DefaultAlertsAfter = 60 * time.Second
+
 // Limits bound what clients can make the daemon do.
 type Limits struct {
 	MaxFrameBytes    int      `yaml:"max_frame_bytes"`
@@ -180,6 +197,7 @@ func Default() *Config {
 		Models:    []Model{{ID: "echo", Provider: "echo"}},
 		Bridges:   map[string]Bridge{},
 		MCPs:      map[string]MCP{},
+		Alerts:    Alerts{After: Duration(DefaultAlertsAfter)},
 		Limits: Limits{
 			MaxFrameBytes:    1 << 20,
 			WriteQueue:       256,
@@ -271,6 +289,9 @@ func (c *Config) Validate() error {
 			return fe("mcps."+name, "set exactly one of command or url")
 		}
 	}
+	if err := c.Alerts.validate(); err != nil {
+		return err
+	}
 	l := c.Limits
 	switch {
 	case l.MaxFrameBytes < 1024:
@@ -307,4 +328,24 @@ func (c *Config) Provider(id string) (Provider, bool) {
 		}
 	}
 	return Provider{}, false
+}
+
+func (a Alerts) validate() error {
+	seen := map[string]bool{}
+	for i, sid := range a.DeliverTo {
+		path := fmt.Sprintf("alerts.deliver_to[%d]", i)
+		switch {
+		case sid == "" || len(sid) > 128:
+			return &FieldError{Path: path, Msg: fmt.Sprintf("%q is not a session id (1-128 bytes, e.g. \"tg:155490357\")", sid)}
+		case strings.IndexFunc(sid, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+			return &FieldError{Path: path, Msg: fmt.Sprintf("%q: a session id has no spaces or control characters", sid)}
+		case seen[sid]:
+			return &FieldError{Path: path, Msg: fmt.Sprintf("%q is listed twice", sid)}
+		}
+		seen[sid] = true
+	}
+	if a.After.D() < 0 || a.After.D() > 24*time.Hour {
+		return &FieldError{Path: "alerts.after", Msg: "must be between 0s and 24h"}
+	}
+	return nil
 }

@@ -38,6 +38,9 @@ func TestParseGood(t *testing.T) {
 	if cfg.Limits.WriteQueue != 256 || !cfg.Listeners.Unix.Enabled {
 		t.Errorf("defaults lost: %+v %+v", cfg.Limits, cfg.Listeners)
 	}
+	if len(cfg.Alerts.DeliverTo) != 2 || cfg.Alerts.After.D() != DefaultAlertsAfter {
+		t.Errorf("alerts = %+v", cfg.Alerts)
+	}
 	if m, ok := cfg.Model("gpt"); !ok || m.Name != "gpt-4o-mini" || !m.IsEnabled() {
 		t.Errorf("model gpt = %+v, %v", m, ok)
 	}
@@ -65,6 +68,8 @@ func TestParseBad(t *testing.T) {
 		{"missing_env.yaml", "missing_env.yaml:4:14: providers[0].api_key: environment variable TEST_MISSING_KEY is not set"},
 		{"bad_kind.yaml", `bad_kind.yaml:3:11: providers[0].kind: unknown kind "gemini" (want openai, anthropic or echo)`},
 		{"bad_default_model.yaml", `bad_default_model.yaml:2:18: agent.default_model: unknown model "nope"`},
+		{"bad_alert_target.yaml", `bad_alert_target.yaml:2:24: alerts.deliver_to[1]: "tg:1" is listed twice`},
+		{"bad_alert_after.yaml", `bad_alert_after.yaml:3:10: alerts.after: must be between 0s and 24h`},
 		{"bad_duration.yaml", `bad_duration.yaml:2:22: limits.snapshot_interval: invalid duration "soon" (want e.g. 30s, 5m)`},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/agentdir"
+	"github.com/agentd/agentd/internal/alert"
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
@@ -100,9 +101,11 @@ type daemon struct {
 	cat   *catalog.Catalog
 	authn *auth.Authenticator
 	mgr   *session.Manager
-	gw    *gateway.Gateway
-	sup   *supervisor.Supervisor
-	srv   *http.Server
+	// alerts is the operator alert service every component reports to.
+	alerts *alert.Alerter
+	gw     *gateway.Gateway
+	sup    *supervisor.Supervisor
+	srv    *http.Server
 
 	// mu guards listeners and iroh.
 	mu        sync.Mutex
@@ -143,6 +146,7 @@ func (d *daemon) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open sessions: %w", err)
 	}
+	d.alerts = alert.New(alert.Options{Push: d.mgr.Push, Config: d.cfg, Log: d.log.With("component", "alert")})
 	d.gw = gateway.New(gateway.Options{
 		Config: d.cfg, Sessions: d.mgr, AgentDir: d.dir.Root, Version: d.opts.Version,
 		StartedAt: d.started, Log: d.log.With("component", "gateway"), Info: d.info,
@@ -156,7 +160,7 @@ func (d *daemon) open(ctx context.Context) error {
 	d.sup, err = supervisor.New(ctx, supervisor.Options{
 		Dir: d.dir.Root, ConfigPath: d.dir.Config(), BinDir: d.opts.BinDir,
 		GatewayNetwork: "unix", GatewayAddress: d.dir.Socket(),
-		Issuer: d.coord, Logger: d.log.With("component", "supervisor"),
+		Issuer: d.coord, Logger: d.log.With("component", "supervisor"), Alerts: d.alerts,
 		OnChange: func(name, action string) { d.gw.ResourceEvent("bridge", action, name) },
 	})
 	if err != nil {
@@ -280,6 +284,7 @@ func (d *daemon) serve(ctx context.Context) error {
 		{"config watcher", d.cfg.Run},
 		{"coordinator", d.coord.Run},
 		{"gateway", d.gw.Run},
+		{"alerts", func(ctx context.Context) error { d.alerts.Run(ctx); return nil }},
 	}
 	for _, l := range loops {
 		wg.Add(1)

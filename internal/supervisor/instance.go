@@ -77,7 +77,16 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 				st.PID, st.StartedAt = inst.pid, started
 			})
 			s.log.Info("bridge running", "bridge", e.name, "pid", inst.pid, "launch", time.Since(t0).Round(time.Microsecond))
+			// Back up: at once after a first launch, but after quick
+			// failures only once it has run StableAfter, so a crash loop
+			// is never reported as up between its crashes.
+			wait := time.Duration(0)
+			if quick > 0 {
+				wait = StableAfter
+			}
+			up := time.AfterFunc(wait, func() { s.backUp(e) })
 			err = s.watch(ctx, e, inst)
+			up.Stop()
 			if err == nil { // stopped on request
 				return
 			}

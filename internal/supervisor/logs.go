@@ -118,7 +118,9 @@ func (h *hostServer) Event(_ context.Context, r *bridgev1.EventRequest) (*bridge
 	case "logged_out":
 		st.PlatformStatus = "logged out"
 	}
+	prefix := st.SessionPrefix
 	h.s.mu.Unlock()
+	h.s.reportEvent(h.e.name, prefix, kind, text)
 	h.s.notify(h.e.name, ActionEvent)
 	return &bridgev1.EventResponse{}, nil
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/devicecert"
+	"github.com/agentd/agentd/internal/alert"
 	"github.com/agentd/agentd/internal/config"
 )
 
@@ -121,6 +122,10 @@ type Options struct {
 
 	// StopTimeout overrides the package constant; zero means StopTimeout.
 	StopTimeout time.Duration
+
+	// Alerts hears of bridges that are down, failed, crash-looping, logged
+	// out or refused by their platform (see alerts.go); nil: none.
+	Alerts *alert.Alerter
 }
 
 // Event is an operator event reported by a bridge.
@@ -173,7 +178,8 @@ type entry struct {
 	// Guarded by Supervisor.mu:
 	cfg     config.Bridge
 	status  Status
-	loopCtl *loop // nil when no loop runs
+	loopCtl *loop         // nil when no loop runs
+	changed chan struct{} // closed and replaced on every state change
 }
 
 // loop is a running supervision goroutine of one bridge.
@@ -323,6 +329,7 @@ func (s *Supervisor) setEnabled(name string, on bool) error {
 			s.startLoop(e)
 		}
 		s.notify(name, ActionEnabled)
+		s.settled(e, settleTimeout)
 	} else {
 		if running {
 			s.stopLoop(e)
@@ -352,8 +359,14 @@ func (s *Supervisor) Restart(name string) error {
 	s.mu.Unlock()
 	s.startLoop(e)
 	s.notify(name, ActionRestarted)
+	s.settled(e, settleTimeout)
 	return nil
 }
+
+// settleTimeout bounds how long Enable and Restart wait for the launch
+// they started to run or fail, so their answer says which: a launch takes
+// at most the plugin handshake plus the Info…Health RPCs.
+const settleTimeout = PluginStartTimeout + 2*RPCTimeout
 
 // List returns every configured bridge's status, sorted by name.
 func (s *Supervisor) List() []Status {
@@ -470,9 +483,40 @@ func (s *Supervisor) setState(e *entry, state State, edit func(*Status)) {
 	if edit != nil {
 		edit(&e.status)
 	}
+	st := e.status
+	if e.changed != nil {
+		close(e.changed)
+	}
+	e.changed = make(chan struct{})
 	s.mu.Unlock()
+	s.report(e.name, st)
 	if changed {
 		s.notify(e.name, string(state))
+	}
+}
+
+// settled waits until e has left the states of a launch in progress
+// (stopped right after startLoop, starting) or timeout passed, and returns
+// its status then: what a control request reports to the operator.
+func (s *Supervisor) settled(e *entry, timeout time.Duration) Status {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		st := s.snapshot(e)
+		if e.changed == nil {
+			e.changed = make(chan struct{})
+		}
+		ch := e.changed
+		s.mu.Unlock()
+		if st.State != StateStarting && st.State != StateStopped {
+			return st
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return st
+		}
 	}
 }
 

@@ -41,6 +41,8 @@ type Authenticator struct {
 	// Now is the clock (tests move it); default time.Now.
 	Now func() time.Time
 
+	cap connCap // streams open on all listeners
+
 	// mu guards conns.
 	mu    sync.Mutex
 	conns map[string]map[*Conn]struct{} // by client_id
@@ -59,6 +61,20 @@ func NewAuthenticator(reg Registry) *Authenticator {
 // time, network id, not revoked. It returns the identity the request will
 // carry. It writes nothing; MarkSeen happens when the stream is accepted.
 func (a *Authenticator) Check(certWire []byte, transport string) (*Identity, *devicecert.Cert, error) {
+	id, cert, err := a.verify(certWire, transport)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !a.reg.Active(id.ClientID) {
+		return nil, nil, ErrRevoked
+	}
+	return id, cert, nil
+}
+
+// verify is Check without the revocation check, which streams run only
+// after the device proved its key: someone holding a mere copy of a cert
+// must not learn whether it is revoked.
+func (a *Authenticator) verify(certWire []byte, transport string) (*Identity, *devicecert.Cert, error) {
 	cert, err := devicecert.Verify(certWire, a.reg.CoordinatorPub())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrBadCert, err)
@@ -73,12 +89,8 @@ func (a *Authenticator) Check(certWire []byte, transport string) (*Identity, *de
 	if cert.NetworkID != a.reg.NetworkID() {
 		return nil, nil, ErrNetwork
 	}
-	id := cert.ClientID()
-	if !a.reg.Active(id) {
-		return nil, nil, ErrRevoked
-	}
 	return &Identity{
-		ClientID:     id,
+		ClientID:     cert.ClientID(),
 		Handle:       cert.Handle,
 		Capabilities: cert.Capabilities,
 		Transport:    transport,

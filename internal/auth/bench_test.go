@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"io"
@@ -56,12 +57,12 @@ func BenchmarkAuthenticateStream(b *testing.B) {
 	a, dev := benchSetup(b)
 	var pre bytes.Buffer
 	devicecert.IrohPreamble(&pre, dev)
-	l := &listener{mode: ModeIroh, a: a, transport: "iroh"}
+	l := &listener{mode: ModeIroh, a: a, transport: "iroh", ctx: context.Background()}
 	c := &memConn{r: bytes.NewReader(nil), node: dev.ClientID()}
 	b.ReportAllocs()
 	for b.Loop() {
 		c.r.Reset(pre.Bytes())
-		if id, _, err := l.handshake(c); err != nil || id == nil {
+		if id, _, err := l.handshake(c, time.Now().Add(time.Minute)); err != nil || id == nil {
 			b.Fatal(err)
 		}
 	}

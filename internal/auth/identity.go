@@ -103,3 +103,15 @@ func Require(c string, h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// CloseAnonymous wraps the handler of the listeners: a stream without
+// identity (zero-length preamble) gets one answer — /api/health, or a 401 —
+// and is then closed, so anonymous keep-alive streams cannot pile up.
+func CloseAnonymous(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := FromContext(r.Context()); !ok {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -175,7 +175,7 @@ func TestRealIroh(t *testing.T) {
 	devicecert.IrohPreamble(c, dev)
 	resp, body = get(t, c, "GET", "/whoami")
 	c.Close()
-	if resp.StatusCode != 401 || !strings.Contains(body, "node id") {
+	if resp.StatusCode != 401 || !strings.Contains(body, "did not prove") {
 		t.Fatalf("stolen cert over iroh: %d %s", resp.StatusCode, body)
 	}
 	if after := e.dbState(t); after != before {

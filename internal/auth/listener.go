@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -28,11 +29,15 @@ const (
 	ModeIroh
 )
 
-// HandshakeTimeout bounds a stream's preamble; a slow client is dropped.
-const HandshakeTimeout = 10 * time.Second
+// PreambleTimeout bounds a stream's handshake: a client that has not
+// finished its preamble by then is dropped. An honest client needs one
+// round trip.
+const PreambleTimeout = 3 * time.Second
 
-// maxHandshakes bounds handshakes in flight; more wait for a slot.
-const maxHandshakes = 256
+// verifySlots bounds the signature checks of pre-auth streams running at
+// once to half the CPUs (at least one), so that a flood of well-formed but
+// bogus preambles never takes the CPU from authenticated streams.
+var verifySlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 
 // NodeIDer is implemented by iroh streams.
 type NodeIDer interface{ RemoteNodeID() string }
@@ -41,9 +46,10 @@ type NodeIDer interface{ RemoteNodeID() string }
 // an anonymous stream.
 type Conn struct {
 	net.Conn
-	id   *Identity
-	a    *Authenticator
-	once sync.Once
+	id      *Identity
+	a       *Authenticator
+	once    sync.Once
+	release func() // frees the stream's slot in the connection cap
 
 	// mu guards expiry, which the timer's own goroutine may race to read.
 	mu     sync.Mutex
@@ -64,6 +70,7 @@ func (c *Conn) Close() error {
 			c.expiry.Stop()
 		}
 		c.mu.Unlock()
+		c.release()
 	})
 	return c.Conn.Close()
 }
@@ -97,11 +104,11 @@ type listener struct {
 
 	ready chan *Conn
 	// ctx ends when the listener closes; it aborts handshakes in flight.
-	ctx    context.Context
-	cancel context.CancelFunc
-	sem    chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	pending *pending
+	once    sync.Once
+	wg      sync.WaitGroup
 
 	// mu guards err.
 	mu  sync.Mutex
@@ -110,8 +117,10 @@ type listener struct {
 
 // NewListener wraps inner so that Accept returns only streams whose
 // preamble passed (or anonymous ones, without identity). Handshakes run
-// concurrently with a deadline; refused streams get a 401 and are closed.
-// Close stops the accept loop and every handshake in flight.
+// concurrently with a deadline (PreambleTimeout), bounded per listener and
+// per source (see pending); accepting never waits for them. Refused
+// streams get a 401 and are closed. Close stops the accept loop and every
+// handshake in flight.
 func NewListener(inner net.Listener, mode Mode, a *Authenticator, log *slog.Logger) net.Listener {
 	if a == nil {
 		panic("auth.NewListener: nil Authenticator (there is no unauthenticated mode)")
@@ -121,7 +130,7 @@ func NewListener(inner net.Listener, mode Mode, a *Authenticator, log *slog.Logg
 	}
 	l := &listener{
 		inner: inner, mode: mode, a: a, log: log,
-		ready: make(chan *Conn), sem: make(chan struct{}, maxHandshakes),
+		ready: make(chan *Conn), pending: newPending(MaxPending, MaxPendingPerSource),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.transport = inner.Addr().Network()
@@ -186,28 +195,36 @@ func (l *listener) loop() {
 			return
 		}
 		backoff = 5 * time.Millisecond
-		select {
-		case l.sem <- struct{}{}:
-		case <-l.ctx.Done():
+		if !l.a.cap.acquire() {
 			c.Close()
-			return
+			continue
 		}
+		// Registered here, in accept order, so that eviction is oldest first.
+		p := l.pending.add(c, source(c))
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			defer func() { <-l.sem }()
-			l.serve(c)
+			l.serve(c, p)
 		}()
 	}
 }
 
-// serve runs one handshake and hands the stream to Accept.
-func (l *listener) serve(c net.Conn) {
+// serve runs one handshake and hands the stream to Accept. It holds the
+// stream's slot in the connection cap until Accept has it.
+func (l *listener) serve(c net.Conn, p *pendingConn) {
+	handed := false
+	defer func() {
+		if !handed {
+			l.a.cap.release()
+		}
+	}()
 	// Closing the listener must also stop a handshake stuck in a read.
 	stop := context.AfterFunc(l.ctx, func() { c.Close() })
 	defer stop()
-	c.SetDeadline(time.Now().Add(HandshakeTimeout))
-	id, cert, err := l.handshake(c)
+	deadline := time.Now().Add(PreambleTimeout)
+	c.SetDeadline(deadline)
+	id, cert, err := l.handshake(c, deadline)
+	l.pending.done(p)
 	if err != nil {
 		l.refusals.Info(err.Error(), "stream refused", "transport", l.transport, "remote", c.RemoteAddr().String(), "err", err)
 		refuse(c, err)
@@ -219,10 +236,12 @@ func (l *listener) serve(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	ac := &Conn{Conn: c, id: id, a: l.a}
+	handed = true
+	ac := &Conn{Conn: c, id: id, a: l.a, release: l.a.cap.release}
 	if id != nil {
 		if !l.a.track(ac) {
 			refuse(c, ErrRevoked)
+			ac.Close()
 			return
 		}
 		now := l.a.Now()
@@ -239,7 +258,7 @@ func (l *listener) serve(c net.Conn) {
 	}
 }
 
-func (l *listener) handshake(c net.Conn) (*Identity, *devicecert.Cert, error) {
+func (l *listener) handshake(c net.Conn, deadline time.Time) (*Identity, *devicecert.Cert, error) {
 	var nonce []byte
 	if l.mode == ModeNonce {
 		nonce = make([]byte, devicecert.NonceSize)
@@ -264,7 +283,22 @@ func (l *listener) handshake(c net.Conn) (*Identity, *devicecert.Cert, error) {
 			return nil, nil, fmt.Errorf("read challenge signature: %w", err)
 		}
 	}
-	id, cert, err := l.a.Check(wire, l.transport)
+	select {
+	case verifySlots <- struct{}{}:
+	case <-time.After(time.Until(deadline)):
+		return nil, nil, errors.New("preamble not checked in time (server busy)")
+	case <-l.ctx.Done():
+		return nil, nil, net.ErrClosed
+	}
+	id, cert, err := l.verifyProof(c, wire, nonce, sig)
+	<-verifySlots
+	return id, cert, err
+}
+
+// verifyProof runs the certificate checks, then the proof of key, and
+// only then the revocation check (see Authenticator.verify).
+func (l *listener) verifyProof(c net.Conn, wire, nonce, sig []byte) (*Identity, *devicecert.Cert, error) {
+	id, cert, err := l.a.verify(wire, l.transport)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -284,12 +318,23 @@ func (l *listener) handshake(c net.Conn) (*Identity, *devicecert.Cert, error) {
 	default:
 		return nil, nil, fmt.Errorf("unknown listener mode %d", l.mode)
 	}
+	if !l.a.reg.Active(id.ClientID) {
+		return nil, nil, ErrRevoked
+	}
 	return id, cert, nil
 }
 
+// deniedMessage is the one answer to a revoked device and to a stream that
+// did not prove its key, so that the 401 does not tell them apart.
+const deniedMessage = "device revoked, not registered, or did not prove its key"
+
 // refuse answers a failed handshake with a 401 and closes the stream.
 func refuse(c net.Conn, reason error) {
-	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": "unauthorized", "message": reason.Error()}})
+	msg := reason.Error()
+	if errors.Is(reason, ErrRevoked) || errors.Is(reason, ErrProof) {
+		msg = deniedMessage
+	}
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": "unauthorized", "message": msg}})
 	c.SetDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(c, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 	// Half-close and drain briefly so TCP does not reset the response

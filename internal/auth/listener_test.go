@@ -503,7 +503,7 @@ func TestIrohMode(t *testing.T) {
 	}
 	before := e.dbState(t)
 	resp, body = open(e.owner.ClientID(), dev) // node id of another device
-	if resp.StatusCode != 401 || !strings.Contains(body, "node id") {
+	if resp.StatusCode != 401 || !strings.Contains(body, "did not prove") {
 		t.Fatalf("node id mismatch: %d %s", resp.StatusCode, body)
 	}
 	if after := e.dbState(t); after != before {

@@ -151,6 +151,8 @@ type Limits struct {
 	IdleTimeout      Duration `yaml:"idle_timeout"`
 	PingInterval     Duration `yaml:"ping_interval"`
 	MaxUploadBytes   int64    `yaml:"max_upload_bytes"`
+	// MaxConnections caps the streams open at once on all listeners.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Duration is a time.Duration written as "30s", "5m".
@@ -206,6 +208,7 @@ func Default() *Config {
 			IdleTimeout:      Duration(90 * time.Second),
 			PingInterval:     Duration(30 * time.Second),
 			MaxUploadBytes:   50 << 20,
+			MaxConnections:   4096,
 		},
 	}
 }
@@ -300,6 +303,8 @@ func (c *Config) Validate() error {
 		return fe("limits.write_queue", "must be at least 8")
 	case l.QueueCap < 1:
 		return fe("limits.queue_cap", "must be at least 1")
+	case l.MaxConnections < 16:
+		return fe("limits.max_connections", "must be at least 16")
 	case l.SnapshotInterval.D() < time.Second:
 		return fe("limits.snapshot_interval", "must be at least 1s")
 	case l.IdleTimeout.D() < time.Second:

@@ -39,6 +39,7 @@ var (
 	ErrNoMatch   = errors.New("no device matches")
 	ErrAmbiguous = errors.New("ambiguous device")
 	ErrOwner     = errors.New("the owner's local identity cannot be revoked")
+	ErrInvalid   = errors.New("invalid request")
 )
 
 var prefixRE = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
@@ -310,7 +311,7 @@ func (c *Coordinator) Revoke(ctx context.Context, arg string) ([]Device, error) 
 func (c *Coordinator) revoke(ctx context.Context, arg string) ([]Device, []func(string), error) {
 	arg = strings.TrimSpace(arg)
 	if arg == "" {
-		return nil, nil, errors.New("revoke: which device? give a client id prefix or a handle")
+		return nil, nil, fmt.Errorf("revoke: %w: which device? give a client id prefix or a handle", ErrInvalid)
 	}
 	c.issueMu.Lock()
 	defer c.issueMu.Unlock()

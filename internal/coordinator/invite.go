@@ -70,8 +70,8 @@ func (c *Coordinator) CreateInvite(ctx context.Context, role string, uses int, t
 		if err := checkHandle(handle); err != nil {
 			return "", fmt.Errorf("create invite: %w", err)
 		}
-		if strings.HasPrefix(handle, bridgeHandlePrefix) {
-			return "", fmt.Errorf("create invite: handles starting %q are reserved for bridges", bridgeHandlePrefix)
+		if err := checkInviteHandle(handle); err != nil {
+			return "", fmt.Errorf("create invite: %w", err)
 		}
 	}
 	if addr.NodeID == "" {
@@ -104,6 +104,19 @@ func (c *Coordinator) CreateInvite(ctx context.Context, role string, uses int, t
 		return "", fmt.Errorf("create invite: %w", err)
 	}
 	return ticket, nil
+}
+
+// checkInviteHandle refuses the handles agentd gives its own identities:
+// a device invited as "owner" would share the local owner's handle, and as
+// the owner cannot be revoked, revoking by that handle would refuse it too.
+func checkInviteHandle(h string) error {
+	switch {
+	case h == OwnerHandle:
+		return fmt.Errorf("%w: handle %q is reserved for the local owner", ErrInvalid, h)
+	case strings.HasPrefix(h, bridgeHandlePrefix):
+		return fmt.Errorf("%w: handles starting %q are reserved for bridges", ErrInvalid, bridgeHandlePrefix)
+	}
+	return nil
 }
 
 // Redeem spends one use of an invitation code and issues a certificate for

@@ -37,6 +37,8 @@ func (c *Coordinator) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, ErrAmbiguous):
 		auth.WriteError(w, http.StatusConflict, "ambiguous", err.Error())
+	case errors.Is(err, ErrInvalid):
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, ErrOwner):
 		auth.WriteError(w, http.StatusForbidden, "forbidden", err.Error())
 	case err != nil:

@@ -37,6 +37,14 @@ import (
 // in all, and closing listeners and the database takes the rest.
 const shutdownGrace = 1500 * time.Millisecond
 
+// HTTP timeouts of every listener. readTimeout covers a whole request with
+// its body (a 50 MiB upload over a slow link fits); WebSockets clear it
+// when they take over the stream.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 10 * time.Minute
+)
+
 // Options configure Run.
 type Options struct {
 	Dir     string
@@ -179,11 +187,16 @@ func (d *daemon) open(ctx context.Context) error {
 		}
 		d.sup.Apply(cur) // the gateway broadcasts config/updated itself
 	})
+	d.authn.SetConnLimit(connLimit(cfg.Limits.MaxConnections, d.log), d.log.With("component", "auth"))
 	d.srv = &http.Server{
-		Handler:           d.gw,
+		Handler:           auth.CloseAnonymous(d.gw),
 		ConnContext:       auth.ConnContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		// A keep-alive stream that sends no request for this long is
+		// closed, like a WebSocket that sends nothing.
+		IdleTimeout: cfg.Limits.IdleTimeout.D(),
+		ErrorLog:    slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"syscall"
@@ -34,4 +35,22 @@ func listenUnix(path string) (net.Listener, error) {
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(true)
 	return ln, nil
+}
+
+// fdReserve is kept free of client streams for the database, logs, the
+// sidecar and bridges.
+const fdReserve = 256
+
+// connLimit is limits.max_connections, lowered (and said so) when the
+// process may not open that many files.
+func connLimit(want int, log *slog.Logger) int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return want
+	}
+	if room := int(rl.Cur) - fdReserve; want > room {
+		log.Warn("limits.max_connections lowered to what the file descriptor limit allows", "configured", want, "limit", max(room, 16), "nofile", rl.Cur)
+		return max(room, 16)
+	}
+	return want
 }

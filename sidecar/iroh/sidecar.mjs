@@ -28,6 +28,12 @@ const MAX_DIAL_TIMEOUT_MS = 120_000
 const CLOSE_TIMEOUT_MS = 2_000 // how long endpoint.close() may take on exit
 const RESET_CODE = 1n // QUIC error code used when one side aborts
 const ADDR_POLL_MS = 5_000 // how often our addresses are checked for changes
+// Per remote NodeId (authenticated by TLS before any stream byte): a flood
+// from one node must not take agentd's file descriptors or push out other
+// nodes' streams. agentd bounds the streams still in their preamble itself.
+const MAX_CONNS_PER_NODE = 8 // connections at once; more are closed
+const MAX_STREAMS_PER_NODE = 256 // streams forwarded to agentd at once; more are reset
+const LIMIT_LOG_MS = 10_000 // a node over a limit is logged at most this often
 
 // ---------- logging (stderr, one JSON object a line) ----------
 
@@ -272,22 +278,72 @@ async function serveLoop(ep, cfg, state) {
   }
 }
 
+// nodeUse counts what each remote node holds: {conns, streams, logged}.
+const nodeUse = new Map()
+
+function use(remote) {
+  let u = nodeUse.get(remote)
+  if (!u) {
+    u = { conns: 0, streams: 0, logged: 0 }
+    nodeUse.set(remote, u)
+  }
+  return u
+}
+
+function release(remote, u) {
+  if (u.conns === 0 && u.streams === 0) nodeUse.delete(remote)
+}
+
+function logLimit(u, msg, fields) {
+  const now = Date.now()
+  if (now - u.logged < LIMIT_LOG_MS) return
+  u.logged = now
+  log('warn', msg, fields)
+}
+
 async function handleIncoming(incoming, cfg, state) {
   const accepting = await incoming.accept()
   const conn = await accepting.connect()
   const remote = hex(conn.remoteId().toBytes())
   const alpn = Buffer.from(conn.alpn()).toString('utf8')
+  const u = use(remote)
+  if (u.conns >= MAX_CONNS_PER_NODE) {
+    logLimit(u, 'node over its connection limit; closing the new connection', { remote_node_id: remote, alpn, limit: MAX_CONNS_PER_NODE })
+    release(remote, u)
+    try {
+      conn.close(RESET_CODE, strBytes('too many connections'))
+    } catch {
+      // already closed
+    }
+    return
+  }
+  u.conns++
   log('info', 'connection accepted', { remote_node_id: remote, alpn })
   drainDatagrams(conn)
-  for (;;) {
-    let bi
-    try {
-      bi = await conn.acceptBi()
-    } catch (e) {
-      log('info', 'connection closed', { remote_node_id: remote, alpn, reason: cleanError(e) })
-      return
+  try {
+    for (;;) {
+      let bi
+      try {
+        bi = await conn.acceptBi()
+      } catch (e) {
+        log('info', 'connection closed', { remote_node_id: remote, alpn, reason: cleanError(e) })
+        return
+      }
+      if (u.streams >= MAX_STREAMS_PER_NODE) {
+        logLimit(u, 'node over its stream limit; resetting new streams', { remote_node_id: remote, alpn, limit: MAX_STREAMS_PER_NODE })
+        bi.send.reset(RESET_CODE).catch(() => {})
+        bi.recv.stop(RESET_CODE).catch(() => {})
+        continue
+      }
+      u.streams++
+      forwardAccepted(bi, remote, alpn, cfg, () => {
+        u.streams--
+        release(remote, u)
+      })
     }
-    forwardAccepted(bi, remote, alpn, cfg)
+  } finally {
+    u.conns--
+    release(remote, u)
   }
 }
 
@@ -301,11 +357,12 @@ async function drainDatagrams(conn) {
   }
 }
 
-function forwardAccepted(bi, remote, alpn, cfg) {
+function forwardAccepted(bi, remote, alpn, cfg, onDone) {
   const send = bi.send
   const recv = bi.recv
   const fields = { remote_node_id: remote, alpn }
   const sock = net.createConnection({ path: cfg.accept_socket, allowHalfOpen: true })
+  sock.once('close', onDone) // after a failed connect too
   const onConnectError = (e) => {
     log('warn', 'cannot reach agentd accept socket; stream reset', { ...fields, err: e.message })
     send.reset(RESET_CODE).catch(() => {})

@@ -330,24 +330,21 @@ func TestPreauthFloodIroh(t *testing.T) {
 		}
 	})
 	ready := make(chan string, 1)
-	lines := make(chan string, 64)
+	var last syncBuffer // the flood's latest progress line
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "ready ") {
 				ready <- sc.Text()
 			}
-			select {
-			case lines <- sc.Text():
-			default:
-			}
+			last.Write([]byte(sc.Text() + "\n"))
 		}
 	}()
 	select {
 	case r := <-ready:
 		t.Logf("flood: %s", r)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the flood never got its streams open\n%s", stderr.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the flood never got its streams open\n%s\n%s", last.String(), stderr.String())
 	}
 	code, out := irohClient(t, node, a, dev.path, "--message", "hi during a flood", "--timeout-ms", "10000")
 	if code != 0 || !strings.Contains(out, "echo: hi during a flood") {
@@ -356,4 +353,9 @@ func TestPreauthFloodIroh(t *testing.T) {
 	if cmd.ProcessState != nil {
 		t.Fatalf("the flood script exited early\n%s", stderr.String())
 	}
+	out = last.String()
+	if i := strings.LastIndex(strings.TrimSpace(out), "\n"); i >= 0 {
+		out = out[i+1:]
+	}
+	t.Logf("flood at the end: %s", strings.TrimSpace(out))
 }

@@ -8,8 +8,9 @@
 //   node iroh-flood.mjs --node NODEID [--addr IP:PORT]... [--nodes K]
 //        [--conns C] [--streams S] [--alpn ALPN]
 //
-// stdout: "ready N" once N streams are open and have written their byte,
-// then "reopened N" every second while streams are being reopened.
+// stdout: "ready N" once each of the N stream slots has had a stream open
+// that wrote its byte; every second "open N reopened M". A connection the
+// agent closes is dialled again.
 // It runs until stdin closes (then exits 0).
 import crypto from 'node:crypto'
 import irohPkg from '@number0/iroh/index.js'
@@ -44,10 +45,11 @@ function parseArgs(argv) {
 const toArray = (buf) => Array.from(buf)
 
 let reopened = 0
+const opened = new Set() // slots that have had a stream open at least once
 
-// hold keeps one stream open on conn, reopening it when the agent ends it.
-async function hold(conn, onOpen) {
-  let first = true
+// hold keeps one stream open on conn for slot, reopening it when the agent
+// ends it, until the connection is gone.
+async function hold(conn, slot, onOpen) {
   for (;;) {
     let bi
     try {
@@ -56,9 +58,10 @@ async function hold(conn, onOpen) {
     } catch {
       return // the connection is gone
     }
-    if (first) onOpen()
-    else reopened++
-    first = false
+    if (!opened.has(slot)) {
+      opened.add(slot)
+      onOpen()
+    } else reopened++
     try {
       for (;;) {
         const d = await bi.recv.read(4096)
@@ -70,13 +73,31 @@ async function hold(conn, onOpen) {
   }
 }
 
+// connection keeps one connection of the flood up, reconnecting when the
+// agent closes it, each with its streams.
+async function connection(ep, target, o, key, onOpen) {
+  for (;;) {
+    let conn
+    try {
+      conn = await ep.connect(new EndpointAddr(target, null, o.addrs), toArray(Buffer.from(o.alpn)))
+    } catch (e) {
+      process.stderr.write(`iroh-flood: connect: ${String((e && e.message) || e).split('\n')[0]}\n`)
+      await new Promise((r) => setTimeout(r, 200))
+      continue
+    }
+    const holds = []
+    for (let s = 0; s < o.streams; s++) holds.push(hold(conn, `${key}/${s}`, onOpen))
+    await Promise.all(holds)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
 async function main() {
   const o = parseArgs(process.argv.slice(2))
   const target = EndpointId.fromBytes(toArray(Buffer.from(o.node, 'hex')))
   const total = o.nodes * o.conns * o.streams
-  let open = 0
   const onOpen = () => {
-    if (++open === total) process.stdout.write(`ready ${total}\n`)
+    if (opened.size === total) process.stdout.write(`ready ${total}\n`)
   }
   for (let n = 0; n < o.nodes; n++) {
     const b = Endpoint.builder()
@@ -85,18 +106,10 @@ async function main() {
     b.secretKey(toArray(crypto.randomBytes(32)))
     b.bindAddr('127.0.0.1:0')
     const ep = await b.bind()
-    for (let c = 0; c < o.conns; c++) {
-      let conn
-      try {
-        conn = await ep.connect(new EndpointAddr(target, null, o.addrs), toArray(Buffer.from(o.alpn)))
-      } catch (e) {
-        die(4, `connect: ${String((e && e.message) || e).split('\n')[0]}`)
-      }
-      for (let s = 0; s < o.streams; s++) hold(conn, onOpen)
-    }
+    for (let c = 0; c < o.conns; c++) connection(ep, target, o, `${n}/${c}`, onOpen)
   }
   setInterval(() => {
-    if (reopened) process.stdout.write(`reopened ${reopened}\n`)
+    process.stdout.write(`open ${opened.size} reopened ${reopened}\n`)
   }, 1000).unref()
   process.stdin.on('end', () => process.exit(0))
   process.stdin.resume()

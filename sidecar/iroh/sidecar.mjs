@@ -33,6 +33,8 @@ const ADDR_POLL_MS = 5_000 // how often our addresses are checked for changes
 // nodes' streams. agentd bounds the streams still in their preamble itself.
 const MAX_CONNS_PER_NODE = 8 // connections at once; more are closed
 const MAX_STREAMS_PER_NODE = 256 // streams forwarded to agentd at once; more are reset
+const STREAM_RATE_PER_NODE = 200 // new streams per second a node may open (sustained) ...
+const STREAM_BURST_PER_NODE = 400 // ... and in a burst; beyond, its connection is closed
 const LIMIT_LOG_MS = 10_000 // a node over a limit is logged at most this often
 
 // ---------- logging (stderr, one JSON object a line) ----------
@@ -284,14 +286,37 @@ const nodeUse = new Map()
 function use(remote) {
   let u = nodeUse.get(remote)
   if (!u) {
-    u = { conns: 0, streams: 0, logged: 0 }
+    u = { conns: 0, streams: 0, logged: 0, tokens: STREAM_BURST_PER_NODE, at: Date.now() }
     nodeUse.set(remote, u)
   }
   return u
 }
 
+// release forgets an idle node once its stream budget has refilled (until
+// then, reconnecting must not give it a fresh budget); sweepNodes catches
+// the nodes that went idle with a spent budget.
 function release(remote, u) {
-  if (u.conns === 0 && u.streams === 0) nodeUse.delete(remote)
+  if (u.conns === 0 && u.streams === 0 && refill(u) >= STREAM_BURST_PER_NODE) nodeUse.delete(remote)
+}
+
+function sweepNodes() {
+  for (const [remote, u] of nodeUse) release(remote, u)
+}
+
+function refill(u) {
+  const now = Date.now()
+  u.tokens = Math.min(STREAM_BURST_PER_NODE, u.tokens + ((now - u.at) * STREAM_RATE_PER_NODE) / 1000)
+  u.at = now
+  return u.tokens
+}
+
+// takeStream spends one token of the node's stream budget (a token bucket:
+// a node that resets and reopens streams as fast as it can would otherwise
+// keep the sidecar and agentd busy at no cost to itself).
+function takeStream(u) {
+  if (refill(u) < 1) return false
+  u.tokens--
+  return true
 }
 
 function logLimit(u, msg, fields) {
@@ -327,6 +352,15 @@ async function handleIncoming(incoming, cfg, state) {
         bi = await conn.acceptBi()
       } catch (e) {
         log('info', 'connection closed', { remote_node_id: remote, alpn, reason: cleanError(e) })
+        return
+      }
+      if (!takeStream(u)) {
+        logLimit(u, 'node opens streams too fast; closing its connection', { remote_node_id: remote, alpn, rate: STREAM_RATE_PER_NODE, burst: STREAM_BURST_PER_NODE })
+        try {
+          conn.close(RESET_CODE, strBytes('too many streams'))
+        } catch {
+          // already closed
+        }
         return
       }
       if (u.streams >= MAX_STREAMS_PER_NODE) {
@@ -687,6 +721,7 @@ async function main() {
   state.poll.unref()
 
   if (cfg.mode === 'serve') {
+    setInterval(sweepNodes, LIMIT_LOG_MS).unref()
     serveLoop(ep, cfg, state).then(() => {
       if (!state.closing) shutdown('endpoint closed', 1)
     })

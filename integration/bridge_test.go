@@ -333,15 +333,30 @@ func watchEvents(c *client.Conn) *eventLog {
 // every event so far.
 func (l *eventLog) wait(tb testing.TB, action, name string) {
 	tb.Helper()
+	l.match(tb, "bridge", action, name, true)
+}
+
+// waitFor waits for a resource_event {resource, action, id} and forgets
+// that one event only (others that arrived meanwhile stay to be waited for).
+func (l *eventLog) waitFor(tb testing.TB, resource, action, id string) {
+	tb.Helper()
+	l.match(tb, resource, action, id, false)
+}
+
+func (l *eventLog) match(tb testing.TB, resource, action, id string, forgetAll bool) {
+	tb.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		l.mu.Lock()
 		i := slices.IndexFunc(l.evs, func(ev wire.ResourceEvent) bool {
-			return ev.Resource == "bridge" && ev.Action == action && ev.ID == name
+			return ev.Resource == resource && ev.Action == action && ev.ID == id
 		})
 		all := slices.Clone(l.evs)
-		if i >= 0 {
+		switch {
+		case i >= 0 && forgetAll:
 			l.evs = nil
+		case i >= 0:
+			l.evs = slices.Delete(l.evs, i, i+1)
 		}
 		l.mu.Unlock()
 		if i >= 0 {
@@ -350,7 +365,7 @@ func (l *eventLog) wait(tb testing.TB, action, name string) {
 		select {
 		case <-l.ch:
 		case <-deadline:
-			tb.Fatalf("no resource_event {bridge %s %s}; got %+v", action, name, all)
+			tb.Fatalf("no resource_event {%s %s %s}; got %+v", resource, action, id, all)
 		}
 	}
 }

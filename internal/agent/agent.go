@@ -48,6 +48,10 @@ type Agent struct {
 	// AllowedRoots are absolute directories reply attachments may point
 	// into (e.g. the agent directory's uploads/ and memories/).
 	AllowedRoots []string
+	// Instructions are appended to every turn's system prompt: built-in
+	// capabilities describe themselves (e.g. the vault and how to cite
+	// notes).
+	Instructions []string
 	// MaxToolRounds overrides DefaultMaxToolRounds when > 0.
 	MaxToolRounds int
 	// Logger; nil means slog.Default().
@@ -107,6 +111,8 @@ func (a *Agent) Run(ctx context.Context, t Turn) (*Outcome, error) {
 	if t.Provider == nil {
 		return nil, errors.New("agent: turn has no provider")
 	}
+	ctx = withTurnState(ctx)
+	system := systemPrompt(t.System, a.Instructions)
 	log := a.Logger
 	if log == nil {
 		log = slog.Default()
@@ -158,7 +164,7 @@ func (a *Agent) Run(ctx context.Context, t Turn) (*Outcome, error) {
 			return nil
 		}
 		res, err := t.Provider.Stream(ctx, &provider.Request{
-			Model: t.Model, System: t.System, Messages: msgs, Tools: tools, MaxTokens: t.MaxTokens,
+			Model: t.Model, System: system, Messages: msgs, Tools: tools, MaxTokens: t.MaxTokens,
 		}, onEvent)
 		if res != nil {
 			out.Usage = out.Usage.Add(res.Usage)

@@ -31,6 +31,7 @@ import (
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/internal/supervisor"
+	"github.com/agentd/agentd/internal/vault"
 )
 
 // shutdownGrace bounds the graceful part of shutdown; the spec allows 2 s
@@ -107,6 +108,7 @@ type daemon struct {
 	st    *store.Store
 	coord *coordinator.Coordinator
 	cat   *catalog.Catalog
+	vault *vault.Vault
 	authn *auth.Authenticator
 	mgr   *session.Manager
 	// alerts is the operator alert service every component reports to.
@@ -141,7 +143,16 @@ func (d *daemon) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open model catalog: %w", err)
 	}
+	if d.vault, err = vault.Open(ctx, d.st.DB(), d.dir.Memories(), vault.Options{Logger: d.log.With("component", "vault")}); err != nil {
+		return err
+	}
+	tools, err := agent.NewRegistry(vault.Tools(d.vault)...)
+	if err != nil {
+		return err
+	}
 	ag := &agent.Agent{
+		Tools:        tools,
+		Instructions: []string{vault.Instructions},
 		AllowedRoots: []string{d.dir.Uploads(), d.dir.Memories()},
 		Logger:       d.log.With("component", "agent"),
 	}
@@ -164,6 +175,8 @@ func (d *daemon) open(ctx context.Context) error {
 	d.gw.Mount(enroll.Routes(d.coord, d.irohInfo)...)
 	d.gw.Mount(catalog.Routes(d.cat)...)
 	d.cat.OnChange(d.gw.ResourceEvent)
+	d.gw.Mount(vault.Routes(d.vault)...)
+	d.vault.OnChange(d.gw.ResourceEvent)
 
 	d.sup, err = supervisor.New(ctx, supervisor.Options{
 		Dir: d.dir.Root, ConfigPath: d.dir.Config(), BinDir: d.opts.BinDir,
@@ -298,6 +311,7 @@ func (d *daemon) serve(ctx context.Context) error {
 		{"coordinator", d.coord.Run},
 		{"gateway", d.gw.Run},
 		{"alerts", func(ctx context.Context) error { d.alerts.Run(ctx); return nil }},
+		{"vault", d.vault.Run},
 	}
 	for _, l := range loops {
 		wg.Add(1)
@@ -367,6 +381,9 @@ func (d *daemon) close() {
 		fctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		d.coord.FlushSeen(fctx)
 		cancel()
+	}
+	if d.vault != nil {
+		d.vault.Close()
 	}
 	if d.st != nil {
 		d.st.Close()

@@ -112,7 +112,13 @@ func Error(w http.ResponseWriter, status int, code, msg string) {
 // unknown fields and trailing data. On bad input it has answered 400 (413
 // when too large) and returns false.
 func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	return DecodeLimit(w, r, v, MaxBody)
+}
+
+// DecodeLimit is Decode for routes whose bodies carry documents (a vault
+// note) and may be larger than MaxBody: at most limit bytes.
+func DecodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {
@@ -125,7 +131,7 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		Error(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", MaxBody))
+		Error(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", limit))
 		return false
 	}
 	if errors.Is(err, io.EOF) {

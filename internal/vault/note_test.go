@@ -16,7 +16,9 @@ func readFixture(t *testing.T, rel string) []byte {
 	return b
 }
 
-func wl(target, heading, alias string) Link { return Link{Target: target, Heading: heading, Alias: alias} }
+func wl(target, heading, alias string) Link {
+	return Link{Target: target, Heading: heading, Alias: alias}
+}
 
 func embed(target string) Link { return Link{Target: target, Embed: true} }
 
@@ -34,7 +36,7 @@ func TestParseFixtures(t *testing.T) {
 		{
 			path: "Home.md", title: "Home page", typ: "index",
 			tags: []string{"hub", "start", "home", "inbox/today"},
-			fm: map[string]any{"title": "Home page", "tags": []any{"hub", "#Start"}, "aliases": []any{"Start"}, "type": "index"},
+			fm:   map[string]any{"title": "Home page", "tags": []any{"hub", "#Start"}, "aliases": []any{"Start"}, "type": "index"},
 			links: []Link{
 				wl("Projects/Alpha", "", ""), wl("alpha", "", "the alpha"), wl("Beta", "Plan", ""), wl("Beta", "^block1", ""),
 				wl("", "Local heading", ""), embed("diagram.png"), embed("Alpha"), wl("Missing note", "", ""),

@@ -14,7 +14,7 @@ import (
 // notes match, the one closest to the vault root wins, then the
 // alphabetically first path.
 type names struct {
-	mu     sync.RWMutex // mu guards byPath and byBase
+	mu     sync.RWMutex        // mu guards byPath and byBase
 	byPath map[string]string   // lower(path without .md) → path
 	byBase map[string][]string // lower(basename without .md) → paths, best first
 }

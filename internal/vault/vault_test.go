@@ -121,7 +121,7 @@ func TestFixtureGraph(t *testing.T) {
 		e("Edge/Properties.md", "A/Delta.md"), // links in frontmatter values
 		e("Edge/Properties.md", "Gamma.md"),
 		e("Home.md", "A/Delta.md"), // same depth: alphabetical
-		e("Home.md", "Gamma.md"), // root beats Sub/Gamma.md
+		e("Home.md", "Gamma.md"),   // root beats Sub/Gamma.md
 		u("Home.md", "Missing note"),
 		e("Home.md", "Notizen/Über Café.md"),
 		e("Home.md", "Projects/Alpha.md"),

@@ -50,6 +50,8 @@ type Result struct {
 	Modified float64 `json:"modified"`
 	// Created is set when the note did not exist before.
 	Created bool `json:"created"`
+	// prevHash is the version the change replaced ("" for a new note).
+	prevHash string
 }
 
 // Write creates or replaces the note at p with content: atomically (a temp
@@ -129,7 +131,7 @@ func (v *Vault) editLocked(ctx context.Context, rel string, exp Expect, fn func(
 		return Result{}, nil, err
 	}
 	if exists && hashOf(next) == curHash {
-		return Result{Path: rel, Hash: curHash, Modified: seconds(fi.ModTime().UnixNano())}, nil, nil
+		return Result{Path: rel, Hash: curHash, Modified: seconds(fi.ModTime().UnixNano()), prevHash: curHash}, nil, nil
 	}
 	perm := fs.FileMode(0o644)
 	if exists {
@@ -150,7 +152,7 @@ func (v *Vault) editLocked(ctx context.Context, rel string, exp Expect, fn func(
 	if !exists {
 		action = "created"
 	}
-	return Result{Path: rel, Hash: st.hash, Modified: seconds(st.mtime), Created: !exists}, []change{{action, rel}}, nil
+	return Result{Path: rel, Hash: st.hash, Modified: seconds(st.mtime), Created: !exists, prevHash: curHash}, []change{{action, rel}}, nil
 }
 
 func checkExpect(rel string, exp Expect, exists bool, cur string) error {

@@ -13,14 +13,22 @@ export GOFLAGS
 
 all: build
 
-## setup: Go modules, protoc + generators, npm packages (iroh sidecar, test peers)
+## setup: Debian packages (voice engines, protoc), Go modules, npm packages (iroh sidecar, test peers)
 setup: setup-apt setup-go setup-npm
 
+# Debian packages the tests use: the voice engines (espeak-ng, pocketsphinx
+# + its English model, ffmpeg). protoc is only needed by `make proto`.
+APT_PACKAGES ?= espeak-ng pocketsphinx pocketsphinx-en-us ffmpeg protobuf-compiler
+
 setup-apt:
-	@# protoc is only needed by `make proto` (generated code is committed).
-	@if ! command -v protoc >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null || echo "warning: protoc not installed (only make proto needs it)"; \
-		else echo "note: install protoc for make proto: sudo apt-get install protobuf-compiler"; fi; \
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "install these Debian packages first: sudo apt-get install$$missing"; exit 1; fi; \
 	fi
 	@command -v node >/dev/null 2>&1 || { echo "Node.js >= 20 is needed (iroh sidecar, test peers): install it, e.g. apt-get install nodejs"; exit 1; }
 

@@ -102,6 +102,9 @@ func runStatus(_ *flag.FlagSet, args []string) error {
 			fmt.Fprintf(w, "iroh last error\t%s\n", e)
 		}
 	}
+	if v, ok := info["voice"].(map[string]any); ok {
+		fmt.Fprintf(w, "voice\tstt %v; tts %v\n", v["stt"], v["tts"])
+	}
 	for _, sec := range statusSections {
 		var v any
 		if err := d.GetJSON(ctx, sec.path, &v); err != nil {

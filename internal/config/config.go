@@ -115,10 +115,42 @@ type MCP struct {
 	URL     string            `yaml:"url"`
 }
 
-// Voice configures TTS/STT.
+// Voice configures speech-to-text and text-to-speech (package voice).
 type Voice struct {
-	Enabled  bool   `yaml:"enabled"`
-	Provider string `yaml:"provider"`
+	Enabled bool `yaml:"enabled"`
+	// Provider is the engine of both directions when stt/tts name none:
+	// local (espeak-ng, pocketsphinx, ffmpeg; offline) or openai (any
+	// OpenAI-compatible audio API). Empty means local.
+	Provider string   `yaml:"provider"`
+	STT      VoiceSTT `yaml:"stt"`
+	TTS      VoiceTTS `yaml:"tts"`
+	Language string   `yaml:"language"` // ISO-639-1 hint, e.g. "en", "it"
+	// ReplyWithVoice answers a voice turn with speech too (a voice bubble
+	// on bridges, audio_* frames on the WebSocket).
+	ReplyWithVoice bool `yaml:"reply_with_voice"`
+	// ShowTranscript makes bridges show "🎤 heard: …" to the user.
+	ShowTranscript bool     `yaml:"show_transcript"`
+	MaxBytes       int64    `yaml:"max_bytes"`
+	MaxDuration    Duration `yaml:"max_duration"`
+	Timeout        Duration `yaml:"timeout"`
+}
+
+// VoiceSTT is the speech-to-text engine.
+type VoiceSTT struct {
+	Engine  string `yaml:"engine"` // local, openai; empty: voice.provider
+	Model   string `yaml:"model"`  // openai: whisper-1 by default
+	BaseURL string `yaml:"base_url"`
+	APIKey  string `yaml:"api_key"`
+}
+
+// VoiceTTS is the text-to-speech engine.
+type VoiceTTS struct {
+	Engine  string `yaml:"engine"` // local, openai; empty: voice.provider
+	Voice   string `yaml:"voice"`  // local: an espeak-ng voice; openai: alloy, …
+	Model   string `yaml:"model"`  // openai: tts-1 by default
+	BaseURL string `yaml:"base_url"`
+	APIKey  string `yaml:"api_key"`
+	Speed   int    `yaml:"speed"` // local: words per minute (espeak-ng -s)
 }
 
 // Scheduler configures cron tasks.
@@ -200,6 +232,10 @@ func Default() *Config {
 		Bridges:   map[string]Bridge{},
 		MCPs:      map[string]MCP{},
 		Alerts:    Alerts{After: Duration(DefaultAlertsAfter)},
+		Voice: Voice{
+			Enabled: true, ReplyWithVoice: true,
+			MaxBytes: 25 << 20, MaxDuration: Duration(10 * time.Minute), Timeout: Duration(2 * time.Minute),
+		},
 		Limits: Limits{
 			MaxFrameBytes:    1 << 20,
 			WriteQueue:       256,
@@ -295,6 +331,9 @@ func (c *Config) Validate() error {
 	if err := c.Alerts.validate(); err != nil {
 		return err
 	}
+	if err := c.Voice.validate(); err != nil {
+		return err
+	}
 	l := c.Limits
 	switch {
 	case l.MaxFrameBytes < 1024:
@@ -354,3 +393,36 @@ func (a Alerts) validate() error {
 	}
 	return nil
 }
+
+func (v Voice) validate() error {
+	fe := func(path, format string, a ...any) error {
+		return &FieldError{Path: "voice." + path, Msg: fmt.Sprintf(format, a...)}
+	}
+	engines := map[string]string{"provider": v.Provider, "stt.engine": v.STT.Engine, "tts.engine": v.TTS.Engine}
+	for path, e := range engines {
+		if e != "" && e != "local" && e != "openai" {
+			return fe(path, "unknown engine %q (want local or openai)", e)
+		}
+	}
+	for path, u := range map[string]string{"stt.base_url": v.STT.BaseURL, "tts.base_url": v.TTS.BaseURL} {
+		if pu, err := url.Parse(u); u != "" && (err != nil || (pu.Scheme != "http" && pu.Scheme != "https")) {
+			return fe(path, "%q is not an http(s) URL", u)
+		}
+	}
+	if v.Language != "" && !langRe.MatchString(v.Language) {
+		return fe("language", "%q is not an ISO-639-1 code such as en or it", v.Language)
+	}
+	switch {
+	case v.MaxBytes < 1024:
+		return fe("max_bytes", "must be at least 1024")
+	case v.MaxDuration.D() < time.Second:
+		return fe("max_duration", "must be at least 1s")
+	case v.Timeout.D() < time.Second:
+		return fe("timeout", "must be at least 1s")
+	case v.TTS.Speed < 0 || v.TTS.Speed > 500:
+		return fe("tts.speed", "must be between 80 and 500 words per minute (0: the default)")
+	}
+	return nil
+}
+
+var langRe = regexp.MustCompile(`^[a-z]{2}$`)

@@ -32,6 +32,7 @@ import (
 	"github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/internal/supervisor"
 	"github.com/agentd/agentd/internal/vault"
+	"github.com/agentd/agentd/internal/voice"
 )
 
 // shutdownGrace bounds the graceful part of shutdown; the spec allows 2 s
@@ -109,6 +110,7 @@ type daemon struct {
 	coord *coordinator.Coordinator
 	cat   *catalog.Catalog
 	vault *vault.Vault
+	voice *voice.Service
 	authn *auth.Authenticator
 	mgr   *session.Manager
 	// alerts is the operator alert service every component reports to.
@@ -150,6 +152,7 @@ func (d *daemon) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.voice = voice.New(d.cfg.Current)
 	ag := &agent.Agent{
 		Tools:        tools,
 		Instructions: []string{vault.Instructions},
@@ -174,6 +177,7 @@ func (d *daemon) open(ctx context.Context) error {
 	d.coord.OnRevoke(func(id string) { d.gw.ResourceEvent("device", "revoked", id) })
 	d.gw.Mount(enroll.Routes(d.coord, d.irohInfo)...)
 	d.gw.Mount(catalog.Routes(d.cat)...)
+	d.gw.Mount(voice.Routes(d.voice)...)
 	d.cat.OnChange(d.gw.ResourceEvent)
 	d.gw.Mount(vault.Routes(d.vault)...)
 	d.vault.OnChange(d.gw.ResourceEvent)
@@ -240,6 +244,7 @@ func (d *daemon) info() map[string]any {
 		listeners["tcp"] = cfg.Listeners.TCP.Address
 	}
 	out := map[string]any{"listeners": listeners, "network_id": d.coord.NetworkID()}
+	out["voice"] = d.voice.Health(context.Background())
 	if il := d.irohL(); il != nil {
 		st := il.status()
 		listeners["iroh"] = st["state"]

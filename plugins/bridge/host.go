@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -107,13 +108,29 @@ func (h *hostConn) Event(kind bridgev1.EventKind, text string) {
 	}
 }
 
+// log queues a record without blocking. When the queue is full, debug and
+// info records are dropped (and counted), but warnings and errors go to
+// stderr, which agentd writes to the same bridge log: they are never lost.
 func (h *hostConn) log(r *bridgev1.LogRequest) {
 	select {
 	case h.queue <- &hostCall{log: r}:
+		return
 	default:
-		h.dropped.Add(1)
 	}
+	if slog.Level(r.Level) < slog.LevelWarn {
+		h.dropped.Add(1)
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "level=%s msg=%q", slog.Level(r.Level), r.Msg)
+	for _, a := range r.Attrs {
+		fmt.Fprintf(&b, " %s=%q", a.Key, a.Value)
+	}
+	fmt.Fprintln(hostStderr, b.String())
 }
+
+// hostStderr is where records that do not fit the queue go (tests swap it).
+var hostStderr io.Writer = os.Stderr
 
 // EventKind maps the Host.Event kind strings to the wire enum; unknown kinds
 // are sent as alerts so that nothing meant for the operator vanishes.

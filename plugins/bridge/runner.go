@@ -73,16 +73,19 @@ type Runner struct {
 	connected atomic.Bool
 	running   atomic.Bool
 
+	strangers strangers // refused users, told once per refusalEvery
+
 	// mu guards everything below.
-	mu       sync.Mutex
-	conn     *gwConn       // live connection, nil while disconnected
-	connCh   chan struct{} // closed and replaced whenever conn changes
-	lastErr  string
-	sessions map[string]string // chat id → session id, for chats that moved (/new)
-	chats    map[string]string // session id → chat id
-	lastTurn string            // session id of the last text_final sent
-	lastCmd  string            // session id of the last command sent
-	workers  map[string]*chatWorker
+	mu        sync.Mutex
+	agentName string        // from the gateway's auth_ok, for /start
+	conn      *gwConn       // live connection, nil while disconnected
+	connCh    chan struct{} // closed and replaced whenever conn changes
+	lastErr   string
+	sessions  map[string]string // chat id → session id, for chats that moved (/new)
+	chats     map[string]string // session id → chat id
+	lastTurn  string            // session id of the last text_final sent
+	lastCmd   string            // session id of the last command sent
+	workers   map[string]*chatWorker
 	// unacked: sessions whose ack found no connection, sent before the
 	// auth of the next one; the value tells a later failure apart.
 	unacked  map[string]uint64
@@ -222,16 +225,15 @@ func (r *Runner) Deliver(ctx context.Context, m Incoming) error {
 		return errors.New("bridge: Incoming without ChatID")
 	}
 	if !r.isAllowed(m.UserID) {
-		r.log.Warn("message from a user who is not allowed refused", "user_id", m.UserID, "user_name", m.UserName, "chat_id", m.ChatID)
-		cctx, cancel := context.WithTimeout(ctx, platformCallTimeout)
-		defer cancel()
-		if _, err := r.p.SendText(cctx, m.ChatID, fmt.Sprintf(Refusal, m.UserID)); err != nil {
-			r.log.Warn("refusal not sent", "chat_id", m.ChatID, "err", err)
-		}
+		r.refuse(ctx, m)
 		return nil
 	}
 	text := strings.TrimSpace(m.Text)
 	if text == "" && len(m.Attachments) == 0 {
+		return nil
+	}
+	if reply, ok := r.localCommand(text); ok && len(m.Attachments) == 0 {
+		r.post(m.ChatID, event{kind: evNotice, text: reply})
 		return nil
 	}
 	sid := r.sessionFor(m.ChatID)

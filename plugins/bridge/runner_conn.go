@@ -71,6 +71,9 @@ func (r *Runner) gatewayLoop(ctx context.Context) {
 			continue
 		}
 		r.log.Info("connected to gateway", "gateway", r.dialer.String(), "agent", c.AgentName(), "version", c.Version())
+		r.mu.Lock()
+		r.agentName = c.AgentName()
+		r.mu.Unlock()
 		r.acked(unacked)
 		gc := &gwConn{c: c, opened: map[string]bool{}}
 		start := time.Now()
@@ -211,7 +214,7 @@ func (r *Runner) dispatch(m wire.Message) {
 			r.log.Warn("gateway error", "text", m.Text)
 			return
 		}
-		sid, ev = m.SessionID, event{kind: evNotice, text: "⚠️ " + m.Text}
+		sid, ev = m.SessionID, event{kind: evNotice, text: "⚠️ " + UserText(m.Text)}
 	case wire.AuthError:
 		r.log.Error("gateway sent auth_error", "reason", m.Reason)
 		return

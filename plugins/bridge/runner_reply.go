@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -323,9 +324,9 @@ func (w *chatWorker) sendAttachments(ctx context.Context, atts []wire.Attachment
 			r.log.Warn("attachment not sent", "chat_id", w.chatID, "path", a.Path, "err", err)
 			name := a.Filename
 			if name == "" {
-				name = a.Path
+				name = filepath.Base(a.Path)
 			}
-			w.notice(ctx, fmt.Sprintf("(attachment %s could not be sent: %v)", name, err))
+			w.notice(ctx, UserText(fmt.Sprintf("(attachment %s could not be sent: %v)", name, err)))
 		}
 	}
 }

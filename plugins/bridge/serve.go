@@ -134,7 +134,7 @@ func (s *server) Configure(_ context.Context, req *bridgev1.ConfigureRequest) (*
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if s.host != nil {
-		logger = newHostLogger(s.host, slog.LevelDebug)
+		logger = newHostLogger(s.host, hostLevel(req.Settings))
 	}
 	if err := s.p.Configure(PlatformConfig{
 		Settings:     req.Settings,

@@ -267,13 +267,16 @@ func (p *Platform) handle(ctx context.Context, host bridge.Host, u models.Update
 	// Files of users who are not allowed are never fetched: the runner
 	// refuses them anyway, and a stranger must not fill our disk.
 	if p.allowAll || p.allowed[userID] {
+		if p.voiceNote(ctx, m, chatID) {
+			return nil
+		}
 		atts, err := p.download(ctx, m)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
 			p.log.Warn("attachment download failed", "chat_id", chatID, "err", err)
-			if _, serr := p.SendText(ctx, chatID, "Sorry, I could not download your file: "+err.Error()); serr != nil {
+			if _, serr := p.SendText(ctx, chatID, bridge.UserText("Sorry, I could not download your file: "+err.Error())); serr != nil {
 				p.log.Warn("could not tell the user", "err", serr)
 			}
 		}

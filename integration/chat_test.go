@@ -100,7 +100,7 @@ func needNodePeers(t *testing.T) string {
 	}
 	peersOnce.Do(func() {
 		peers := filepath.Join(repoRoot(), "testpeers")
-		if _, err := os.Stat(filepath.Join(peers, "node_modules", "ws")); err == nil {
+		if _, err := os.Stat(filepath.Join(peers, "node_modules", ".bin", "mcp-server-filesystem")); err == nil {
 			return
 		}
 		cmd := exec.Command("npm", "install", "--no-audit", "--no-fund")

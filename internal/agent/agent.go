@@ -20,12 +20,14 @@ import (
 // Limits of a turn.
 const (
 	// DefaultMaxToolRounds is how many times one turn may go model → tools →
-	// model before the loop is stopped.
-	DefaultMaxToolRounds = 8
-	// ToolCallTimeout bounds a single tool call.
-	ToolCallTimeout = 2 * time.Minute
-	// MaxToolResultBytes truncates tool output fed back to the model.
-	MaxToolResultBytes = 64 << 10
+	// model before the loop is stopped (limits.max_tool_rounds).
+	DefaultMaxToolRounds = 16
+	// ToolCallTimeout bounds a single tool call unless the tool sets its
+	// own (Limited).
+	ToolCallTimeout = 60 * time.Second
+	// MaxToolResultBytes truncates tool output fed back to the model unless
+	// the tool sets its own cap (Limited).
+	MaxToolResultBytes = 256 << 10
 )
 
 // Event is streamed to Turn.Sink while a turn runs: Delta or Status.
@@ -74,6 +76,9 @@ type Turn struct {
 	Attachments []Attachment
 	// MaxTokens per model call; 0 = provider default.
 	MaxTokens int
+	// MaxToolRounds overrides Agent.MaxToolRounds when > 0 (the config's
+	// limits.max_tool_rounds, read per turn so a reload applies).
+	MaxToolRounds int
 	// Sink receives Delta and Status events, synchronously, in order, on
 	// the goroutine that called Run. Nothing is sent after Run returns or
 	// after cancellation of ctx was observed. May be nil.
@@ -117,7 +122,10 @@ func (a *Agent) Run(ctx context.Context, t Turn) (*Outcome, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	maxRounds := a.MaxToolRounds
+	maxRounds := t.MaxToolRounds
+	if maxRounds <= 0 {
+		maxRounds = a.MaxToolRounds
+	}
 	if maxRounds <= 0 {
 		maxRounds = DefaultMaxToolRounds
 	}
@@ -229,8 +237,13 @@ func (a *Agent) Run(ctx context.Context, t Turn) (*Outcome, error) {
 			if ctx.Err() != nil {
 				tm = provider.Message{Role: provider.RoleTool, ToolCallID: call.ID, IsError: true, Content: "error: not executed, the turn was interrupted"}
 			} else {
-				emit(Status{Text: "using tool " + call.Name})
+				emit(Status{Text: "using " + call.Name + "…"})
 				tm = a.callTool(ctx, log, call)
+				if tm.IsError {
+					emit(Status{Text: call.Name + " failed: " + firstLine(strings.TrimPrefix(tm.Content, "error: "))})
+				} else {
+					emit(Status{Text: call.Name + " done"})
+				}
 			}
 			msgs = append(msgs, tm)
 			out.Messages = append(out.Messages, tm)
@@ -245,21 +258,40 @@ func (a *Agent) Run(ctx context.Context, t Turn) (*Outcome, error) {
 	return out, nil
 }
 
-// callTool runs one tool call and returns the tool message for the model.
+// callTool runs one tool call, bounded by the tool's timeout, and returns
+// the tool message for the model (the result cut at the tool's cap).
 func (a *Agent) callTool(ctx context.Context, log *slog.Logger, call provider.ToolCall) provider.Message {
-	tctx, cancel := context.WithTimeout(ctx, ToolCallTimeout)
+	timeout, maxBytes := a.Tools.limits(call.Name)
+	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	result, err := a.Tools.Call(tctx, call.Name, call.Arguments)
 	msg := provider.Message{Role: provider.RoleTool, ToolCallID: call.ID}
+	if err != nil && ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("timed out after %s (the call was cancelled)", timeout)
+	}
 	if err != nil {
 		log.Warn("agent: tool call failed", "tool", call.Name, "err", err, "elapsed", time.Since(start))
-		msg.Content, msg.IsError = "error: "+err.Error(), true
+		msg.Content, msg.IsError = "error: "+truncate(err.Error(), maxBytes), true
 		return msg
 	}
 	log.Debug("agent: tool call done", "tool", call.Name, "bytes", len(result), "elapsed", time.Since(start))
-	msg.Content = truncate(result, MaxToolResultBytes)
+	msg.Content = truncate(result, maxBytes)
 	return msg
+}
+
+// firstLine is s up to its first newline, at most 200 bytes, for status
+// frames.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 func truncate(s string, n int) string {
@@ -270,7 +302,7 @@ func truncate(s string, n int) string {
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return s[:cut] + fmt.Sprintf("\n[truncated: %d of %d bytes shown]", cut, len(s))
+	return s[:cut] + fmt.Sprintf("\n[truncated: %d of %d bytes shown; ask for less, e.g. a smaller range]", cut, len(s))
 }
 
 func joinRounds(rounds []string) string {

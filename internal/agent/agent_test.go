@@ -138,7 +138,7 @@ func TestToolRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if got, want := rec.String(), "D:Checking|D:.|S:using tool get_weather|D:\n\nIt is |D:sunny."; got != want {
+			if got, want := rec.String(), "D:Checking|D:.|S:using get_weather…|S:get_weather done|D:\n\nIt is |D:sunny."; got != want {
 				t.Errorf("events = %q, want %q", got, want)
 			}
 			if out.Text != "Checking.\n\nIt is sunny." || rec.deltaText() != out.Text {

@@ -180,7 +180,7 @@ func TestMarkerFilterAnyChunking(t *testing.T) {
 func TestTruncate(t *testing.T) {
 	s := strings.Repeat("é", 10) // 20 bytes
 	got := truncate(s, 5)
-	if !strings.HasPrefix(got, "éé\n[truncated: 4 of 20 bytes shown]") {
+	if !strings.HasPrefix(got, "éé\n[truncated: 4 of 20 bytes shown;") {
 		t.Errorf("truncate = %q", got)
 	}
 	if truncate("short", 10) != "short" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/agentd/agentd/internal/provider"
 )
@@ -20,6 +21,13 @@ type Tool interface {
 	// result fed back to the model. An error is also fed back (as an error
 	// result); it never aborts the turn.
 	Call(ctx context.Context, args json.RawMessage) (string, error)
+}
+
+// Limited is implemented by tools that bound their own calls (an MCP server
+// row's timeout and result cap); others get ToolCallTimeout and
+// MaxToolResultBytes. A zero value means the default.
+type Limited interface {
+	Limits() (timeout time.Duration, maxResultBytes int)
 }
 
 // ErrUnknownTool is returned by Registry.Call for a name nobody registered.
@@ -57,6 +65,39 @@ func (r *Registry) Register(t Tool) error {
 		return fmt.Errorf("tool registry: %q already registered", name)
 	}
 	r.tools[name] = t
+	return nil
+}
+
+// Replace removes the tools named old and adds tools in one step, so a turn
+// listing the registry meanwhile sees either set, never a mix (an MCP
+// server whose tool list changed). A name clash refuses the whole change.
+func (r *Registry) Replace(old []string, tools ...Tool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tools == nil {
+		r.tools = map[string]Tool{}
+	}
+	gone := make(map[string]bool, len(old))
+	for _, n := range old {
+		gone[n] = true
+	}
+	seen := map[string]bool{}
+	for _, t := range tools {
+		name := t.Spec().Name
+		if name == "" {
+			return errors.New("tool registry: tool has no name")
+		}
+		if _, dup := r.tools[name]; (dup && !gone[name]) || seen[name] {
+			return fmt.Errorf("tool registry: %q already registered", name)
+		}
+		seen[name] = true
+	}
+	for _, n := range old {
+		delete(r.tools, n)
+	}
+	for _, t := range tools {
+		r.tools[t.Spec().Name] = t
+	}
 	return nil
 }
 
@@ -116,4 +157,25 @@ func (f FuncTool) Spec() provider.ToolSpec { return f.Def }
 
 func (f FuncTool) Call(ctx context.Context, args json.RawMessage) (string, error) {
 	return f.Fn(ctx, args)
+}
+
+// limits is the timeout and result cap of the named tool.
+func (r *Registry) limits(name string) (time.Duration, int) {
+	timeout, maxBytes := ToolCallTimeout, MaxToolResultBytes
+	if r == nil {
+		return timeout, maxBytes
+	}
+	r.mu.RLock()
+	t := r.tools[name]
+	r.mu.RUnlock()
+	if l, ok := t.(Limited); ok {
+		d, n := l.Limits()
+		if d > 0 {
+			timeout = d
+		}
+		if n > 0 {
+			maxBytes = n
+		}
+	}
+	return timeout, maxBytes
 }

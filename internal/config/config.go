@@ -24,6 +24,7 @@ type Config struct {
 	Models    []Model           `yaml:"models"`
 	Bridges   map[string]Bridge `yaml:"bridges"`
 	MCPs      map[string]MCP    `yaml:"mcps"`
+	Tools     Tools             `yaml:"tools"`
 	Voice     Voice             `yaml:"voice"`
 	Scheduler Scheduler         `yaml:"scheduler"`
 	Alerts    Alerts            `yaml:"alerts"`
@@ -106,13 +107,39 @@ type Bridge struct {
 	Settings map[string]string `yaml:"settings"`
 }
 
-// MCP is an MCP tool server.
+// MCP is an MCP tool server. The mcps: section seeds agentd's table of MCP
+// servers at the first start only; after that the table is the truth and
+// is changed over REST or with `agentd mcp` (docs/mcp.md).
 type MCP struct {
-	Enabled bool              `yaml:"enabled"`
-	Command string            `yaml:"command"`
-	Args    []string          `yaml:"args"`
-	Env     map[string]string `yaml:"env"`
+	// Enabled defaults to true.
+	Enabled *bool `yaml:"enabled"`
+	// Command and Args start a stdio server (cwd: the agent directory).
+	Command string   `yaml:"command"`
+	Args    []string `yaml:"args"`
+	// Env is the server's whole environment besides PATH and HOME.
+	Env map[string]string `yaml:"env"`
+	// URL is a Streamable HTTP server; Headers go with every request.
 	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
+	// Timeout bounds one tool call (default 60s).
+	Timeout Duration `yaml:"timeout"`
+	// MaxResultBytes caps a tool result fed to the model (default 256 KiB).
+	MaxResultBytes int `yaml:"max_result_bytes"`
+}
+
+// IsEnabled reports whether the server is enabled (the default).
+func (m MCP) IsEnabled() bool { return m.Enabled == nil || *m.Enabled }
+
+// Tools configures the built-in tools.
+type Tools struct {
+	SessionsSend SessionsSend `yaml:"sessions_send"`
+}
+
+// SessionsSend is the sessions_send tool: the agent may send a message to
+// the sessions listed in Allow (exact ids, or a prefix ending in "*" such
+// as "tg:*"). Empty allows none.
+type SessionsSend struct {
+	Allow []string `yaml:"allow"`
 }
 
 // Voice configures speech-to-text and text-to-speech (package voice).
@@ -185,6 +212,8 @@ type Limits struct {
 	MaxUploadBytes   int64    `yaml:"max_upload_bytes"`
 	// MaxConnections caps the streams open at once on all listeners.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxToolRounds bounds model → tools → model rounds in one turn.
+	MaxToolRounds int `yaml:"max_tool_rounds"`
 }
 
 // Duration is a time.Duration written as "30s", "5m".
@@ -245,11 +274,17 @@ func Default() *Config {
 			PingInterval:     Duration(30 * time.Second),
 			MaxUploadBytes:   50 << 20,
 			MaxConnections:   4096,
+			MaxToolRounds:    16,
 		},
 	}
 }
 
 var idRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// MCPNameRe is what an MCP server name must look like (besides having no
+// "__"): it prefixes the server's tool names, which OpenAI and Anthropic
+// restrict to letters, digits, _ and -.
+var MCPNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
 
 // FieldError is a validation error on one field.
 type FieldError struct {
@@ -324,8 +359,28 @@ func (c *Config) Validate() error {
 		}
 	}
 	for name, m := range c.MCPs {
-		if (m.Command == "") == (m.URL == "") {
-			return fe("mcps."+name, "set exactly one of command or url")
+		path := "mcps." + name
+		switch {
+		case !MCPNameRe.MatchString(name) || strings.Contains(name, "__"):
+			return fe(path, "invalid MCP server name (1-32 of letters, digits, _ and -, starting with a letter or digit, no __)")
+		case (m.Command == "") == (m.URL == ""):
+			return fe(path, "set exactly one of command or url")
+		case m.URL != "" && (len(m.Args) > 0 || len(m.Env) > 0):
+			return fe(path, "args and env are for command servers; an url server takes headers")
+		case m.Command != "" && len(m.Headers) > 0:
+			return fe(path, "headers are for url servers")
+		case m.Timeout < 0 || m.MaxResultBytes < 0:
+			return fe(path, "timeout and max_result_bytes must not be negative")
+		}
+		if m.URL != "" {
+			if u, err := url.Parse(m.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fe(path+".url", "%q is not an http(s) URL", m.URL)
+			}
+		}
+	}
+	for i, a := range c.Tools.SessionsSend.Allow {
+		if a == "" || a == "*" || strings.ContainsAny(strings.TrimSuffix(a, "*"), "* \t\n") {
+			return fe(fmt.Sprintf("tools.sessions_send.allow[%d]", i), "%q: want a session id or a prefix ending in * (e.g. tg:*), not everything", a)
 		}
 	}
 	if err := c.Alerts.validate(); err != nil {
@@ -350,6 +405,8 @@ func (c *Config) Validate() error {
 		return fe("limits.idle_timeout", "must be at least 1s")
 	case l.PingInterval.D() < 100*time.Millisecond || l.PingInterval >= l.IdleTimeout:
 		return fe("limits.ping_interval", "must be at least 100ms and below idle_timeout")
+	case l.MaxToolRounds < 1 || l.MaxToolRounds > 100:
+		return fe("limits.max_tool_rounds", "must be between 1 and 100")
 	}
 	return nil
 }

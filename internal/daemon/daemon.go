@@ -28,6 +28,7 @@ import (
 	"github.com/agentd/agentd/internal/enroll"
 	"github.com/agentd/agentd/internal/gateway"
 	"github.com/agentd/agentd/internal/iroh"
+	"github.com/agentd/agentd/internal/mcp"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/internal/supervisor"
@@ -117,6 +118,8 @@ type daemon struct {
 	alerts *alert.Alerter
 	gw     *gateway.Gateway
 	sup    *supervisor.Supervisor
+	tools  *agent.Registry
+	mcp    *mcp.Pool
 	srv    *http.Server
 
 	// mu guards listeners and iroh.
@@ -148,13 +151,12 @@ func (d *daemon) open(ctx context.Context) error {
 	if d.vault, err = vault.Open(ctx, d.st.DB(), d.dir.Memories(), vault.Options{Logger: d.log.With("component", "vault")}); err != nil {
 		return err
 	}
-	tools, err := agent.NewRegistry(vault.Tools(d.vault)...)
-	if err != nil {
+	if err := d.openTools(ctx, cfg); err != nil {
 		return err
 	}
 	d.voice = voice.New(d.cfg.Current)
 	ag := &agent.Agent{
-		Tools:        tools,
+		Tools:        d.tools,
 		Instructions: []string{vault.Instructions},
 		AllowedRoots: []string{d.dir.Uploads(), d.dir.Memories()},
 		Logger:       d.log.With("component", "agent"),
@@ -181,6 +183,8 @@ func (d *daemon) open(ctx context.Context) error {
 	d.cat.OnChange(d.gw.ResourceEvent)
 	d.gw.Mount(vault.Routes(d.vault)...)
 	d.vault.OnChange(d.gw.ResourceEvent)
+	d.gw.Mount(mcp.Routes(d.mcp)...)
+	d.mcp.OnChange(d.gw.ResourceEvent)
 
 	d.sup, err = supervisor.New(ctx, supervisor.Options{
 		Dir: d.dir.Root, ConfigPath: d.dir.Config(), BinDir: d.opts.BinDir,
@@ -196,6 +200,9 @@ func (d *daemon) open(ctx context.Context) error {
 	d.cfg.Subscribe(func(old, cur *config.Config) {
 		if !reflect.DeepEqual(old.Listeners, cur.Listeners) {
 			d.log.Warn("listener changes in openagent.yaml apply at the next restart of agentd")
+		}
+		if !reflect.DeepEqual(old.MCPs, cur.MCPs) {
+			d.log.Warn("mcps: in openagent.yaml only seeds the MCP servers at the first start; change them with `agentd mcp` or /api/mcps")
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -292,6 +299,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	if err := d.mgr.Start(ctx); err != nil {
 		return stop(fmt.Errorf("start sessions: %w", err))
 	}
+	d.mcp.Start(ctx)
 	if cfg.Listeners.Unix.Enabled {
 		ln, err := listenUnix(d.dir.Socket())
 		if err != nil {
@@ -359,8 +367,9 @@ func (d *daemon) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); d.sup.Close() }()
+	go func() { defer wg.Done(); d.mcp.Close() }()
 	go func() {
 		defer wg.Done()
 		d.gw.Close() // hijacked WebSocket conns are not closed by Shutdown

@@ -68,13 +68,14 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	}
 	if err == nil {
 		out, err = m.agent.Run(ctx, agent.Turn{
-			Provider:    prov,
-			Model:       mo.Name,
-			System:      cfg.Agent.SystemPrompt,
-			History:     hist,
-			UserText:    t.Text,
-			Attachments: toAgent(t.Attachments),
-			Sink:        r.sink(ctx, m, t),
+			Provider:      prov,
+			Model:         mo.Name,
+			System:        cfg.Agent.SystemPrompt,
+			History:       hist,
+			UserText:      t.Text,
+			Attachments:   toAgent(t.Attachments),
+			MaxToolRounds: cfg.Limits.MaxToolRounds,
+			Sink:          r.sink(ctx, m, t),
 		})
 	}
 	if m.ctx.Err() != nil {

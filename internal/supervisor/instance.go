@@ -51,7 +51,7 @@ type instance struct {
 	cmd    *exec.Cmd
 	bc     *bridge.Client
 	pid    int
-	stderr *lineWriter
+	stderr *logfile.Lines
 }
 
 // run supervises one bridge until ctx is done: launch, watch, and relaunch
@@ -172,7 +172,7 @@ func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, lo
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 	}
-	stderr := &lineWriter{log: logs}
+	stderr := &logfile.Lines{Log: logs}
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  bridge.Handshake,
 		Plugins:          bridge.PluginSet(nil),
@@ -184,7 +184,7 @@ func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, lo
 		// Once serving, go-plugin redirects the plugin's os.Stdout and
 		// os.Stderr over gRPC; they belong in the same log.
 		SyncStderr: stderr,
-		SyncStdout: &lineWriter{log: logs},
+		SyncStdout: &logfile.Lines{Log: logs},
 		// Plugin stderr already goes to the bridge log verbatim; go-plugin's
 		// own logger would only repeat it.
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "go-plugin", Level: hclog.Off}),
@@ -296,7 +296,7 @@ func (s *Supervisor) claimPrefix(e *entry, p string) string {
 
 // describeStartErr turns go-plugin's start errors into what an operator
 // needs to read, and says whether relaunching the same binary could help.
-func describeStartErr(err error, stderr *lineWriter) (error, bool) {
+func describeStartErr(err error, stderr *logfile.Lines) (error, bool) {
 	msg := err.Error()
 	first, _, _ := strings.Cut(msg, "\n")
 	tail := stderr.Tail()

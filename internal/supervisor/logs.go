@@ -1,26 +1,16 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/agentd/agentd/internal/logfile"
 	"github.com/agentd/agentd/plugins/bridge"
 	bridgev1 "github.com/agentd/agentd/proto/bridge/v1"
 )
-
-// stderrTailLines is how many of a plugin's last stderr lines are kept to
-// explain a crash.
-const stderrTailLines = 3
-
-// maxLogLine bounds one line of plugin output held in memory.
-const maxLogLine = 64 << 10
 
 func openBridgeLog(dir, name string) (*logfile.File, error) {
 	l, err := logfile.Open(LogPath(dir, name), logfile.MaxBytes, logfile.Backups)
@@ -33,52 +23,6 @@ func openBridgeLog(dir, name string) (*logfile.File, error) {
 // LogPath is a bridge's log file.
 func LogPath(dir, name string) string {
 	return filepath.Join(dir, "logs", "bridge-"+name+".log")
-}
-
-// lineWriter receives a plugin's stderr (go-plugin writes a line and its
-// newline in two calls), writes it to the log a whole line at a time, and
-// remembers the last lines.
-type lineWriter struct {
-	log *logfile.File
-	// mu guards buf and tail.
-	mu   sync.Mutex
-	buf  []byte
-	tail []string
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 && len(w.buf) > maxLogLine {
-			// A plugin printing without newlines must not grow agentd's
-			// memory: cut the line.
-			w.buf = append(w.buf, '\n')
-			i = len(w.buf) - 1
-		}
-		if i < 0 {
-			break
-		}
-		line := w.buf[:i+1]
-		w.log.Write(line)
-		if t := strings.TrimSpace(string(line)); t != "" {
-			w.tail = append(w.tail, t)
-			if len(w.tail) > stderrTailLines {
-				w.tail = w.tail[1:]
-			}
-		}
-		w.buf = w.buf[i+1:]
-	}
-	return len(p), nil
-}
-
-// Tail returns the last stderr lines, joined with " | ".
-func (w *lineWriter) Tail() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.tail, " | ")
 }
 
 // hostServer is agentd's BridgeHost for one bridge: Log goes to the

@@ -115,6 +115,35 @@ func (m OpenAIMessage) Text() string {
 	return sb.String()
 }
 
+// ToolResults returns the contents of the tool messages of the last round
+// of a chat-completions request body (those after its last assistant
+// message), in order: what the client fed back from the tool calls the
+// fake asked for.
+func ToolResults(body []byte) []string {
+	var req OpenAIRequest
+	if json.Unmarshal(body, &req) != nil {
+		return nil
+	}
+	var out []string
+	for _, m := range req.Messages {
+		switch m.Role {
+		case "assistant":
+			out = nil
+		case "tool":
+			out = append(out, m.Text())
+		}
+	}
+	return out
+}
+
+// QuoteToolResults is a Response whose reply text is "results: " and the
+// tool results of the request, joined by " | ".
+func QuoteToolResults() Response {
+	return Response{Respond: func(body []byte) Response {
+		return Response{Text: []string{"results: ", strings.Join(ToolResults(body), " | ")}}
+	}}
+}
+
 // OpenAITool is one tool of an OpenAIRequest.
 type OpenAITool struct {
 	Type     string `json:"type"`

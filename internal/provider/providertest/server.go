@@ -74,6 +74,11 @@ type Response struct {
 	// of type ErrorType, default "overloaded_error"), ending the stream.
 	ErrorEvent string
 	ErrorType  string
+
+	// Respond, when set, makes the answer depend on the request: it gets
+	// the request body and returns the Response to send (e.g. a reply that
+	// quotes the tool results the client sent back, see ToolResults).
+	Respond func(body []byte) Response
 }
 
 // ToolCall is a scripted tool call. Arguments is the JSON text of the
@@ -200,6 +205,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.flavor.writeError(w, http.StatusInternalServerError, "providertest: no scripted response left", "")
 		return
+	}
+	if resp.Respond != nil {
+		resp = resp.Respond(body)
 	}
 	for k, v := range resp.Header {
 		w.Header().Set(k, v)

@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/provider/providertest"
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/wire"
 )
 
 // issueDevice has the agent's own coordinator issue a real certificate with
@@ -152,5 +155,135 @@ func TestConfigREST(t *testing.T) {
 	wsTurn(t, ownerWS(t, dir), "cfg", "again")
 	if got := lastSystemPrompt(t, fake); got != "You are terse." {
 		t.Errorf("after the empty file the system prompt is %q (defaults applied?)", got)
+	}
+}
+
+// turnFrames sends text on c and returns the frames up to turn_complete,
+// broadcasts left out.
+func turnFrames(t *testing.T, c *client.Conn, sid, text string) []wire.Message {
+	t.Helper()
+	if err := c.Send(wire.TextFinal{Text: text, SessionID: sid}); err != nil {
+		t.Fatal(err)
+	}
+	var out []wire.Message
+	recvUntil(t, c, 20*time.Second, func(m wire.Message) bool {
+		switch m.(type) {
+		case wire.ResourceEvent, wire.SystemSnapshot:
+		default:
+			out = append(out, m)
+		}
+		_, done := m.(wire.TurnComplete)
+		return done
+	})
+	return out
+}
+
+// TestUsageAndBudgets: usage after three turns with a priced fake model is
+// the sum of the turns; a $0.01 budget stops the next call before the
+// provider sees it, over WS and through the Telegram bridge, raises its
+// alert once, and still holds after a restart.
+func TestUsageAndBudgets(t *testing.T) {
+	used := &providertest.Usage{PromptTokens: 1000, CompletionTokens: 2000} // $0.001 + $0.004 at 1/2 $ per M
+	fake := providertest.NewOpenAI(t,
+		providertest.Response{Text: []string{"one"}, Usage: used},
+		providertest.Response{Text: []string{"two"}, Usage: used},
+		providertest.Response{Text: []string{"three"}, Usage: used})
+	var chat *client.Dialer
+	e := newBridgeEnvEditing(t, fmt.Sprint(aliceID), "", func(dir string) {
+		useFakeOpenAI(t, dir, fake)
+		chat = issueDevice(t, dir, "phone", "chat")
+	})
+	ctx := ctx30(t)
+	ws := ownerWS(t, e.dir)
+	var sum float64
+	for _, text := range []string{"a", "b", "c"} {
+		for _, m := range turnFrames(t, ws, "usage", text) {
+			if tc, ok := m.(wire.TurnComplete); ok {
+				sum += tc.Usage.CostUSD
+			}
+		}
+	}
+	if math.Abs(sum-0.015) > 1e-9 {
+		t.Fatalf("three turns cost %v by turn_complete, want 0.015", sum)
+	}
+	var month struct {
+		MonthlySpend float64            `json:"monthly_spend"`
+		ByModel      map[string]float64 `json:"by_model"`
+		BySource     map[string]float64 `json:"by_source"`
+	}
+	if err := chat.GetJSON(ctx, "/api/usage", &month); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(month.MonthlySpend-sum) > 1e-9 || math.Abs(month.ByModel["fake-model"]-sum) > 1e-9 || math.Abs(month.BySource["cli"]-sum) > 1e-9 {
+		t.Errorf("GET /api/usage = %+v, want %v in all", month, sum)
+	}
+	var daily struct {
+		Entries []struct {
+			Model        string `json:"model"`
+			InputTokens  int    `json:"input_tokens"`
+			OutputTokens int    `json:"output_tokens"`
+			RequestCount int    `json:"request_count"`
+		} `json:"entries"`
+	}
+	if err := chat.GetJSON(ctx, "/api/usage/daily?days=1", &daily); err != nil {
+		t.Fatal(err)
+	}
+	if len(daily.Entries) != 1 || daily.Entries[0].InputTokens != 3000 || daily.Entries[0].OutputTokens != 6000 || daily.Entries[0].RequestCount != 3 {
+		t.Errorf("daily = %+v", daily)
+	}
+
+	budget := map[string]any{"id": "cap", "scope": "all", "window": "month", "limit_usd": 0.01, "alert_at": []float64{0.5}}
+	if err := chat.PostJSON(ctx, "/api/budgets", budget, nil); !client.IsStatus(err, 403) {
+		t.Errorf("chat cert POST /api/budgets: %v, want 403", err)
+	}
+	events := watchEvents(ownerWS(t, e.dir))
+	if err := e.owner.PostJSON(ctx, "/api/budgets", budget, nil); err != nil {
+		t.Fatal(err)
+	}
+	events.waitFor(t, "budget", "created", "cap")
+
+	calls := len(fake.Requests())
+	frames := turnFrames(t, ws, "usage", "d")
+	ef, ok := frames[0].(wire.Error)
+	if len(frames) != 2 || !ok || !strings.HasPrefix(ef.Text, `budget reached: the monthly budget "cap" (all usage) of $0.01 has $0.015 spent`) {
+		t.Fatalf("over budget over WS: %v, want error{budget reached} + turn_complete", frames)
+	}
+	if n := len(fake.Requests()); n != calls {
+		t.Errorf("the provider saw %d more requests after the budget was reached", n-calls)
+	}
+	events.waitFor(t, "budget", "alert", "cap")
+
+	e.tg.Text(aliceChat, alice, "hello bot")
+	e.tg.Wait(20*time.Second, "the budget notice in the chat", func() bool {
+		for _, m := range e.tg.Messages(aliceID) {
+			if strings.Contains(m.Text, ef.Text) {
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(fake.Requests()); n != calls {
+		t.Errorf("the provider saw a request from the bridge after the budget was reached")
+	}
+	if n := strings.Count(e.d.stderr.String(), "budget alert"); n != 1 {
+		t.Errorf("%d budget alert lines, want 1 (once per window)", n)
+	}
+
+	r := agentd(t, nil, "usage", e.dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "fake-model") || !regexpLine(r.stdout, `^\s+cap\s+all\s+month\s+\$0\.0100\s+\$0\.0150\s+\$0\.0000`) {
+		t.Errorf("agentd usage: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// The budget's state is in the database: it still holds after a restart.
+	if _, err := e.d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	startServe(t, e.dir)
+	frames = turnFrames(t, ownerWS(t, e.dir), "usage", "e")
+	if ef, ok := frames[0].(wire.Error); !ok || !strings.HasPrefix(ef.Text, "budget reached:") {
+		t.Errorf("after a restart: %v", frames)
+	}
+	if n := len(fake.Requests()); n != calls {
+		t.Errorf("the provider saw a request after the restart")
 	}
 }

@@ -79,6 +79,11 @@ type Turn struct {
 	// MaxToolRounds overrides Agent.MaxToolRounds when > 0 (the config's
 	// limits.max_tool_rounds, read per turn so a reload applies).
 	MaxToolRounds int
+	// BeforeCall, when set, runs before every model call (each tool round
+	// too) with the request and what the turn's earlier calls used; an
+	// error stops the turn before the call is made and is returned by Run
+	// as is (budgets: internal/usage).
+	BeforeCall func(ctx context.Context, req *provider.Request, soFar provider.Usage) error
 	// Sink receives Delta and Status events, synchronously, in order, on
 	// the goroutine that called Run. Nothing is sent after Run returns or
 	// after cancellation of ctx was observed. May be nil.
@@ -171,9 +176,14 @@ func (a *Agent) Run(ctx context.Context, t Turn) (*Outcome, error) {
 			emit(Delta{Text: s})
 			return nil
 		}
-		res, err := t.Provider.Stream(ctx, &provider.Request{
-			Model: t.Model, System: system, Messages: msgs, Tools: tools, MaxTokens: t.MaxTokens,
-		}, onEvent)
+		req := &provider.Request{Model: t.Model, System: system, Messages: msgs, Tools: tools, MaxTokens: t.MaxTokens}
+		if t.BeforeCall != nil {
+			if err := t.BeforeCall(ctx, req, out.Usage); err != nil {
+				finish()
+				return out, err
+			}
+		}
+		res, err := t.Provider.Stream(ctx, req, onEvent)
 		if res != nil {
 			out.Usage = out.Usage.Add(res.Usage)
 			if res.Model != "" {

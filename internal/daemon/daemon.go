@@ -32,6 +32,7 @@ import (
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/internal/supervisor"
+	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/internal/vault"
 	"github.com/agentd/agentd/internal/voice"
 )
@@ -113,6 +114,7 @@ type daemon struct {
 	vault *vault.Vault
 	voice *voice.Service
 	authn *auth.Authenticator
+	usage *usage.Usage
 	mgr   *session.Manager
 	// alerts is the operator alert service every component reports to.
 	alerts *alert.Alerter
@@ -161,8 +163,14 @@ func (d *daemon) open(ctx context.Context) error {
 		AllowedRoots: []string{d.dir.Uploads(), d.dir.Memories()},
 		Logger:       d.log.With("component", "agent"),
 	}
+	d.usage = usage.Open(usage.Options{
+		DB: d.st.DB(), Prices: d.prices, Log: d.log.With("component", "usage"),
+		OnAlert:  d.budgetAlert,
+		OnChange: func(res, action, id string) { d.gw.ResourceEvent(res, action, id) },
+	})
 	d.mgr, err = session.New(session.Options{
-		DB: d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root,
+		Budget: d.usage,
+		DB:     d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root,
 		Providers: d.cat.Registry(), Catalog: d.cat,
 		Log:     d.log.With("component", "session"),
 		Bridges: d.coord.BridgeClient,
@@ -197,6 +205,7 @@ func (d *daemon) open(ctx context.Context) error {
 	}
 	d.gw.Mount(supervisor.Routes(d.sup)...)
 	d.gw.Mount(config.Routes(d.cfg)...)
+	d.gw.Mount(usage.Routes(d.usage)...)
 	d.cfg.Subscribe(func(old, cur *config.Config) {
 		if !reflect.DeepEqual(old.Listeners, cur.Listeners) {
 			d.log.Warn("listener changes in openagent.yaml apply at the next restart of agentd")
@@ -223,6 +232,25 @@ func (d *daemon) open(ctx context.Context) error {
 		ErrorLog:    slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 	return nil
+}
+
+// prices are the catalog's current model prices, for /api/usage/pricing.
+func (d *daemon) prices() map[string]usage.Price {
+	out := map[string]usage.Price{}
+	for _, m := range d.cat.Models() {
+		out[m.ID] = usage.Price{Input: m.InputPricePerMTok, Output: m.OutputPricePerMTok}
+	}
+	return out
+}
+
+// budgetAlert announces a budget threshold: to clients as
+// resource_event{budget, alert, id}, and to the operator (alerts.deliver_to).
+func (d *daemon) budgetAlert(a usage.Alert) {
+	d.gw.ResourceEvent("budget", "alert", a.BudgetID)
+	// usage raises each alert once per window; the key keeps alerts of
+	// different windows and thresholds apart.
+	key := fmt.Sprintf("budget:%s:%d:%g", a.BudgetID, a.WindowStart.Unix(), a.Threshold)
+	d.alerts.Raise(key, a.Text, alert.Immediately())
 }
 
 // irohInfo is the running endpoint's address, for invitation tickets; empty

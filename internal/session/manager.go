@@ -26,6 +26,7 @@ import (
 	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -72,6 +73,17 @@ type Options struct {
 	// Bridges maps a bridge session prefix to the bridge's device, for
 	// Push; nil means no session is a bridge's.
 	Bridges BridgeResolver
+	// Budget checks spending before every model call; nil means none.
+	Budget Budget
+}
+
+// Budget is the spending check of internal/usage.
+type Budget interface {
+	// BeforeCall refuses a model call (a *usage.BudgetError, whose text
+	// the user reads) that could pass a budget.
+	BeforeCall(ctx context.Context, c usage.Call) error
+	// TurnRecorded runs after a turn's usage row is stored (alerts).
+	TurnRecorded(ctx context.Context, sessionID, model string)
 }
 
 // Errors returned by the REST-facing methods; the gateway maps them to HTTP
@@ -96,6 +108,7 @@ type Manager struct {
 	agentDir  string
 	log       *slog.Logger
 	bridges   BridgeResolver
+	budget    Budget
 
 	// ctx is the manager's lifetime, set by Start; runs derive from it.
 	ctx context.Context
@@ -173,6 +186,7 @@ func New(opts Options) (*Manager, error) {
 		agentDir:  opts.AgentDir,
 		log:       opts.Log,
 		bridges:   opts.Bridges,
+		budget:    opts.Budget,
 		lanes:     map[string]*lane{},
 		pending:   map[string][]wire.Attachment{},
 		sinks:     map[string]map[Sink]struct{}{},

@@ -8,6 +8,7 @@ import (
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -76,6 +77,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 			Attachments:   toAgent(t.Attachments),
 			MaxToolRounds: cfg.Limits.MaxToolRounds,
 			Sink:          r.sink(ctx, m, t),
+			BeforeCall:    m.beforeCall(t.SessionID, mo),
 		})
 	}
 	if m.ctx.Err() != nil {
@@ -92,6 +94,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		o.Usage = out.Usage
 		o.CostUSD = agent.Cost(out.Usage, mo.In, mo.Out)
 	}
+	o.Price = usage.Price{Input: mo.In, Output: mo.Out}
 	o.Err = err
 	t.waitPersisted()
 	// Store first: a reply the client saw must be in history.
@@ -99,15 +102,21 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	defer cancel()
 	if err := m.db.finishTurn(sctx, t, o); err != nil {
 		m.log.Error("store finished turn", "session", t.SessionID, "turn", t.ID, "err", err)
+	} else if m.budget != nil {
+		m.budget.TurnRecorded(sctx, t.SessionID, o.Model)
 	}
-	usage := wire.Usage{
+	used := wire.Usage{
 		PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens,
 		TotalTokens: o.Usage.Total(), CostUSD: o.CostUSD,
 	}
-	done := wire.TurnComplete{SessionID: t.SessionID, Usage: usage}
+	done := wire.TurnComplete{SessionID: t.SessionID, Usage: used}
 	if o.Err != nil {
+		text := "the turn failed: " + o.Err.Error()
+		if usage.IsBudget(o.Err) {
+			text = o.Err.Error() // "budget reached: …", for every client alike
+		}
 		m.log.Warn("turn failed", "session", t.SessionID, "model", o.Model, "err", o.Err)
-		m.deliverFinal(t, wire.Error{Text: "the turn failed: " + o.Err.Error(), SessionID: t.SessionID}, done)
+		m.deliverFinal(t, wire.Error{Text: text, SessionID: t.SessionID}, done)
 		return
 	}
 	text := ""
@@ -118,6 +127,19 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		Text: text, SessionID: t.SessionID, Model: o.Model,
 		Attachments: nonNil(o.Attachments), Interrupted: o.Interrupted,
 	}, done)
+}
+
+// beforeCall is the turn's budget check before each model call.
+func (m *Manager) beforeCall(sessionID string, mo model) func(context.Context, *provider.Request, provider.Usage) error {
+	if m.budget == nil {
+		return nil
+	}
+	return func(ctx context.Context, req *provider.Request, soFar provider.Usage) error {
+		return m.budget.BeforeCall(ctx, usage.Call{
+			SessionID: sessionID, Model: mo.ID, Price: usage.Price{Input: mo.In, Output: mo.Out},
+			Request: req, TurnSoFar: soFar,
+		})
+	}
 }
 
 // sink forwards the agent's events as frames until the run is stopped.

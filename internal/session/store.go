@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -86,7 +87,8 @@ func openDB(ctx context.Context, sqlDB *sql.DB, now func() time.Time) (*db, erro
 		{&d.getHistory, `SELECT role, content, tool_calls, tool_call_id, is_error FROM messages WHERE session_id = ? AND failed = 0 ORDER BY id`},
 		{&d.insMsg, `INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error,
 			attachments, model, interrupted, failed, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&d.insUsage, `INSERT INTO turn_usage(session_id, client_id, model, prompt_tokens, completion_tokens, cost_usd, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&d.insUsage, `INSERT INTO turn_usage(session_id, client_id, model, prompt_tokens, completion_tokens, cost_usd, status, created_at,
+			input_price_per_mtok, output_price_per_mtok, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&d.delTurn, `DELETE FROM turns WHERE id = ?`},
 		{&d.touch, `UPDATE sessions SET updated_at = ? WHERE id = ?`},
 	} {
@@ -329,6 +331,7 @@ type outcome struct {
 	Err         error // the turn failed
 	Usage       provider.Usage
 	CostUSD     float64
+	Price       usage.Price // the model's prices when the turn ran
 }
 
 func (o outcome) status() string {
@@ -392,7 +395,8 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 			return fmt.Errorf("finish turn %d: %w", t.ID, err)
 		}
 	}
-	if _, err := tx.StmtContext(ctx, d.insUsage).ExecContext(ctx, t.SessionID, t.ClientID, o.Model, o.Usage.PromptTokens, o.Usage.CompletionTokens, o.CostUSD, o.status(), now); err != nil {
+	if _, err := tx.StmtContext(ctx, d.insUsage).ExecContext(ctx, t.SessionID, t.ClientID, o.Model, o.Usage.PromptTokens, o.Usage.CompletionTokens, o.CostUSD, o.status(), now,
+		o.Price.Input, o.Price.Output, usage.Source(t.SessionID)); err != nil {
 		return fmt.Errorf("finish turn %d: %w", t.ID, err)
 	}
 	if _, err := tx.StmtContext(ctx, d.delTurn).ExecContext(ctx, t.ID); err != nil {

@@ -53,6 +53,8 @@ func writeErr(w http.ResponseWriter, err error) {
 		auth.WriteError(w, http.StatusNotFound, "unknown_bridge", err.Error())
 	case errors.Is(err, ErrDisabled):
 		auth.WriteError(w, http.StatusConflict, "bridge_disabled", err.Error())
+	case errors.Is(err, ErrClosed):
+		auth.WriteError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
 	default:
 		auth.WriteError(w, http.StatusInternalServerError, "bridge_error", err.Error())
 	}

@@ -143,6 +143,9 @@ func (s *Supervisor) binaryPath(name string, cfg config.Bridge) string {
 // launch starts the plugin and takes it through Info, identity, Configure
 // and Start. On error nothing is left running.
 func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, logs *logfile.File, blog *slog.Logger) (_ *instance, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("launch bridge %s: %w", e.name, err) // stopped before it began: spawn nothing
+	}
 	path := s.binaryPath(e.name, cfg)
 	s.mu.Lock()
 	e.status.Path = path

@@ -90,6 +90,7 @@ const (
 var (
 	ErrUnknown  = errors.New("unknown bridge")
 	ErrDisabled = errors.New("bridge is disabled")
+	ErrClosed   = errors.New("bridge supervisor is closed (agentd is shutting down)")
 )
 
 // Issuer gives a bridge its device identity: a key and a certificate with
@@ -263,19 +264,27 @@ func (s *Supervisor) reconcile(e *entry, bc config.Bridge) {
 	e.op.Lock()
 	defer e.op.Unlock()
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
 	old, running := e.cfg, e.loopCtl != nil
 	e.cfg = bc
 	e.status.Enabled = bc.Enabled
 	s.mu.Unlock()
+	var err error
 	switch {
 	case !bc.Enabled && running:
 		s.stopLoop(e)
 	case bc.Enabled && !running:
-		s.startLoop(e)
+		err = s.startLoop(e)
 	case bc.Enabled && running && !sameBridge(old, bc):
 		s.log.Info("bridge config changed; restarting", "bridge", e.name)
 		s.stopLoop(e)
-		s.startLoop(e)
+		err = s.startLoop(e)
+	}
+	if err != nil {
+		s.log.Info("bridge not started", "bridge", e.name, "err", err)
 	}
 }
 
@@ -314,6 +323,9 @@ func (s *Supervisor) setEnabled(name string, on bool) error {
 	}
 	e.op.Lock()
 	defer e.op.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
 	// The file first: if it cannot be written, nothing changes, and a hot
 	// reload of the written file then finds the bridge already as wanted.
 	if err := WriteEnabled(s.opts.ConfigPath, name, on); err != nil {
@@ -326,7 +338,9 @@ func (s *Supervisor) setEnabled(name string, on bool) error {
 	s.mu.Unlock()
 	if on {
 		if !running {
-			s.startLoop(e)
+			if err := s.startLoop(e); err != nil {
+				return fmt.Errorf("bridge %s: %w", name, err)
+			}
 		}
 		s.notify(name, ActionEnabled)
 		s.settled(e, settleTimeout)
@@ -348,8 +362,11 @@ func (s *Supervisor) Restart(name string) error {
 	e.op.Lock()
 	defer e.op.Unlock()
 	s.mu.Lock()
-	enabled := e.cfg.Enabled
+	enabled, closed := e.cfg.Enabled, s.closed
 	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("restart bridge %s: %w", name, ErrClosed)
+	}
 	if !enabled {
 		return fmt.Errorf("restart bridge %s: %w; enable it first", name, ErrDisabled)
 	}
@@ -357,7 +374,11 @@ func (s *Supervisor) Restart(name string) error {
 	s.mu.Lock()
 	e.status.Restarts++
 	s.mu.Unlock()
-	s.startLoop(e)
+	// The stop may have taken long enough for Close to begin: then the
+	// bridge stays stopped.
+	if err := s.startLoop(e); err != nil {
+		return fmt.Errorf("restart bridge %s: %w", name, err)
+	}
 	s.notify(name, ActionRestarted)
 	s.settled(e, settleTimeout)
 	return nil
@@ -435,7 +456,7 @@ func (s *Supervisor) entry(name string) (*entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errors.New("bridge supervisor is closed")
+		return nil, ErrClosed
 	}
 	e, ok := s.bridges[name]
 	if !ok {
@@ -444,18 +465,35 @@ func (s *Supervisor) entry(name string) (*entry, error) {
 	return e, nil
 }
 
-// startLoop starts e's supervision goroutine; e.op must be held.
-func (s *Supervisor) startLoop(e *entry) {
+// checkOpen returns ErrClosed once Close has begun.
+func (s *Supervisor) checkOpen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// startLoop starts e's supervision goroutine; e.op must be held. After
+// Close has begun it starts nothing (ErrClosed): Close stops only the
+// loops that exist when it takes each bridge's lock, so a loop started
+// later would outlive it, and its plugin agentd.
+func (s *Supervisor) startLoop(e *entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	l := &loop{cancel: cancel, done: make(chan struct{})}
-	s.mu.Lock()
 	e.loopCtl = l
 	cfg := e.cfg
-	s.mu.Unlock()
 	go func() {
 		defer close(l.done)
 		s.run(ctx, e, cfg)
 	}()
+	return nil
 }
 
 // stopLoop stops e's supervision goroutine, which stops the plugin, and

@@ -7,12 +7,73 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/agentd/agentd/client"
+	"github.com/agentd/agentd/devicecert"
+	"github.com/agentd/agentd/internal/provider/providertest"
+	"github.com/agentd/agentd/wire"
 )
+
+// rawWS is a WebSocket of the owner on dir's socket that the test reads
+// (or does not read) itself.
+func rawWS(t *testing.T, dir string) *websocket.Conn {
+	t.Helper()
+	id, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := client.Unix(filepath.Join(dir, "agentd.sock"), id).DialAuth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, _, err := websocket.NewClient(nc, &url.URL{Scheme: "ws", Host: "agentd", Path: "/ws"}, nil, 1024, 1024)
+	if err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// TestShutdownNotHeldByStuckClient: a WebSocket client that stopped
+// reading (its socket full of a reply) does not hold agentd's shutdown: it
+// is cut, and agentd exits in about 2 s. (The bound asserted is a generous
+// liveness check; it took ~20 s before.)
+func TestShutdownNotHeldByStuckClient(t *testing.T) {
+	big := make([]string, 400)
+	for i := range big {
+		big[i] = strings.Repeat("y", 64<<10)
+	}
+	fake := providertest.NewOpenAI(t, providertest.Response{Text: big})
+	dir := newAgent(t, false)
+	useFakeOpenAI(t, dir, fake)
+	d := startServe(t, dir)
+	ws := rawWS(t, dir)
+	b, _ := wire.Encode(wire.TextFinal{Text: "a very long answer please", SessionID: "stuck"})
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatal(err)
+	}
+	// From now on nothing is read: the reply fills the socket.
+	time.Sleep(time.Second)
+	took, err := d.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SIGTERM → exit with a stuck client: %v", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Fatalf("agentd took %v to stop with a client that stopped reading, want about 2 s", took)
+	}
+}
 
 // TestBridgeRestartDuringShutdown: a restart request that is still
 // stopping the old process when agentd gets SIGTERM does not launch the

@@ -268,8 +268,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 }
 
+// shutdownWait is how long Close lets clients answer its close frame
+// before it cuts their connections: a client that stopped reading (its
+// close frame stuck behind a full socket) must not hold the shutdown.
+const shutdownWait = time.Second
+
 // Close disconnects every client with 1001 "going away" and waits for their
-// readers to end.
+// readers to end, at most about shutdownWait: then the connections left are
+// cut. Frames read meanwhile are still handled (see conn.read).
 func (g *Gateway) Close() {
 	g.cancel()
 	g.mu.RLock()
@@ -277,5 +283,20 @@ func (g *Gateway) Close() {
 		c.closeWith(websocket.CloseGoingAway, "server shutting down")
 	}
 	g.mu.RUnlock()
-	g.wg.Wait()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(shutdownWait):
+	}
+	g.mu.RLock()
+	if n := len(g.conns); n > 0 {
+		g.log.Warn("cutting connections that did not answer the close frame", "connections", n, "waited", shutdownWait)
+	}
+	for c := range g.conns {
+		c.shutdown()
+	}
+	g.mu.RUnlock()
+	<-done
 }

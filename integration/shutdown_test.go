@@ -11,16 +11,89 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-telegram/bot/models"
 	"github.com/gorilla/websocket"
 
 	"github.com/agentd/agentd/client"
 	"github.com/agentd/agentd/devicecert"
 	"github.com/agentd/agentd/internal/provider/providertest"
+	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/plugins/bridge/telegram/telegramtest"
 	"github.com/agentd/agentd/wire"
 )
+
+// queuedTurns lists the text of the turns persisted in dir's database
+// (agentd must have exited).
+func queuedTurns(t *testing.T, dir string) []string {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(dir, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rows, err := st.DB().QueryContext(ctx, `SELECT text FROM turns ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestFrameWrittenDuringShutdownIsKept: a client writes a message after
+// agentd began to shut down (its close frame is on the way, unread). The
+// write succeeded, so the message must not vanish: it is persisted and
+// runs once after the restart.
+func TestFrameWrittenDuringShutdownIsKept(t *testing.T) {
+	dir := newAgent(t, false)
+	d := startServe(t, dir)
+	ws := rawWS(t, dir)
+	if _, _, err := ws.ReadMessage(); err != nil { // auth_ok
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond) // shutdown under way; nothing read from here
+	const text = "written during shutdown"
+	b, _ := wire.Encode(wire.TextFinal{Text: text, SessionID: "late"})
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatalf("write during shutdown: %v", err)
+	}
+	for { // read up to the close frame; gorilla answers it
+		if _, _, err := ws.ReadMessage(); err != nil {
+			break
+		}
+	}
+	if _, err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := queuedTurns(t, dir); len(got) != 1 || got[0] != text {
+		t.Fatalf("persisted turns after the shutdown = %q, want [%q]", got, text)
+	}
+	startServe(t, dir)
+	c := ownerWS(t, dir)
+	got := recvUntil(t, c, 30*time.Second, func(m wire.Message) bool {
+		r, ok := m.(wire.Response)
+		return ok && r.SessionID == "late"
+	})
+	if r := got[len(got)-1].(wire.Response); !strings.HasPrefix(r.Text, "echo: "+text) {
+		t.Fatalf("reply after the restart %+v", r)
+	}
+	if got := queuedTurns(t, dir); len(got) != 0 {
+		t.Fatalf("turns still queued after they ran: %q", got)
+	}
+}
 
 // rawWS is a WebSocket of the owner on dir's socket that the test reads
 // (or does not read) itself.
@@ -43,6 +116,91 @@ func rawWS(t *testing.T, dir string) *websocket.Conn {
 	}
 	t.Cleanup(func() { ws.Close() })
 	return ws
+}
+
+// TestBridgeMessagesDuringShutdownNotLost: messages keep arriving in
+// Telegram while agentd is stopped with SIGTERM and started again. Every
+// one of them is answered, and each ran exactly once: a message the bridge
+// handed over during the shutdown was persisted (or refused in a way that
+// keeps it in Telegram), never dropped.
+func TestBridgeMessagesDuringShutdownNotLost(t *testing.T) {
+	e := newBridgeEnvAllowing(t, "*", "")
+	users := make([]telegramMember, 6)
+	for i := range users {
+		u := telegramtest.User(int64(2001+i), fmt.Sprint("user", i))
+		users[i] = telegramMember{u, telegramtest.PrivateChat(u)}
+	}
+	// A burst of messages; SIGTERM as soon as the bridge has fetched the
+	// first of them, so it hands them over while agentd shuts down.
+	const total = 40
+	sent := map[int64][]string{} // chat → texts
+	var first int64
+	for i := range total {
+		m := users[i%len(users)]
+		text := fmt.Sprint("during shutdown ", i)
+		id := e.tg.Text(m.chat, m.user, text)
+		if i == 0 {
+			first = id
+		}
+		sent[m.chat.ID] = append(sent[m.chat.ID], text)
+	}
+	e.tg.Wait(10*time.Second, "the bridge to fetch the burst", func() bool { return e.tg.Fetched(first) >= 1 })
+	if _, err := e.d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.d = startServe(t, e.dir)
+	e.waitBridge("telegram", 20*time.Second, "running and connected again", func(b bridgeState) bool {
+		return b.State == "running" && b.GatewayConnected
+	})
+	e.tg.Wait(60*time.Second, "every message answered and every update confirmed", func() bool {
+		if len(e.tg.Unconfirmed()) != 0 {
+			return false
+		}
+		for chat, texts := range sent {
+			for _, text := range texts {
+				if !answered(e.tg.Messages(chat), text) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// Each turn ran once: a user message and the echo per message sent.
+	var out struct {
+		Sessions []struct {
+			ID       string `json:"id"`
+			Messages int    `json:"messages"`
+		} `json:"sessions"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.owner.GetJSON(ctx, "/api/sessions", &out); err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]int{}
+	for _, s := range out.Sessions {
+		stored[s.ID] = s.Messages
+	}
+	for chat, texts := range sent {
+		if sid := fmt.Sprint("tg:", chat); stored[sid] != 2*len(texts) {
+			t.Errorf("session %s holds %d messages, want %d (%d turns, each run once)", sid, stored[sid], 2*len(texts), len(texts))
+		}
+	}
+}
+
+type telegramMember struct {
+	user models.User
+	chat models.Chat
+}
+
+// answered reports whether the bot's messages include the echo of text.
+func answered(msgs []telegramtest.Msg, text string) bool {
+	for _, m := range msgs {
+		if isEchoOf(m, text) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestShutdownNotHeldByStuckClient: a WebSocket client that stopped

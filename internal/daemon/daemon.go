@@ -316,8 +316,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	// stop runs the ordered shutdown, also when starting fails half-way
 	// (the tcp port is taken after the unix socket is already served).
 	stop := func(err error) error {
-		d.shutdown()
-		cancel()
+		d.shutdown(cancel)
 		wg.Wait()
 		return err
 	}
@@ -389,20 +388,27 @@ func (d *daemon) serve(ctx context.Context) error {
 	return stop(err)
 }
 
-// shutdown stops accepting, ends client connections and bridges.
-func (d *daemon) shutdown() {
+// shutdown stops the daemon in the order that loses nothing: stop
+// starting turns (cancel: runs are cut, a turn handed over from now on is
+// persisted to run after the restart), wait until the cut runs have
+// persisted theirs, close the client connections (a frame read meanwhile
+// is still handled; a client that does not answer is cut) and the
+// listeners, then stop the bridges, which by then can hand nothing over.
+func (d *daemon) shutdown(cancel context.CancelFunc) {
 	d.log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer scancel()
+	cancel()
+	persisted := make(chan struct{})
+	go func() { d.mgr.Wait(); close(persisted) }()
+	select {
+	case <-persisted:
+	case <-sctx.Done():
+		d.log.Warn("runs still ending after the shutdown grace; closing connections anyway")
+	}
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); d.sup.Close() }()
-	go func() { defer wg.Done(); d.mcp.Close() }()
-	go func() {
-		defer wg.Done()
-		d.gw.Close() // hijacked WebSocket conns are not closed by Shutdown
-		d.srv.Shutdown(sctx)
-	}()
+	wg.Go(d.gw.Close) // hijacked WebSocket conns are not closed by Shutdown
+	wg.Go(func() { d.srv.Shutdown(sctx) })
 	wg.Wait()
 	d.mu.Lock()
 	for _, ln := range d.listeners {
@@ -412,6 +418,10 @@ func (d *daemon) shutdown() {
 	if il := d.irohL(); il != nil {
 		il.close()
 	}
+	// The MCP servers too: no run uses their tools any more.
+	wg.Go(func() { d.sup.Close() })
+	wg.Go(func() { d.mcp.Close() })
+	wg.Wait()
 }
 
 // close releases what open acquired; safe on a partly opened daemon.

@@ -227,10 +227,10 @@ func (g *Gateway) ClientsConnected() int {
 func (g *Gateway) SlowConsumersClosed() int64 { return g.slowClosed.Load() }
 
 // Run broadcasts a config resource_event on every applied config change and
-// a system_snapshot every limits.snapshot_interval, until ctx is done; then
-// it disconnects every client (Close).
+// a system_snapshot every limits.snapshot_interval, until ctx is done or
+// Close. It leaves the clients connected: the daemon closes them (Close)
+// once the turns they handed over are persisted.
 func (g *Gateway) Run(ctx context.Context) error {
-	defer g.Close()
 	changed := make(chan struct{}, 1)
 	g.opts.Config.Subscribe(func(_, _ *config.Config) {
 		select {

@@ -126,17 +126,20 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 
 // accept queues t behind its run key's active run (persisting it and
 // answering queued{} first) or starts it at once (started; the caller
-// persists it).
+// persists it). During shutdown nothing starts: t is persisted and
+// queued, to run after the restart, because the client handed it over
+// (a bridge has moved its platform cursor past it).
 func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.Attachment) (started bool, err error) {
 	limit := m.cfg.Current().Limits.QueueCap
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.ctx == nil || m.ctx.Err() != nil {
-		return false, errors.New("the agent is not running turns (starting or shutting down); try again")
+	if m.ctx == nil {
+		return false, errors.New("the agent is not running turns yet (starting); try again")
 	}
+	shutdown := m.ctx.Err() != nil
 	t.Attachments = append(slices.Clip(m.pending[t.SessionID]), atts...)
 	l := m.lanes[t.RunKey]
-	if l == nil || l.active == nil {
+	if !shutdown && (l == nil || l.active == nil) {
 		m.seq++
 		t.Seq = m.seq
 		t.persisted = make(chan struct{})
@@ -145,7 +148,7 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 		delete(m.pending, t.SessionID)
 		return true, nil
 	}
-	if len(l.queue) >= limit {
+	if l != nil && len(l.queue) >= limit {
 		return false, errors.New("queue full")
 	}
 	m.seq++
@@ -156,7 +159,18 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 		return false, errors.New("could not accept the message (database error); try again")
 	}
 	delete(m.pending, t.SessionID)
-	pos := m.enqueueLocked(t)
+	var pos int
+	if shutdown {
+		// Kept in the lane too, so that a stop still drops it.
+		if l == nil {
+			l = &lane{key: t.RunKey}
+			m.lanes[t.RunKey] = l
+		}
+		l.queue = append(l.queue, t)
+		pos = len(l.queue)
+	} else {
+		pos = m.enqueueLocked(t)
+	}
 	// Sent under mu: the lane cannot start this turn (and stream its
 	// deltas) before the client has its queued{}.
 	c.Sink.Send(wire.Queued{Position: pos, SessionID: t.SessionID})

@@ -4,8 +4,10 @@
 // to an outbox when the client is away; for clients that opted into acks,
 // kept there until acknowledged, see ack.go). A turn that waits is persisted
 // before it is acknowledged with queued{}, one that starts at once 2 ms
-// after its start unless it has ended (then its result is stored at once);
-// a restart, even after SIGKILL, runs every persisted turn again.
+// after its start unless it has ended (then its result is stored at once),
+// or at once when shutdown cuts it; during shutdown no turn starts, a new
+// one is persisted and queued. A restart, even after SIGKILL, runs every
+// persisted turn again.
 package session
 
 import (
@@ -215,8 +217,10 @@ const storeTimeout = 10 * time.Second
 const persistDelay = 2 * time.Millisecond
 
 // Start resumes every persisted turn (acceptance order per run key) and
-// runs turns until ctx is done. A turn cut by shutdown stays persisted and
-// runs again after the next Start.
+// runs turns until ctx is done. A turn cut by shutdown (ctx done) stays
+// persisted, and one accepted after it is persisted without running: both
+// run after the next Start. Wait returns once the cut runs have persisted
+// their turns.
 func (m *Manager) Start(ctx context.Context) error {
 	// mu is held throughout so no new turn slips in before the resumed ones.
 	m.mu.Lock()

@@ -52,6 +52,60 @@ func queuedTurns(t *testing.T, dir string) []string {
 	return out
 }
 
+// swapFake points the agent's fake provider at another fake server.
+func swapFake(t *testing.T, dir string, from, to *providertest.Server) {
+	t.Helper()
+	p := filepath.Join(dir, "openagent.yaml")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), from.BaseURL(), to.BaseURL(), 1)
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTurnCutByShutdownRunsAfterRestart: a turn SIGTERM cuts right after
+// it started (within the 2 ms before a started turn is persisted, or
+// before it started at all) is persisted and runs once after the restart.
+func TestTurnCutByShutdownRunsAfterRestart(t *testing.T) {
+	for round := range 3 {
+		hang := providertest.NewOpenAI(t, providertest.Response{Hang: true})
+		dir := newAgent(t, false)
+		useFakeOpenAI(t, dir, hang)
+		d := startServe(t, dir)
+		c := ownerWS(t, dir)
+		text := fmt.Sprint("cut by shutdown ", round)
+		if err := c.Send(wire.TextFinal{Text: text, SessionID: "s"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := queuedTurns(t, dir); len(got) != 1 || got[0] != text {
+			t.Fatalf("round %d: persisted turns after SIGTERM = %q, want [%q]", round, got, text)
+		}
+
+		reply := providertest.NewOpenAI(t, providertest.Response{Text: []string{"after ", "restart"}})
+		swapFake(t, dir, hang, reply)
+		startServe(t, dir)
+		c2 := ownerWS(t, dir)
+		got := recvUntil(t, c2, 30*time.Second, func(m wire.Message) bool {
+			r, ok := m.(wire.Response)
+			return ok && r.SessionID == "s"
+		})
+		if r := got[len(got)-1].(wire.Response); r.Text != "after restart" {
+			t.Fatalf("round %d: reply after the restart %+v", round, r)
+		}
+		if reqs := reply.Requests(); len(reqs) != 1 {
+			t.Fatalf("round %d: %d model calls after the restart, want 1", round, len(reqs))
+		} else if msgs := reqs[0].OpenAI(t).Messages; msgs[len(msgs)-1].Text() != text {
+			t.Fatalf("round %d: the turn run after the restart is %q, want %q", round, msgs[len(msgs)-1].Text(), text)
+		}
+	}
+}
+
 // TestFrameWrittenDuringShutdownIsKept: a client writes a message after
 // agentd began to shut down (its close frame is on the way, unread). The
 // write succeeded, so the message must not vanish: it is persisted and

@@ -111,11 +111,17 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 	// Writing at once (~70 µs of CPU) would compete with the path to the
 	// first delta; t.Seq, taken in accept, keeps the restart order
 	// whatever the write order.
+	// A run cut by shutdown ends it early but asks for the row (t.cut):
+	// it must run again after the restart.
 	timer := time.NewTimer(persistDelay)
 	defer timer.Stop()
+	write := true
 	select {
 	case <-t.ended:
+		write = t.cut.Load()
 	case <-timer.C:
+	}
+	if write {
 		if err := m.db.insertTurn(context.WithoutCancel(ctx), t); err != nil {
 			m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
 		}

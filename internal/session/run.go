@@ -81,8 +81,11 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		})
 	}
 	if m.ctx.Err() != nil {
+		// Shutdown, not an interrupt: the turn stays persisted, and one
+		// that started at once is written now if it was not yet.
+		t.cut.Store(true)
 		t.waitPersisted()
-		return // shutdown, not an interrupt: keep the turn persisted
+		return
 	}
 	r.mu.Lock()
 	r.stopped = true // whatever happens now, no more deltas for this run

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentd/agentd/internal/provider"
@@ -258,6 +259,9 @@ type turn struct {
 	// before it was to be persisted is not written as a turn at all.
 	ended     chan struct{}
 	endedOnce sync.Once
+	// cut, set before ended closes, says the run was cut by shutdown: the
+	// turn is persisted even though it ended.
+	cut atomic.Bool
 }
 
 func (d *db) insertTurn(ctx context.Context, t *turn) error {

@@ -119,6 +119,8 @@ func (g *Gateway) routes() []route.Route {
 		{Pattern: "GET /api/sessions", Cap: chatOrBridge, Handler: http.HandlerFunc(g.listSessions)},
 		{Pattern: "POST /api/sessions/{id}/pin", Cap: chatOrBridge, Handler: http.HandlerFunc(g.pinSession)},
 		{Pattern: "POST /api/sessions/{id}/clear", Cap: chatOrBridge, Handler: http.HandlerFunc(g.clearSession)},
+		{Pattern: "GET /api/sessions/{id}/messages", Cap: chatOrBridge, Handler: http.HandlerFunc(g.sessionMessages)},
+		{Pattern: "DELETE /api/sessions/{id}", Cap: chatOrBridge, Handler: http.HandlerFunc(g.deleteSession)},
 	}
 }
 

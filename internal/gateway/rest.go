@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/agentd/agentd/internal/auth"
@@ -84,11 +86,47 @@ func (g *Gateway) clearSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"id": sid})
 }
 
+func (g *Gateway) sessionMessages(w http.ResponseWriter, r *http.Request) {
+	if !g.sessions(w) {
+		return
+	}
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > session.MaxHistoryLimit {
+			auth.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit: want a whole number from 1 to %d", session.MaxHistoryLimit))
+			return
+		}
+		limit = n
+	}
+	id, _ := auth.FromContext(r.Context())
+	msgs, err := g.opts.Sessions.Messages(r.Context(), id, r.PathValue("id"), limit)
+	if err != nil {
+		g.sessionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+}
+
+func (g *Gateway) deleteSession(w http.ResponseWriter, r *http.Request) {
+	if !g.sessions(w) {
+		return
+	}
+	id, _ := auth.FromContext(r.Context())
+	if err := g.opts.Sessions.Delete(r.Context(), id, r.PathValue("id")); err != nil {
+		g.sessionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
 // sessionError maps session errors to statuses.
 func (g *Gateway) sessionError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		auth.WriteError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, session.ErrBusy):
+		auth.WriteError(w, http.StatusConflict, "busy", err.Error())
 	case errors.Is(err, session.ErrForbidden):
 		auth.WriteError(w, http.StatusForbidden, "forbidden", err.Error())
 	case errors.Is(err, session.ErrInvalid), errors.Is(err, session.ErrUnknownModel):

@@ -12,6 +12,7 @@ import (
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/provider"
+	"github.com/agentd/agentd/internal/provider/providertest"
 	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/wire"
 )
@@ -393,4 +394,75 @@ func (f httpHandlerFunc) ServeHTTP(w responseWriter, _ *request) {
 	f()
 	w.Header().Set("Content-Type", "application/json")
 	fmt.Fprint(w, `{"ok":true}`)
+}
+
+func TestSessionHistoryAndDelete(t *testing.T) {
+	slow := providertest.NewOpenAI(t, providertest.Response{Text: []string{"one"}}, providertest.Response{Text: []string{"two"}},
+		providertest.Response{Text: strings.Split(strings.Repeat("slow ", 40), " "), Delay: 50 * time.Millisecond})
+	e := newEnv(t, envOpts{openAI: slow.BaseURL(), model: "gpt"})
+	alice, bob := e.dial("alice"), e.dial("bob")
+	for _, text := range []string{"first", "second"} {
+		alice.send(wire.TextFinal{Text: text, SessionID: "h1"})
+		alice.readTurn()
+	}
+	for _, tc := range []struct {
+		who, query string
+		code       int
+		want       string // the texts, joined
+	}{
+		{"alice", "", 200, "first|one|second|two"},
+		{"alice", "?limit=1", 200, "two"},
+		{"admin", "?limit=3", 200, "one|second|two"},
+		{"bob", "", 403, ""},
+		{"tg", "", 403, ""},
+		{"alice", "?limit=0", 400, ""},
+		{"alice", "?limit=x", 400, ""},
+	} {
+		code, body := e.do(tc.who, "GET", "/api/sessions/h1/messages"+tc.query, "")
+		if code != tc.code {
+			t.Fatalf("%s GET messages%s: %d %v, want %d", tc.who, tc.query, code, body, tc.code)
+		}
+		if code != 200 {
+			continue
+		}
+		var texts []string
+		for _, m := range body["messages"].([]any) {
+			texts = append(texts, m.(map[string]any)["text"].(string))
+		}
+		if got := strings.Join(texts, "|"); got != tc.want {
+			t.Errorf("%s GET messages%s = %q, want %q", tc.who, tc.query, got, tc.want)
+		}
+	}
+	if code, _ := e.do("alice", "GET", "/api/sessions/nope/messages", ""); code != 404 {
+		t.Errorf("unknown session: %d", code)
+	}
+
+	// A session with a turn running is not deleted under it.
+	alice.send(wire.TextFinal{Text: "slow one", SessionID: "h1"})
+	until[wire.Delta](alice)
+	if code, body := e.do("alice", "DELETE", "/api/sessions/h1", ""); code != 409 {
+		t.Fatalf("delete of a busy session: %d %v", code, body)
+	}
+	alice.send(wire.Interrupt{SessionID: "h1"})
+	until[wire.TurnComplete](alice)
+	if code, _ := e.do("bob", "DELETE", "/api/sessions/h1", ""); code != 403 {
+		t.Fatalf("bob deleted alice's session: %d", code)
+	}
+	if code, body := e.do("alice", "DELETE", "/api/sessions/h1", ""); code != 200 {
+		t.Fatalf("delete: %d %v", code, body)
+	}
+	if ev, _ := until[wire.ResourceEvent](bob); ev != (wire.ResourceEvent{Resource: "session", Action: "deleted", ID: "h1"}) {
+		t.Fatalf("event %#v", ev)
+	}
+	var n int
+	e.store.DB().QueryRow(`SELECT COUNT(*) FROM messages WHERE session_id = 'h1'`).Scan(&n)
+	if code, _ := e.do("alice", "GET", "/api/sessions/h1/messages", ""); code != 404 || n != 0 {
+		t.Errorf("after delete: GET %d, %d messages left", code, n)
+	}
+	// The id can be used again, as a new session.
+	slow.Push(providertest.Response{Text: []string{"fresh reply"}})
+	alice.send(wire.TextFinal{Text: "fresh", SessionID: "h1"})
+	if tf := alice.readTurn(); tf.errFrame != nil {
+		t.Fatalf("new turn on a deleted id: %+v", tf.errFrame)
+	}
 }

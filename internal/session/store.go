@@ -24,8 +24,8 @@ type db struct {
 	getSession, insSession, insTurn, getHistory, insMsg, insUsage, delTurn, touch *sql.Stmt
 
 	// metaMu guards meta, a cache of session owner and pin, and metaGen:
-	// sessions are never deleted and their owner never changes, so only pin
-	// changes it. metaGen counts pins; a read caches its row only if no pin
+	// a session's owner never changes, so only pin and delete change it.
+	// metaGen counts those; a read caches its row only if no pin
 	// committed since the read began, or a read that raced with a pin could
 	// cache the old pin after the pin's invalidation.
 	metaMu  sync.Mutex

@@ -34,6 +34,10 @@ func (d *daemon) openTools(ctx context.Context, cfg *config.Config) error {
 	}{
 		{"time", "the current date and time", []agent.Tool{mcp.TimeNow(nil)}},
 		{"vault", "the owner's notes in memories/", vault.Tools(d.vault)},
+		{"sessions", "send messages to other sessions (tools.sessions_send.allow)", []agent.Tool{mcp.SessionsSend(
+			func() []string { return d.cfg.Current().Tools.SessionsSend.Allow },
+			func(ctx context.Context, sid, text string) error { return d.mgr.Push(ctx, sid, text, nil) },
+		)}},
 	} {
 		if err := d.mcp.AddBuiltin(ctx, b.name, b.desc, b.tools...); err != nil {
 			return err

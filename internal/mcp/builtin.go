@@ -3,7 +3,9 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/agentd/agentd/internal/agent"
@@ -117,4 +119,68 @@ func TimeNow(now func() time.Time) agent.Tool {
 			return string(out), nil
 		},
 	}
+}
+
+// SessionsSend is the sessions_send built-in tool: the agent sends a
+// message into another session (a Telegram chat "tg:…", a CLI session),
+// delivered like a reply there. Only sessions that allow() admits may be
+// reached: the admin's tools.sessions_send.allow list (exact ids, or
+// prefixes ending in *), read at every call so a config reload applies.
+func SessionsSend(allow func() []string, push func(ctx context.Context, session, text string) error) agent.Tool {
+	return &sessionsSend{allow: allow, push: push}
+}
+
+type sessionsSend struct {
+	allow func() []string
+	push  func(ctx context.Context, session, text string) error
+}
+
+func (s *sessionsSend) Spec() provider.ToolSpec {
+	list := s.allow()
+	targets := "none (the admin has not allowed any: tools.sessions_send.allow)"
+	if len(list) > 0 {
+		targets = strings.Join(list, ", ")
+	}
+	return provider.ToolSpec{
+		Name: "sessions_send",
+		Description: "Send a message to another chat session of this agent (e.g. a Telegram chat tg:<chat id>); " +
+			"it arrives there as a message from the agent. Allowed sessions: " + targets + ".",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{` +
+			`"session_id":{"type":"string","description":"the target session id, e.g. tg:155490357"},` +
+			`"text":{"type":"string","description":"the message"}},"required":["session_id","text"]}`),
+	}
+}
+
+func (s *sessionsSend) Call(ctx context.Context, args json.RawMessage) (string, error) {
+	var in struct {
+		SessionID string `json:"session_id"`
+		Text      string `json:"text"`
+	}
+	if err := json.Unmarshal(args, &in); err != nil {
+		return "", fmt.Errorf("arguments: %w", err)
+	}
+	if strings.TrimSpace(in.Text) == "" {
+		return "", errors.New("text is empty")
+	}
+	if !Allowed(s.allow(), in.SessionID) {
+		return "", fmt.Errorf("session %q is not in tools.sessions_send.allow; the admin decides where the agent may send messages", in.SessionID)
+	}
+	if err := s.push(ctx, in.SessionID, in.Text); err != nil {
+		return "", err
+	}
+	return "sent to " + in.SessionID, nil
+}
+
+// Allowed reports whether session matches an entry of allow: the same id,
+// or a prefix entry ending in "*".
+func Allowed(allow []string, session string) bool {
+	if session == "" {
+		return false
+	}
+	for _, a := range allow {
+		if p, ok := strings.CutSuffix(a, "*"); ok && p != "" && strings.HasPrefix(session, p) || a == session {
+			return true
+		}
+	}
+	return false
 }

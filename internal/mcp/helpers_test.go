@@ -109,3 +109,14 @@ func hasTool(reg *agent.Registry, name string) bool {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// waitTool polls until the registry has (or lacks) the tool.
+func (f *fixture) waitTool(name string, present bool) {
+	f.t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if hasTool(f.reg, name) == present {
+			return
+		}
+	}
+	f.t.Fatalf("tool %s present=%v never happened: %v", name, present, f.reg.List())
+}

@@ -335,6 +335,9 @@ func (p *Pool) startLoop(e *entry) {
 	e.loop = l
 	row := e.row
 	p.mu.Unlock()
+	// Starting from now on, so an answer right after an enable or create
+	// does not read "disabled".
+	p.setState(e, StateStarting, nil)
 	go func() {
 		defer close(l.done)
 		p.run(ctx, e, row)

@@ -180,9 +180,13 @@ type VoiceTTS struct {
 	Speed   int    `yaml:"speed"` // local: words per minute (espeak-ng -s)
 }
 
-// Scheduler configures cron tasks.
+// Scheduler configures cron tasks (docs/scheduler.md).
 type Scheduler struct {
-	Enabled  bool   `yaml:"enabled"`
+	// Enabled lets tasks fire on their schedules; when off they are kept
+	// and can still be run by hand.
+	Enabled bool `yaml:"enabled"`
+	// Timezone is the IANA zone of tasks that set none; empty means the
+	// machine's.
 	Timezone string `yaml:"timezone"`
 }
 
@@ -265,6 +269,7 @@ func Default() *Config {
 			Enabled: true, ReplyWithVoice: true,
 			MaxBytes: 25 << 20, MaxDuration: Duration(10 * time.Minute), Timeout: Duration(2 * time.Minute),
 		},
+		Scheduler: Scheduler{Enabled: true},
 		Limits: Limits{
 			MaxFrameBytes:    1 << 20,
 			WriteQueue:       256,
@@ -388,6 +393,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Voice.validate(); err != nil {
 		return err
+	}
+	if tz := c.Scheduler.Timezone; tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil || tz == "Local" {
+			return fe("scheduler.timezone", "unknown time zone %q (want an IANA name such as Europe/Berlin, or empty for the machine's)", tz)
+		}
 	}
 	l := c.Limits
 	switch {

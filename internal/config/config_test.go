@@ -70,6 +70,7 @@ func TestParseBad(t *testing.T) {
 		{"bad_default_model.yaml", `bad_default_model.yaml:2:18: agent.default_model: unknown model "nope"`},
 		{"bad_alert_target.yaml", `bad_alert_target.yaml:2:24: alerts.deliver_to[1]: "tg:1" is listed twice`},
 		{"bad_alert_after.yaml", `bad_alert_after.yaml:3:10: alerts.after: must be between 0s and 24h`},
+		{"bad_timezone.yaml", `bad_timezone.yaml:2:13: scheduler.timezone: unknown time zone "Mars/Olympus" (want an IANA name such as Europe/Berlin, or empty for the machine's)`},
 		{"bad_duration.yaml", `bad_duration.yaml:2:22: limits.snapshot_interval: invalid duration "soon" (want e.g. 30s, 5m)`},
 	}
 	for _, tt := range tests {

@@ -29,6 +29,7 @@ import (
 	"github.com/agentd/agentd/internal/gateway"
 	"github.com/agentd/agentd/internal/iroh"
 	"github.com/agentd/agentd/internal/mcp"
+	"github.com/agentd/agentd/internal/scheduler"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/internal/supervisor"
@@ -123,6 +124,7 @@ type daemon struct {
 	tools  *agent.Registry
 	mcp    *mcp.Pool
 	srv    *http.Server
+	sched  *scheduler.Scheduler
 
 	// mu guards listeners and iroh.
 	mu        sync.Mutex
@@ -193,6 +195,13 @@ func (d *daemon) open(ctx context.Context) error {
 	d.vault.OnChange(d.gw.ResourceEvent)
 	d.gw.Mount(mcp.Routes(d.mcp)...)
 	d.mcp.OnChange(d.gw.ResourceEvent)
+	if d.sched, err = scheduler.New(scheduler.Options{
+		DB: d.st.DB(), Config: d.cfg, Turns: d.mgr, Log: d.log.With("component", "scheduler"),
+	}); err != nil {
+		return fmt.Errorf("open scheduler: %w", err)
+	}
+	d.gw.Mount(scheduler.Routes(d.sched)...)
+	d.sched.OnChange(d.gw.ResourceEvent)
 
 	d.sup, err = supervisor.New(ctx, supervisor.Options{
 		Dir: d.dir.Root, ConfigPath: d.dir.Config(), BinDir: d.opts.BinDir,
@@ -327,6 +336,9 @@ func (d *daemon) serve(ctx context.Context) error {
 		return stop(fmt.Errorf("start sessions: %w", err))
 	}
 	d.mcp.Start(ctx)
+	if err := d.sched.Start(ctx); err != nil {
+		return stop(fmt.Errorf("start scheduler: %w", err))
+	}
 	if cfg.Listeners.Unix.Enabled {
 		ln, err := listenUnix(d.dir.Socket())
 		if err != nil {
@@ -426,6 +438,9 @@ func (d *daemon) shutdown(cancel context.CancelFunc) {
 
 // close releases what open acquired; safe on a partly opened daemon.
 func (d *daemon) close() {
+	if d.sched != nil {
+		d.sched.Wait()
+	}
 	if d.mgr != nil {
 		d.mgr.Wait()
 	}

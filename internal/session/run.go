@@ -56,7 +56,18 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	// turn instead of ending it as interrupted); agent.Run sees ctx.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer rcancel()
-	row, err := m.db.session(rctx, t.SessionID)
+	var row sessionRow
+	var err error
+	if !t.ephemeral {
+		row, err = m.db.session(rctx, t.SessionID)
+	}
+	if t.model != "" {
+		row.Pinned = t.model
+	}
+	system := cfg.Agent.SystemPrompt
+	if t.system != "" {
+		system = t.system
+	}
 	var mo model
 	var prov provider.Provider
 	var hist []provider.Message
@@ -64,14 +75,14 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		mo, prov, err = m.resolve(cfg, row.Pinned)
 		o.Model = mo.ID
 	}
-	if err == nil {
+	if err == nil && !t.ephemeral {
 		hist, err = m.db.history(rctx, t.SessionID)
 	}
 	if err == nil {
 		out, err = m.agent.Run(ctx, agent.Turn{
 			Provider:      prov,
 			Model:         mo.Name,
-			System:        cfg.Agent.SystemPrompt,
+			System:        system,
 			History:       hist,
 			UserText:      t.Text,
 			Attachments:   toAgent(t.Attachments),
@@ -113,7 +124,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		TotalTokens: o.Usage.Total(), CostUSD: o.CostUSD,
 	}
 	done := wire.TurnComplete{SessionID: t.SessionID, Usage: used}
-	if o.Err != nil {
+	if o.Err != nil && t.result == nil {
 		text := "the turn failed: " + o.Err.Error()
 		if usage.IsBudget(o.Err) {
 			text = o.Err.Error() // "budget reached: …", for every client alike
@@ -125,6 +136,10 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	text := ""
 	if out != nil {
 		text = out.Text
+	}
+	if t.result != nil {
+		finishServer(t, text, o)
+		return
 	}
 	m.deliverFinal(t, wire.Response{
 		Text: text, SessionID: t.SessionID, Model: o.Model,

@@ -252,6 +252,14 @@ type turn struct {
 	Text        string
 	Attachments []wire.Attachment
 
+	// Set for server-side turns only (server.go), never persisted: model
+	// and system override the session's pin and the system prompt,
+	// ephemeral runs without history, result receives the outcome
+	// instead of the client's connections.
+	model, system string
+	ephemeral     bool
+	result        chan serverResult
+
 	// persisted, when set, is closed once the row is written (ID is valid
 	// from then on): a turn that starts at once is persisted concurrently.
 	persisted chan struct{}
@@ -379,6 +387,9 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 	if o.Err != nil {
 		errText = o.Err.Error()
 	}
+	if t.ephemeral {
+		msgs = nil // usage only
+	}
 	for i, m := range msgs {
 		calls := ""
 		if len(m.ToolCalls) > 0 {
@@ -413,7 +424,9 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 		d.hist.drop(t.SessionID)
 		return fmt.Errorf("finish turn %d: %w", t.ID, err)
 	}
-	d.hist.appendTurn(t.SessionID, modelView(msgs, o.Err != nil))
+	if !t.ephemeral {
+		d.hist.appendTurn(t.SessionID, modelView(msgs, o.Err != nil))
+	}
 	return nil
 }
 

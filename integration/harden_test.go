@@ -102,3 +102,27 @@ func TestDeviceHardening(t *testing.T) {
 	json.Unmarshal([]byte(bodyA), &msg)
 	t.Logf("401 for a stream without proof of key: %q", msg.Error.Message)
 }
+
+// TestProxyExactOrigin: the real loopback proxy forwards requests from its
+// own origin only; another loopback origin on the same port (a page served
+// from 127.0.0.2) is refused before anything reaches the agent.
+func TestProxyExactOrigin(t *testing.T) {
+	a := startIrohAgent(t)
+	dev := enrollDevice(t, a.invite(t))
+	base := startProxy(t, dev)
+	port := base[strings.LastIndex(base, ":")+1:]
+	for _, tc := range []struct {
+		origin string
+		want   int
+	}{
+		{base, 200},
+		{"http://127.0.0.2:" + port, 403},
+		{"http://localhost:" + port, 403},
+		{"http://127.0.0.1:1", 403},
+	} {
+		code, body := curl(t, "-H", "Origin: "+tc.origin, base+"/api/agent-info")
+		if code != tc.want {
+			t.Errorf("Origin %s: %d, want %d: %s", tc.origin, code, tc.want, body)
+		}
+	}
+}

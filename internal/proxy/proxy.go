@@ -47,6 +47,7 @@ type Proxy struct {
 	transport *http.Transport
 	log       *slog.Logger
 	port      string
+	origin    string // the one Origin accepted: http://<listen host>:<port>
 }
 
 // CheckLoopback refuses a listen address that is not on loopback.
@@ -92,7 +93,9 @@ func Listen(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: %s resolved to non-loopback %s", cfg.Listen, ln.Addr())
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	p := &Proxy{ln: ln, log: cfg.Log.With("component", "proxy"), port: port}
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	p := &Proxy{ln: ln, log: cfg.Log.With("component", "proxy"), port: port,
+		origin: "http://" + net.JoinHostPort(strings.ToLower(strings.Trim(host, "[]")), port)}
 	p.transport = &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return cfg.Dial(ctx)
@@ -161,9 +164,10 @@ func (p *Proxy) guard(next http.Handler) http.Handler {
 				fmt.Sprintf("Host %q is not this proxy's loopback address (use http://127.0.0.1:%s)", r.Host, p.port))
 			return
 		}
+		// Only the proxy's own origin, exactly: another loopback origin
+		// (http://127.0.0.2:PORT, or any port) is another web page.
 		if o := r.Header.Get("Origin"); o != "" {
-			u, err := url.Parse(o)
-			if err != nil || u.Scheme != "http" || !p.allowedHost(u.Host) {
+			if o != p.origin {
 				p.log.Warn("refused a cross-origin request", "origin", o, "path", r.URL.Path)
 				writeError(w, http.StatusForbidden, "cross_origin",
 					fmt.Sprintf("requests from origin %q are refused: only pages served by this proxy may use it", o))
@@ -180,7 +184,9 @@ func (p *Proxy) guard(next http.Handler) http.Handler {
 	})
 }
 
-// allowedHost accepts loopback hosts with this proxy's port.
+// allowedHost accepts loopback hosts with this proxy's port in Host (a
+// client may name the proxy as localhost or 127.0.0.1; DNS rebinding
+// cannot produce a loopback Host).
 func (p *Proxy) allowedHost(hostport string) bool {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil || port != p.port {

@@ -143,6 +143,9 @@ func TestProxyHTTPAndWebSocket(t *testing.T) {
 		{"foreign host", map[string]string{"Host": "evil.example:80"}, http.StatusMisdirectedRequest},
 		{"foreign origin", map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
 		{"same origin", map[string]string{"Origin": base}, http.StatusOK},
+		{"other loopback origin", map[string]string{"Origin": "http://127.0.0.2:" + strings.Split(addr, ":")[1]}, http.StatusForbidden},
+		{"other port", map[string]string{"Origin": "http://127.0.0.1:1"}, http.StatusForbidden},
+		{"https origin", map[string]string{"Origin": "https://" + addr}, http.StatusForbidden},
 		{"localhost host", map[string]string{"Host": "localhost:" + strings.Split(addr, ":")[1]}, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -126,3 +126,65 @@ func TestProxyExactOrigin(t *testing.T) {
 		}
 	}
 }
+
+// modes returns the permission bits of each path that exists.
+func modes(tb testing.TB, paths ...string) map[string]os.FileMode {
+	tb.Helper()
+	out := map[string]os.FileMode{}
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			out[filepath.Base(p)] = fi.Mode().Perm()
+		}
+	}
+	return out
+}
+
+// TestPrivateFiles: the agent directory is 0700 from init, the database and
+// its -wal and -shm are 0600 while serving, and an agent made with looser
+// modes is tightened at start, said once in agentd.log.
+func TestPrivateFiles(t *testing.T) {
+	dir := newAgent(t, false)
+	db := filepath.Join(dir, "openagent.db")
+	if m := modes(t, dir)["agent"]; m != 0o700 {
+		t.Errorf("agent directory after init: %v, want 0700", m)
+	}
+	d := startServe(t, dir)
+	// A turn writes to the database, so the WAL and shm files exist.
+	if r := agentd(t, nil, "chat", dir, "-m", "hello"); r.code != 0 {
+		t.Fatalf("chat: %d %s", r.code, r.stderr)
+	}
+	got := modes(t, db, db+"-wal", db+"-shm")
+	if len(got) != 3 {
+		t.Fatalf("database files while serving: %v (want the db, -wal and -shm)", got)
+	}
+	for name, m := range got {
+		if m != 0o600 {
+			t.Errorf("%s: %v, want 0600", name, m)
+		}
+	}
+	if _, err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// An agent directory as older versions left it.
+	loose := map[string]os.FileMode{dir: 0o755, db: 0o644, filepath.Join(dir, "openagent.yaml"): 0o644}
+	for p, m := range loose {
+		if err := os.Chmod(p, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startServe(t, dir)
+	for p := range loose {
+		want := os.FileMode(0o600)
+		if p == dir {
+			want = 0o700
+		}
+		if m := modes(t, p)[filepath.Base(p)]; m != want {
+			t.Errorf("%s after serve: %v, want %v", filepath.Base(p), m, want)
+		}
+	}
+	logText, _ := os.ReadFile(filepath.Join(dir, "logs", "agentd.log"))
+	if n := strings.Count(string(logText), "took group and other permissions away"); n != 1 {
+		t.Errorf("agentd.log reports the tightening %d times, want once", n)
+	}
+}

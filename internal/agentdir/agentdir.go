@@ -76,7 +76,12 @@ func (d Dir) Create(configText []byte) error {
 			return fmt.Errorf("%s: %w", d.Root, err)
 		}
 	}
-	if err := os.MkdirAll(d.Root, 0o755); err != nil {
+	// 0700: the directory holds keys, the database (provider keys, chat
+	// history) and the config; no other local user may list or read it.
+	if err := os.MkdirAll(d.Root, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", d.Root, err)
+	}
+	if err := os.Chmod(d.Root, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", d.Root, err)
 	}
 	for _, sub := range []struct {
@@ -104,4 +109,46 @@ func (d Dir) Create(configText []byte) error {
 		return fmt.Errorf("write config: %w", err)
 	}
 	return f.Close()
+}
+
+// private lists what must be readable by the agent's user alone, with the
+// mode it gets: the directory, the config, the database with its WAL and
+// shared-memory files, and the keys.
+func (d Dir) private() []struct {
+	path string
+	mode os.FileMode
+} {
+	db := d.DB()
+	return []struct {
+		path string
+		mode os.FileMode
+	}{
+		{d.Root, 0o700}, {d.Keys(), 0o700}, {d.Config(), 0o600},
+		{db, 0o600}, {db + "-wal", 0o600}, {db + "-shm", 0o600},
+	}
+}
+
+// Secure takes group and other permissions away from the private parts of
+// an existing agent directory (agents made before 0700/0600 were the rule
+// had a 0755 directory and a 0644 database) and returns the paths it
+// changed, for one log line. Missing files are skipped.
+func (d Dir) Secure() ([]string, error) {
+	var changed []string
+	for _, p := range d.private() {
+		fi, err := os.Lstat(p.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return changed, fmt.Errorf("secure %s: %w", p.path, err)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 || fi.Mode().Perm()&0o077 == 0 {
+			continue // a symlink's own mode means nothing; already private
+		}
+		if err := os.Chmod(p.path, p.mode); err != nil {
+			return changed, fmt.Errorf("secure %s: %w", p.path, err)
+		}
+		changed = append(changed, p.path)
+	}
+	return changed, nil
 }

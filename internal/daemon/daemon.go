@@ -85,6 +85,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer logFile.Close()
 
+	if changed, err := dir.Secure(); err != nil {
+		log.Error("could not make the agent directory private", "err", err)
+	} else if len(changed) > 0 {
+		log.Warn("took group and other permissions away from the agent directory (0700) and its private files (0600)", "paths", changed)
+	}
 	d := &daemon{dir: dir, log: log, opts: opts, started: time.Now()}
 	if err := d.open(ctx); err != nil {
 		log.Error("start failed", "err", err)

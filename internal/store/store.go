@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -51,6 +52,14 @@ func DSN(p string) string {
 
 // Open opens (creating if needed) the database at p and migrates it.
 func Open(ctx context.Context, p string) (*Store, error) {
+	// SQLite creates the file with 0644 (less the umask) and gives the -wal
+	// and -shm files the database file's mode: creating it 0600 first
+	// keeps all three private.
+	if f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("open database %s: %w", p, err)
+	}
 	db, err := sql.Open("sqlite", DSN(p))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", p, err)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"github.com/agentd/agentd/wire"
 	"io"
 	"net"
 	"net/http"
@@ -187,4 +188,141 @@ func TestPrivateFiles(t *testing.T) {
 	if n := strings.Count(string(logText), "took group and other permissions away"); n != 1 {
 		t.Errorf("agentd.log reports the tightening %d times, want once", n)
 	}
+}
+
+// dialWS opens a WebSocket as id on the unix socket.
+func dialWS(tb testing.TB, sock string, id *devicecert.Identity) *client.Conn {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Unix(sock, id).DialWS(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// nextError sends m and returns the text of the error frame it provokes,
+// or "" if it provokes none. A help command behind m is the fence: session
+// frames of one connection are handled in order (a ping is not: the
+// gateway answers it at once).
+func nextError(tb testing.TB, c *client.Conn, m wire.Message) string {
+	tb.Helper()
+	if err := c.Send(m); err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.Send(wire.Command{Name: "help"}); err != nil {
+		tb.Fatal(err)
+	}
+	text := ""
+	recvUntil(tb.(*testing.T), c, 10*time.Second, func(f wire.Message) bool {
+		if e, ok := f.(wire.Error); ok && text == "" {
+			text = e.Text
+		}
+		_, done := f.(wire.CommandResult)
+		return done
+	})
+	return text
+}
+
+// TestBridgePrefixesReserved: session ids under a bridge's prefix — tg:,
+// dc:, wa: and the prefix of a bridge that ran — are refused to chat and
+// admin devices on the WebSocket (an error frame), while the bridge itself
+// uses its own, and the admin reads them over REST.
+func TestBridgePrefixesReserved(t *testing.T) {
+	zz := testPluginBinary(t, "zz", "")
+	a := startIrohAgentEditing(t, func(dir string) { setBridges(t, dir, testPluginYAML("zz", zz, "run")) })
+	e := &bridgeEnv{tb: t, dir: a.dir, d: a.d, owner: a.owner}
+	e.waitBridge("zz", 20*time.Second, "running and connected", func(b bridgeState) bool {
+		return b.State == "running" && b.GatewayConnected
+	})
+	dev := enrollDevice(t, a.invite(t, "--role", "chat"))
+	sock := filepath.Join(a.dir, "agentd.sock")
+	for _, who := range []struct {
+		name string
+		id   *devicecert.Identity
+	}{{"chat device", dev.id}, {"owner (admin)", loadOwner(t, a.dir)}} {
+		c := dialWS(t, sock, who.id)
+		for _, sid := range []string{"tg:424242", "dc:1", "wa:1", "zz:1"} {
+			if e := nextError(t, c, wire.SessionOpen{SessionID: sid}); !strings.Contains(e, "reserved") {
+				t.Errorf("%s opening %s: error %q, want a reserved-prefix refusal", who.name, sid, e)
+			}
+			if e := nextError(t, c, wire.TextFinal{SessionID: sid, Text: "mine now"}); !strings.Contains(e, "reserved") {
+				t.Errorf("%s writing to %s: error %q", who.name, sid, e)
+			}
+		}
+		// Ids that only look alike stay free.
+		free := "tgx:" + strings.Fields(who.name)[0]
+		if e := nextError(t, c, wire.SessionOpen{SessionID: free}); e != "" {
+			t.Errorf("%s opening %s: %q", who.name, free, e)
+		}
+	}
+	// The bridge's own device opens its prefix (the test plugin's identity).
+	bridgeID, err := devicecert.LoadIdentity(filepath.Join(a.dir, "keys", "bridge-zz.identity"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := dialWS(t, sock, bridgeID)
+	if e := nextError(t, bc, wire.SessionOpen{SessionID: "zz:1"}); e != "" {
+		t.Errorf("bridge zz opening zz:1: %q", e)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var sessions struct {
+		Sessions []struct{ ID string } `json:"sessions"`
+	}
+	if err := a.owner.GetJSON(ctx, "/api/sessions", &sessions); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range sessions.Sessions {
+		found = found || s.ID == "zz:1"
+	}
+	if !found {
+		t.Errorf("the admin does not see the bridge's session zz:1 over REST: %+v", sessions)
+	}
+}
+
+// TestInboundAttachmentRoots: a turn may attach files from uploads/ and
+// memories/ only — never keys/, the database, the config, or a symlink out
+// of uploads/ into keys/.
+func TestInboundAttachmentRoots(t *testing.T) {
+	dir := newAgent(t, false)
+	startServe(t, dir)
+	up := filepath.Join(dir, "uploads", "photo.txt")
+	if err := os.WriteFile(up, []byte("a photo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "keys", "coordinator.key"), filepath.Join(dir, "uploads", "innocent.png")); err != nil {
+		t.Fatal(err)
+	}
+	c := dialWS(t, filepath.Join(dir, "agentd.sock"), loadOwner(t, dir))
+	for _, p := range []string{
+		filepath.Join(dir, "keys", "coordinator.key"),
+		filepath.Join(dir, "keys", "owner.identity"),
+		filepath.Join(dir, "openagent.db"),
+		filepath.Join(dir, "openagent.yaml"),
+		filepath.Join(dir, "uploads", "innocent.png"),
+		filepath.Join(dir, "uploads", "..", "keys", "node.key"),
+	} {
+		e := nextError(t, c, wire.TextFinal{SessionID: "att", Text: "look", Attachments: []wire.Attachment{{Kind: "file", Path: p}}})
+		if !strings.Contains(e, "outside") {
+			t.Errorf("attachment %s: error %q, want a refusal", p, e)
+		}
+		if e := nextError(t, c, wire.AttachmentIn{SessionID: "att", Path: p}); !strings.Contains(e, "outside") {
+			t.Errorf("attachment frame %s: error %q, want a refusal", p, e)
+		}
+	}
+	// A file in uploads/ goes with the turn.
+	if err := c.Send(wire.TextFinal{SessionID: "att", Text: "look", Attachments: []wire.Attachment{{Kind: "file", Path: up, Filename: "photo.txt"}}}); err != nil {
+		t.Fatal(err)
+	}
+	recvUntil(t, c, 10*time.Second, func(f wire.Message) bool {
+		if e, ok := f.(wire.Error); ok {
+			t.Fatalf("attachment from uploads/: %s", e.Text)
+		}
+		_, done := f.(wire.TurnComplete)
+		return done
+	})
 }

@@ -45,7 +45,17 @@ func freeUDPPort(t *testing.T) int {
 
 func startIrohAgent(t *testing.T) *irohAgent {
 	t.Helper()
+	return startIrohAgentEditing(t, nil)
+}
+
+// startIrohAgentEditing is startIrohAgent with edit applied to the agent
+// directory before agentd starts (nil: none).
+func startIrohAgentEditing(t *testing.T, edit func(dir string)) *irohAgent {
+	t.Helper()
 	dir := newAgent(t, true)
+	if edit != nil {
+		edit(dir)
+	}
 	p := filepath.Join(dir, "openagent.yaml")
 	b, err := os.ReadFile(p)
 	if err != nil {

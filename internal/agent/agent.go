@@ -54,6 +54,9 @@ type Agent struct {
 	// capabilities describe themselves (e.g. the vault and how to cite
 	// notes).
 	Instructions []string
+	// DeniedRoots are never attached even inside an allowed root (the
+	// agent directory's keys/, should a root be a symlink to it).
+	DeniedRoots []string
 	// MaxToolRounds overrides DefaultMaxToolRounds when > 0.
 	MaxToolRounds int
 	// Logger; nil means slog.Default().
@@ -151,7 +154,14 @@ func (a *Agent) Run(ctx context.Context, t Turn) (*Outcome, error) {
 	finish := func() {
 		raw := joinRounds(rounds)
 		clean, atts, refused := ExtractAttachments(raw, a.AllowedRoots)
-		out.Text, out.Attachments = clean, atts
+		out.Text = clean
+		for _, at := range atts {
+			if insideAny(at.Path, a.DeniedRoots) {
+				refused = append(refused, fmt.Sprintf("attachment %s dropped: %v", at.Path, ErrAttachOutside))
+				continue
+			}
+			out.Attachments = append(out.Attachments, at)
+		}
 		for _, note := range refused {
 			log.Warn("agent: attachment refused", "note", note)
 			emit(Status{Text: note})

@@ -209,3 +209,53 @@ func markerLen(buf string) (n int, more bool) {
 	}
 	return 0, false
 }
+
+// Reasons InboundAttachment refuses a path.
+var (
+	ErrAttachRelative   = errors.New("attachment path must be absolute")
+	ErrAttachMissing    = errors.New("attachment does not exist")
+	ErrAttachOutside    = errors.New("attachment is outside the folders attachments may come from")
+	ErrAttachNotRegular = errors.New("attachment is not a regular file")
+)
+
+// InboundAttachment checks a path a client attaches to a turn and returns
+// it with every symlink resolved: it must be absolute, name an existing
+// regular file, and lie inside one of roots but inside none of denied
+// (both resolved too, so a symlinked root cannot widen them). The agent
+// reads the file and may send it to a model, so this is what keeps
+// keys/coordinator.key, openagent.db and openagent.yaml out of a turn.
+func InboundAttachment(p string, roots, denied []string) (string, error) {
+	if p == "" || !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
+		return "", ErrAttachRelative
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		// A missing file inside the roots is "missing"; outside, the
+		// answer must not tell which files exist there.
+		if insideAny(resolveExisting(filepath.Clean(p)), roots) {
+			return "", ErrAttachMissing
+		}
+		return "", ErrAttachOutside
+	}
+	if !insideAny(real, roots) || insideAny(real, denied) {
+		return "", ErrAttachOutside
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
+		return "", ErrAttachNotRegular
+	}
+	return real, nil
+}
+
+// insideAny reports whether p is strictly inside one of dirs (absolute;
+// resolved here).
+func insideAny(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if d == "" || !filepath.IsAbs(d) {
+			continue
+		}
+		if within(p, resolveExisting(filepath.Clean(d))) {
+			return true
+		}
+	}
+	return false
+}

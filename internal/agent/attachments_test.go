@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +186,63 @@ func TestTruncate(t *testing.T) {
 	}
 	if truncate("short", 10) != "short" {
 		t.Error("short string changed")
+	}
+}
+
+func TestInboundAttachment(t *testing.T) {
+	dir := t.TempDir()
+	up, mem, keys := filepath.Join(dir, "uploads"), filepath.Join(dir, "memories"), filepath.Join(dir, "keys")
+	for _, d := range []string{up, mem, keys} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p string) string {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	photo := write(filepath.Join(up, "photo.png"))
+	note := write(filepath.Join(mem, "note.md"))
+	key := write(filepath.Join(keys, "coordinator.key"))
+	db := write(filepath.Join(dir, "openagent.db"))
+	link := filepath.Join(up, "innocent.png")
+	if err := os.Symlink(key, link); err != nil {
+		t.Fatal(err)
+	}
+	roots, denied := []string{up, mem}, []string{keys}
+	for _, tc := range []struct {
+		name string
+		path string
+		want error
+	}{
+		{"upload", photo, nil},
+		{"vault note", note, nil},
+		{"relative", "uploads/photo.png", ErrAttachRelative},
+		{"empty", "", ErrAttachRelative},
+		{"NUL", photo + "\x00", ErrAttachRelative},
+		{"signing key", key, ErrAttachOutside},
+		{"database", db, ErrAttachOutside},
+		{"symlink to the key", link, ErrAttachOutside},
+		{"dot-dot out of uploads", filepath.Join(up, "..", "keys", "coordinator.key"), ErrAttachOutside},
+		{"missing in uploads", filepath.Join(up, "nope"), ErrAttachMissing},
+		{"missing outside", filepath.Join(keys, "nope"), ErrAttachOutside},
+		{"a root itself", up, ErrAttachOutside},
+		{"directory", func() string { p := filepath.Join(up, "d"); os.Mkdir(p, 0o700); return p }(), ErrAttachNotRegular},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := InboundAttachment(tc.path, roots, denied)
+			if !errors.Is(err, tc.want) && !(err == nil && tc.want == nil) {
+				t.Fatalf("InboundAttachment(%q) = %v, want %v", tc.path, err, tc.want)
+			}
+		})
+	}
+	// A root that is a symlink to keys/ does not open keys/.
+	if err := os.Symlink(keys, filepath.Join(dir, "sneaky")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InboundAttachment(key, []string{filepath.Join(dir, "sneaky")}, denied); !errors.Is(err, ErrAttachOutside) {
+		t.Fatalf("through a symlinked root: %v", err)
 	}
 }

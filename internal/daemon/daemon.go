@@ -164,10 +164,14 @@ func (d *daemon) open(ctx context.Context) error {
 		return err
 	}
 	d.voice = voice.New(d.cfg.Current)
+	// Attachments, in and out, come from uploads/ and memories/ only;
+	// keys/ never, whatever a symlink says.
+	attachRoots := []string{d.dir.Uploads(), d.dir.Memories()}
 	ag := &agent.Agent{
 		Tools:        d.tools,
 		Instructions: []string{vault.Instructions},
-		AllowedRoots: []string{d.dir.Uploads(), d.dir.Memories()},
+		AllowedRoots: attachRoots,
+		DeniedRoots:  []string{d.dir.Keys()},
 		Logger:       d.log.With("component", "agent"),
 	}
 	d.usage = usage.Open(usage.Options{
@@ -177,7 +181,7 @@ func (d *daemon) open(ctx context.Context) error {
 	})
 	d.mgr, err = session.New(session.Options{
 		Budget: d.usage,
-		DB:     d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root,
+		DB:     d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root, AttachRoots: attachRoots,
 		Providers: d.cat.Registry(), Catalog: d.cat,
 		Log:     d.log.With("component", "session"),
 		Bridges: d.coord.BridgeClient,

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -183,33 +183,35 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 	return false, nil
 }
 
-// checkAttachment accepts existing regular files inside the agent
-// directory only, symlinks resolved.
+// checkAttachment accepts existing regular files inside the attachment
+// roots (AttachRoots, or the whole agent directory), symlinks resolved,
+// never inside keys/.
 func (m *Manager) checkAttachment(p string) error {
-	if p == "" || !filepath.IsAbs(p) {
-		return fmt.Errorf("%w: attachment path must be absolute", ErrInvalid)
-	}
 	if m.agentDir == "" {
-		return fmt.Errorf("%w: attachments are not accepted by this agent", ErrInvalid)
-	}
-	root, err := filepath.EvalSymlinks(m.agentDir)
-	if err != nil {
-		return fmt.Errorf("%w: attachments are not accepted by this agent", ErrInvalid)
-	}
-	real, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		if rel, rerr := filepath.Rel(m.agentDir, filepath.Clean(p)); rerr != nil || !local(rel) {
-			return fmt.Errorf("%w: attachment %s is outside the agent directory", ErrInvalid, p)
+		if p == "" || !filepath.IsAbs(p) {
+			return fmt.Errorf("%w: attachment path must be absolute", ErrInvalid)
 		}
+		return fmt.Errorf("%w: attachments are not accepted by this agent", ErrInvalid)
+	}
+	roots := m.attachRoots
+	if len(roots) == 0 {
+		roots = []string{m.agentDir}
+	}
+	_, err := agent.InboundAttachment(p, roots, []string{filepath.Join(m.agentDir, "keys")})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, agent.ErrAttachRelative):
+		return fmt.Errorf("%w: attachment path must be absolute", ErrInvalid)
+	case errors.Is(err, agent.ErrAttachMissing):
 		return fmt.Errorf("%w: attachment %s does not exist", ErrInvalid, p)
-	}
-	if rel, err := filepath.Rel(root, real); err != nil || !local(rel) {
-		return fmt.Errorf("%w: attachment %s is outside the agent directory", ErrInvalid, p)
-	}
-	if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
+	case errors.Is(err, agent.ErrAttachNotRegular):
 		return fmt.Errorf("%w: attachment %s is not a regular file", ErrInvalid, p)
+	case len(m.attachRoots) > 0:
+		return fmt.Errorf("%w: attachment %s is outside the agent directory's attachment folders (%s)", ErrInvalid, p, strings.Join(m.attachRoots, ", "))
+	default:
+		return fmt.Errorf("%w: attachment %s is outside the agent directory (or in keys/)", ErrInvalid, p)
 	}
-	return nil
 }
 
 // local reports whether rel (from filepath.Rel) stays below its base.

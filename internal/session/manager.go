@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -69,7 +70,11 @@ type Options struct {
 	Catalog *catalog.Catalog
 	// AgentDir confines the files users may attach; empty refuses them.
 	AgentDir string
-	Log      *slog.Logger
+	// AttachRoots, when set, are the only folders (inside AgentDir) that
+	// inbound attachments may come from (the daemon: uploads/, memories/).
+	// AgentDir/keys is refused whatever the roots.
+	AttachRoots []string
+	Log         *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 	// Bridges maps a bridge session prefix to the bridge's device, for
@@ -102,15 +107,16 @@ var errInterrupted = errors.New("interrupted by the user")
 
 // Manager runs turns. Create it with New, then call Start once.
 type Manager struct {
-	db        *db
-	cfg       *config.Watcher
-	agent     *agent.Agent
-	providers *provider.Registry
-	catalog   *catalog.Catalog
-	agentDir  string
-	log       *slog.Logger
-	bridges   BridgeResolver
-	budget    Budget
+	db          *db
+	cfg         *config.Watcher
+	agent       *agent.Agent
+	providers   *provider.Registry
+	catalog     *catalog.Catalog
+	agentDir    string
+	attachRoots []string // AttachRoots
+	log         *slog.Logger
+	bridges     BridgeResolver
+	budget      Budget
 
 	// ctx is the manager's lifetime, set by Start; runs derive from it.
 	ctx context.Context
@@ -179,19 +185,20 @@ func New(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("session: %w", err)
 	}
 	m := &Manager{
-		db:        d,
-		ackers:    ackers,
-		cfg:       opts.Config,
-		agent:     opts.Agent,
-		providers: opts.Providers,
-		catalog:   opts.Catalog,
-		agentDir:  opts.AgentDir,
-		log:       opts.Log,
-		bridges:   opts.Bridges,
-		budget:    opts.Budget,
-		lanes:     map[string]*lane{},
-		pending:   map[string][]wire.Attachment{},
-		sinks:     map[string]map[Sink]struct{}{},
+		db:          d,
+		ackers:      ackers,
+		cfg:         opts.Config,
+		agent:       opts.Agent,
+		providers:   opts.Providers,
+		catalog:     opts.Catalog,
+		agentDir:    opts.AgentDir,
+		attachRoots: opts.AttachRoots,
+		log:         opts.Log,
+		bridges:     opts.Bridges,
+		budget:      opts.Budget,
+		lanes:       map[string]*lane{},
+		pending:     map[string][]wire.Attachment{},
+		sinks:       map[string]map[Sink]struct{}{},
 	}
 	if m.providers == nil {
 		reg, err := provider.NewRegistry(providerConfigs(opts.Config.Current()))
@@ -568,6 +575,12 @@ func (m *Manager) access(ctx context.Context, id *auth.Identity, sid string, cre
 	if id.Has(auth.CapBridge) && !id.MaySession(sid) {
 		return sessionRow{}, fmt.Errorf("%w: this bridge may only use session ids starting with %q", ErrForbidden, id.SessionPrefix()+":")
 	}
+	bridge := id.Has(auth.CapBridge)
+	if !bridge && !(admin && id.Has(auth.CapAdmin)) {
+		if err := m.reserved(ctx, sid); err != nil {
+			return sessionRow{}, err
+		}
+	}
 	var row sessionRow
 	var err error
 	if create {
@@ -581,10 +594,39 @@ func (m *Manager) access(ctx context.Context, id *auth.Identity, sid string, cre
 	if err != nil {
 		return row, err
 	}
-	if row.Owner != id.ClientID && !(admin && id.Has(auth.CapAdmin)) {
+	// A bridge's sessions belong to its prefix, not to one key: a bridge
+	// re-keyed after a revoke, or one whose id a chat device took before
+	// prefixes were reserved, keeps its platform users' sessions.
+	if row.Owner != id.ClientID && !(admin && id.Has(auth.CapAdmin)) && !bridge {
 		return row, fmt.Errorf("%w: session %s belongs to another device", ErrForbidden, sid)
 	}
 	return row, nil
+}
+
+// builtinBridgePrefixes are reserved even before their bridge first ran.
+var builtinBridgePrefixes = []string{"tg", "dc", "wa"}
+
+// reserved refuses a session id under a bridge's prefix (the built-in ones
+// and any a bridge certificate was issued for): only that bridge may open
+// it, or an admin over REST. Otherwise a chat device could claim
+// "tg:424242" first and lock that Telegram user out.
+func (m *Manager) reserved(ctx context.Context, sid string) error {
+	p, _, ok := strings.Cut(sid, ":")
+	if !ok {
+		return nil
+	}
+	held := slices.Contains(builtinBridgePrefixes, p)
+	if !held && m.bridges != nil {
+		_, found, err := m.bridges(ctx, p)
+		if err != nil {
+			return err
+		}
+		held = found
+	}
+	if held {
+		return fmt.Errorf("%w: session ids starting with %q are reserved for that bridge", ErrForbidden, p+":")
+	}
+	return nil
 }
 
 // newSessionID returns a fresh random id, with the bridge prefix if any.

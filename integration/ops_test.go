@@ -6,7 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
+	"mime/multipart"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -293,5 +297,104 @@ func TestUsageAndBudgets(t *testing.T) {
 	}
 	if n := len(fake.Requests()); n != calls {
 		t.Errorf("the provider saw a request after the restart")
+	}
+}
+
+// uploadFile streams size bytes (from body) as the multipart field "file"
+// named name to POST /api/upload and returns the status and the answer.
+func uploadFile(t *testing.T, d *client.Dialer, name string, body io.Reader) (int, map[string]any) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		fw, err := mw.CreateFormFile("file", name)
+		if err == nil {
+			_, err = io.Copy(fw, body)
+		}
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	req, err := http.NewRequestWithContext(ctx30(t), "POST", client.BaseURL+"/api/upload", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := d.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("POST /api/upload: %v", err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	pr.CloseWithError(io.ErrClosedPipe) // a refused upload stops being sent
+	return resp.StatusCode, out
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestUpload: a 60 MiB upload is refused (413) with nothing left on disk;
+// "../../x" is stored under uploads/<month>/ and its path works as a
+// text_final attachment.
+func TestUpload(t *testing.T) {
+	fake := providertest.NewOpenAI(t, providertest.Response{Text: []string{"got it"}})
+	dir := newAgent(t, false)
+	useFakeOpenAI(t, dir, fake)
+	startServe(t, dir)
+	owner := ownerClient(t, dir)
+	uploads := filepath.Join(dir, "uploads")
+	count := func() int {
+		n := 0
+		filepath.WalkDir(uploads, func(_ string, e fs.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+
+	code, out := uploadFile(t, owner, "big.bin", io.LimitReader(zeroReader{}, 60<<20))
+	if code != 413 {
+		t.Fatalf("60 MiB upload: %d %v, want 413", code, out)
+	}
+	if n := count(); n != 0 {
+		t.Errorf("%d files left after the refused upload", n)
+	}
+
+	code, out = uploadFile(t, owner, "../../x", strings.NewReader("hello, notes\n"))
+	if code != 201 {
+		t.Fatalf("upload: %d %v", code, out)
+	}
+	path, _ := out["path"].(string)
+	month := time.Now().UTC().Format("2006-01")
+	if filepath.Dir(path) != filepath.Join(uploads, month) || !strings.HasSuffix(path, "-x") || out["filename"] != "x" ||
+		out["size"] != float64(13) || out["mime"] != "text/plain; charset=utf-8" {
+		t.Fatalf("answer %v", out)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("stored file: %v %v", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "x")); !os.IsNotExist(err) {
+		t.Errorf("../../x escaped the uploads directory: %v", err)
+	}
+
+	ws := ownerWS(t, dir)
+	if err := ws.Send(wire.TextFinal{Text: "read this", SessionID: "up", Attachments: []wire.Attachment{{Kind: "file", Path: path, Filename: "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	recvUntil(t, ws, 20*time.Second, func(m wire.Message) bool {
+		if e, ok := m.(wire.Error); ok {
+			t.Fatalf("attachment refused: %s", e.Text)
+		}
+		_, done := m.(wire.TurnComplete)
+		return done
+	})
+	msgs := fake.Requests()[0].OpenAI(t).Messages
+	if last := msgs[len(msgs)-1].Text(); !strings.Contains(last, path) {
+		t.Errorf("the model was not told about the attachment: %q", last)
 	}
 }

@@ -213,7 +213,7 @@ type Limits struct {
 	SnapshotInterval Duration `yaml:"snapshot_interval"`
 	IdleTimeout      Duration `yaml:"idle_timeout"`
 	PingInterval     Duration `yaml:"ping_interval"`
-	MaxUploadBytes   int64    `yaml:"max_upload_bytes"`
+	UploadMaxBytes   int64    `yaml:"upload_max_bytes"`
 	// MaxConnections caps the streams open at once on all listeners.
 	MaxConnections int `yaml:"max_connections"`
 	// MaxToolRounds bounds model → tools → model rounds in one turn.
@@ -277,7 +277,7 @@ func Default() *Config {
 			SnapshotInterval: Duration(30 * time.Second),
 			IdleTimeout:      Duration(90 * time.Second),
 			PingInterval:     Duration(30 * time.Second),
-			MaxUploadBytes:   50 << 20,
+			UploadMaxBytes:   50 << 20,
 			MaxConnections:   4096,
 			MaxToolRounds:    16,
 		},
@@ -407,6 +407,8 @@ func (c *Config) Validate() error {
 		return fe("limits.write_queue", "must be at least 8")
 	case l.QueueCap < 1:
 		return fe("limits.queue_cap", "must be at least 1")
+	case l.UploadMaxBytes < 1:
+		return fe("limits.upload_max_bytes", "must be at least 1")
 	case l.MaxConnections < 16:
 		return fe("limits.max_connections", "must be at least 16")
 	case l.SnapshotInterval.D() < time.Second:

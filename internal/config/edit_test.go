@@ -97,8 +97,8 @@ func TestRewriteEditsOnlyWhatChanged(t *testing.T) {
 			[]string{"zz_section:", "  items:", "    - tg:1"}, nil},
 		{"multi-line string", set(t, raw, "line one\nline two", false, "agent", "system_prompt"),
 			[]string{"  system_prompt: |-", "    line one", "    line two"}, []string{`  system_prompt: "You are a helpful personal assistant."`}},
-		{"number", set(t, raw, float64(1<<20), false, "limits", "max_upload_bytes"),
-			[]string{"  max_upload_bytes: 1048576"}, []string{"  max_upload_bytes: 52428800"}},
+		{"number", set(t, raw, float64(1<<20), false, "limits", "upload_max_bytes"),
+			[]string{"  upload_max_bytes: 1048576"}, []string{"  upload_max_bytes: 52428800"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

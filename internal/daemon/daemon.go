@@ -33,6 +33,7 @@ import (
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/internal/supervisor"
+	"github.com/agentd/agentd/internal/upload"
 	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/internal/vault"
 	"github.com/agentd/agentd/internal/voice"
@@ -224,6 +225,10 @@ func (d *daemon) open(ctx context.Context) error {
 	d.gw.Mount(supervisor.Routes(d.sup)...)
 	d.gw.Mount(config.Routes(d.cfg)...)
 	d.gw.Mount(usage.Routes(d.usage)...)
+	d.gw.Mount(upload.Routes(&upload.Uploads{
+		Dir: d.dir.Uploads(), Log: d.log.With("component", "upload"),
+		Limit: func() int64 { return d.cfg.Current().Limits.UploadMaxBytes },
+	})...)
 	d.cfg.Subscribe(func(old, cur *config.Config) {
 		if !reflect.DeepEqual(old.Listeners, cur.Listeners) {
 			d.log.Warn("listener changes in openagent.yaml apply at the next restart of agentd")

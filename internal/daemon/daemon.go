@@ -186,6 +186,7 @@ func (d *daemon) open(ctx context.Context) error {
 		Providers: d.cat.Registry(), Catalog: d.cat,
 		Log:     d.log.With("component", "session"),
 		Bridges: d.coord.BridgeClient,
+		Voice:   voice.Files{Service: d.voice, Dir: d.dir.Uploads()},
 	})
 	if err != nil {
 		return fmt.Errorf("open sessions: %w", err)

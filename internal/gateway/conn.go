@@ -41,7 +41,7 @@ type conn struct {
 	client *session.Client
 	limit  int // write queue bound, in frames
 
-	// mu guards queue, writing, room, closeCode, closeText and closed.
+	// mu guards queue, writing, room, closeCode, closeText, closed and audio.
 	mu        sync.Mutex
 	queue     [][]byte
 	writing   bool          // the writer goroutine runs
@@ -49,6 +49,7 @@ type conn struct {
 	closeCode int           // non-zero: close with this code once queue is written
 	closeText string
 	closed    bool
+	audio     *audioIn // voice input streams; nil until the first chunk
 
 	pingEvery time.Duration
 	idle      time.Duration
@@ -282,6 +283,14 @@ func (c *conn) sendPing() {
 // or ctx (the gateway's lifetime) ends.
 func (c *conn) read(ctx context.Context, maxFrame int) {
 	defer c.shutdown()
+	defer func() {
+		c.mu.Lock()
+		a := c.audio
+		c.mu.Unlock()
+		if a != nil {
+			a.stop()
+		}
+	}()
 	c.ws.SetReadDeadline(time.Now().Add(c.idle))
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(c.idle))

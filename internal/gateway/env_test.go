@@ -22,6 +22,7 @@ import (
 	"github.com/agentd/agentd/internal/provider/providertest"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/voice"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -56,6 +57,7 @@ type envOpts struct {
 	model        string             // agent.default_model; "" = echo
 	openAI       string             // base URL of a fake OpenAI server: adds provider "oa" and model "gpt"
 	writeTimeout time.Duration
+	voice        *voice.Service // nil: no voice engine
 }
 
 type env struct {
@@ -124,7 +126,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	sm, err := session.New(session.Options{
 		DB: st.DB(), Config: w, Agent: &agent.Agent{AllowedRoots: []string{dir}, Logger: log},
-		Providers: o.providers, AgentDir: dir, Log: log,
+		Providers: o.providers, AgentDir: dir, Log: log, Voice: sessionVoice(o.voice, dir),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +140,14 @@ func newEnv(t testing.TB, o envOpts) *env {
 	e := &env{t: t, dir: dir, cfg: w, store: st, sessions: sm, gw: gw, srv: srv, cancel: cancel}
 	t.Cleanup(e.stop)
 	return e
+}
+
+// sessionVoice is the session's view of the voice service, nil without one.
+func sessionVoice(v *voice.Service, dir string) session.Voice {
+	if v == nil {
+		return nil
+	}
+	return voice.Files{Service: v, Dir: filepath.Join(dir, "uploads")}
 }
 
 // crash simulates SIGKILL: connections drop and the database closes while
@@ -260,6 +270,7 @@ type turnFrames struct {
 	response wire.Response
 	errFrame *wire.Error
 	complete wire.TurnComplete
+	audio    []wire.Message // audio_start, audio_chunk…, audio_end
 }
 
 // readTurn reads until turn_complete, collecting the turn's frames.
@@ -279,6 +290,8 @@ func (c *client) readTurn() turnFrames {
 		case wire.TurnComplete:
 			tf.complete = m
 			return tf
+		case wire.AudioStart, wire.AudioChunk, wire.AudioEnd:
+			tf.audio = append(tf.audio, m)
 		case wire.SystemSnapshot, wire.ResourceEvent:
 		default:
 			c.t.Fatalf("unexpected frame during a turn: %#v", m)

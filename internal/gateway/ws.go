@@ -111,7 +111,7 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, msg wire.Message) {
 	case wire.Ping:
 		c.Send(wire.Pong{})
 	case wire.AudioChunkIn:
-		c.Send(wire.Error{Text: "voice input is not available on this agent", SessionID: m.SessionID})
+		g.audioChunkIn(ctx, c, m)
 	case wire.SessionOpen, wire.TextFinal, wire.AttachmentIn, wire.Interrupt, wire.Command, wire.Ack:
 		if g.opts.Sessions == nil {
 			c.Send(wire.Error{Text: "sessions are not available on this agent"})

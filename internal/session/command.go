@@ -16,6 +16,7 @@ const helpText = `Commands:
   new          start a fresh session (its id is in new_session_id)
   reset        clear the history and unpin the model
   model [ID]   show the model, or pin this session to model ID
+  voice on|off answer this session with speech too (voice turns always are)
   help         this text`
 
 func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error {
@@ -25,7 +26,7 @@ func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error 
 		return nil
 	}
 	switch name {
-	case "stop", "clear", "new", "reset", "model":
+	case "stop", "clear", "new", "reset", "model", "voice":
 	default:
 		return fmt.Errorf("%w: unknown command %q; send \"help\" for the list", ErrInvalid, f.Name)
 	}
@@ -47,6 +48,10 @@ func (m *Manager) command(ctx context.Context, c *Client, f wire.Command) error 
 	}
 	var text string
 	switch name {
+	case "voice":
+		if text, err = m.voiceCommand(f.SessionID, f.Args); err != nil {
+			return err
+		}
 	case "stop":
 		stopped, dropped, err := m.stopSession(ctx, c, f.SessionID)
 		if err != nil {

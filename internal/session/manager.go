@@ -82,6 +82,9 @@ type Options struct {
 	Bridges BridgeResolver
 	// Budget checks spending before every model call; nil means none.
 	Budget Budget
+	// Voice transcribes voice turns and speaks their replies; nil means
+	// voice messages are answered with "please type".
+	Voice Voice
 }
 
 // Budget is the spending check of internal/usage.
@@ -117,6 +120,9 @@ type Manager struct {
 	log         *slog.Logger
 	bridges     BridgeResolver
 	budget      Budget
+	voice       Voice
+	// voiceModes are the sessions answered with speech (command voice on).
+	voiceModes voiceModes
 
 	// ctx is the manager's lifetime, set by Start; runs derive from it.
 	ctx context.Context
@@ -199,6 +205,7 @@ func New(opts Options) (*Manager, error) {
 		lanes:       map[string]*lane{},
 		pending:     map[string][]wire.Attachment{},
 		sinks:       map[string]map[Sink]struct{}{},
+		voice:       opts.Voice,
 	}
 	if m.providers == nil {
 		reg, err := provider.NewRegistry(providerConfigs(opts.Config.Current()))
@@ -410,6 +417,10 @@ func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 	ackMode := m.ackMode(t.ClientID)
 	var keep []outboxRow
 	for _, msg := range msgs {
+		if lo, ok := msg.(liveOnly); ok {
+			m.deliver(t.ClientID, lo.Message)
+			continue
+		}
 		took := m.deliver(t.ClientID, msg)
 		if took && !(ackMode && isFinal(msg)) {
 			continue

@@ -78,14 +78,19 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	if err == nil && !t.ephemeral {
 		hist, err = m.db.history(rctx, t.SessionID)
 	}
+	userText, atts := t.Text, t.Attachments
+	voiceIn, voiceTurn := voiceInput(t)
+	if err == nil && voiceTurn {
+		userText, atts, err = m.hear(ctx, r, voiceIn)
+	}
 	if err == nil {
 		out, err = m.agent.Run(ctx, agent.Turn{
 			Provider:      prov,
 			Model:         mo.Name,
 			System:        system,
 			History:       hist,
-			UserText:      t.Text,
-			Attachments:   toAgent(t.Attachments),
+			UserText:      userText,
+			Attachments:   toAgent(atts),
 			MaxToolRounds: cfg.Limits.MaxToolRounds,
 			Sink:          r.sink(ctx, m, t),
 			BeforeCall:    m.beforeCall(t.SessionID, mo),
@@ -101,9 +106,15 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	r.mu.Lock()
 	r.stopped = true // whatever happens now, no more deltas for this run
 	r.mu.Unlock()
+	var spoken []wire.Message
 	if out != nil {
 		o.Messages = out.Messages
 		o.Attachments = fromAgent(out.Attachments)
+		if err == nil && out.Text != "" && !out.Interrupted && m.wantsVoice(t, voiceTurn) {
+			if att, frames := m.speak(context.WithoutCancel(ctx), t, out.Text); att != nil {
+				o.Attachments, spoken = append(o.Attachments, *att), frames
+			}
+		}
 		o.Interrupted = out.Interrupted || errors.Is(context.Cause(ctx), errInterrupted)
 		o.Usage = out.Usage
 		o.CostUSD = agent.Cost(out.Usage, mo.In, mo.Out)
@@ -141,10 +152,11 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		finishServer(t, text, o)
 		return
 	}
-	m.deliverFinal(t, wire.Response{
+	resp := wire.Response{
 		Text: text, SessionID: t.SessionID, Model: o.Model,
 		Attachments: nonNil(o.Attachments), Interrupted: o.Interrupted,
-	}, done)
+	}
+	m.deliverFinal(t, append(append([]wire.Message{resp}, spoken...), done)...)
 }
 
 // beforeCall is the turn's budget check before each model call.

@@ -61,7 +61,7 @@ func TestBadInputKeepsConnection(t *testing.T) {
 		{"unknown command", `{"type":"command","name":"fly","session_id":"s"}`, `unknown command "fly"`},
 		{"attachment outside agent dir", `{"type":"attachment","session_id":"s","path":"/etc/passwd"}`, "outside the agent directory"},
 		{"relative attachment", `{"type":"attachment","session_id":"s","path":"x.txt"}`, "must be absolute"},
-		{"voice", `{"type":"audio_chunk_in","session_id":"s","data":"AA==","seq":0}`, "voice input is not available"},
+		{"voice chunk out of range", `{"type":"audio_chunk_in","session_id":"s","data":"AA==","seq":99999}`, "seq 99999 out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -88,8 +88,13 @@ func TestFilesystemServerConfinedToItsDirectory(t *testing.T) {
 	os.WriteFile(filepath.Join(allowed, "note.txt"), []byte("inside the allowed dir"), 0o600)
 	outside := filepath.Join(t.TempDir(), "secret.txt")
 	os.WriteFile(outside, []byte("outside"), 0o600)
-	// "shared" is relative: the server runs in the agent directory.
-	if _, err := f.pool.Create(context.Background(), Input{Name: "filesystem", Command: []string{peerBin(t, "mcp-server-filesystem"), "shared"}}); err != nil {
+	// Both the command and "shared" are relative: the server runs in the
+	// agent directory, where npm servers are installed (node_modules/.bin).
+	bin := peerBin(t, "mcp-server-filesystem")
+	if err := os.Symlink(filepath.Dir(filepath.Dir(bin)), filepath.Join(f.dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Create(context.Background(), Input{Name: "filesystem", Command: []string{"node_modules/.bin/mcp-server-filesystem", "shared"}}); err != nil {
 		t.Fatal(err)
 	}
 	f.waitState("filesystem", StateRunning)

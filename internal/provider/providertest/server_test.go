@@ -129,3 +129,29 @@ func TestAnthropicWireEvents(t *testing.T) {
 		t.Errorf("events = %s\nwant     %s", got, want)
 	}
 }
+
+func TestQuoteToolResults(t *testing.T) {
+	s := NewOpenAI(t, QuoteToolResults())
+	body := `{"model":"m","stream":true,"messages":[
+		{"role":"user","content":"go"},
+		{"role":"assistant","tool_calls":[{"id":"old","type":"function","function":{"name":"f","arguments":"{}"}}]},
+		{"role":"tool","tool_call_id":"old","content":"stale"},
+		{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},
+		{"role":"tool","tool_call_id":"a","content":"one"},
+		{"role":"tool","tool_call_id":"b","content":[{"type":"text","text":"two"}]}]}`
+	_, frames := sseFrames(t, s.BaseURL()+"/chat/completions", map[string]string{"Authorization": "Bearer " + DefaultAPIKey}, body)
+	var text strings.Builder
+	for _, f := range frames {
+		var c struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		if json.Unmarshal([]byte(f[1]), &c) == nil && len(c.Choices) > 0 {
+			text.WriteString(c.Choices[0].Delta.Content)
+		}
+	}
+	if text.String() != "results: one | two" {
+		t.Errorf("reply %q: want the last round's tool results only", text.String())
+	}
+}

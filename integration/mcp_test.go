@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,5 +258,73 @@ func appendConfig(t *testing.T, dir, old, repl string) {
 	}
 	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, repl, 1)), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMCPInterruptAndRestart: an interrupt frame stops a running slow tool
+// call (the turn ends interrupted at once, not after the hour the tool
+// would take), and SIGKILL of the server brings it back under a new pid,
+// usable in the next turn.
+func TestMCPInterruptAndRestart(t *testing.T) {
+	everything := mcpBin(t, "mcp-server-everything")
+	fake := providertest.NewOpenAI(t,
+		providertest.Response{ToolCalls: []providertest.ToolCall{
+			{ID: "slow", Name: "everything__trigger-long-running-operation", Arguments: `{"duration":3600,"steps":2}`},
+		}},
+		providertest.Response{ToolCalls: []providertest.ToolCall{{ID: "e", Name: "everything__echo", Arguments: `{"message":"after the kill"}`}}},
+		providertest.QuoteToolResults(),
+	)
+	dir := newAgent(t, false)
+	useFakeOpenAI(t, dir, fake)
+	appendConfig(t, dir, "mcps: {}", "mcps:\n  everything:\n    command: "+everything+"\n")
+	startServe(t, dir)
+	owner := ownerClient(t, dir)
+	first := waitMCP(t, owner, "everything", "running")
+
+	ws := ownerWS(t, dir)
+	ctx := ctx30(t)
+	if err := ws.Send(wire.TextFinal{Text: "take your time", SessionID: "slow"}); err != nil {
+		t.Fatal(err)
+	}
+	interrupted, complete := false, false
+	for !complete {
+		m, err := ws.Recv(ctx)
+		if err != nil {
+			t.Fatalf("waiting for the slow turn: %v", err)
+		}
+		switch m := m.(type) {
+		case wire.Status:
+			if m.Text == "using everything__trigger-long-running-operation…" {
+				if err := ws.Send(wire.Interrupt{SessionID: "slow"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case wire.Response:
+			if !m.Interrupted {
+				t.Fatalf("response not interrupted: %+v", m)
+			}
+			interrupted = true
+		case wire.TurnComplete:
+			complete = interrupted
+		case wire.Error:
+			t.Fatalf("error frame: %+v", m)
+		}
+	}
+
+	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var now mcpRow
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if now = getMCP(t, owner, "everything"); now.Status == "running" && now.PID != first.PID {
+			break
+		}
+	}
+	if now.Status != "running" || now.PID == first.PID {
+		t.Fatalf("after SIGKILL: %+v", now)
+	}
+	resp, _ := wsTurn(t, ws, "after-kill", "echo please")
+	if !strings.Contains(resp.Text, "after the kill") {
+		t.Errorf("reply after the restart: %q", resp.Text)
 	}
 }

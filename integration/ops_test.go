@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -396,5 +398,66 @@ func TestUpload(t *testing.T) {
 	msgs := fake.Requests()[0].OpenAI(t).Messages
 	if last := msgs[len(msgs)-1].Text(); !strings.Contains(last, path) {
 		t.Errorf("the model was not told about the attachment: %q", last)
+	}
+}
+
+// TestRestart: POST /api/restart is admin-only; `agentd restart` makes the
+// daemon exit 75 after a clean shutdown, and the queued turn runs after the
+// next start.
+func TestRestart(t *testing.T) {
+	slow := providertest.Response{Text: strings.Split(strings.Repeat("slow ", 50), " "), Delay: 100 * time.Millisecond}
+	fake := providertest.NewOpenAI(t, slow)
+	dir := newAgent(t, false)
+	useFakeOpenAI(t, dir, fake)
+	chat := issueDevice(t, dir, "phone", "chat")
+	d := startServe(t, dir)
+	if err := chat.PostJSON(ctx30(t), "/api/restart", nil, nil); !client.IsStatus(err, 403) {
+		t.Fatalf("chat cert POST /api/restart: %v, want 403", err)
+	}
+	c := ownerWS(t, dir)
+	for _, text := range []string{"one", "two"} {
+		if err := c.Send(wire.TextFinal{Text: text, SessionID: "r"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recvUntil(t, c, 10*time.Second, func(m wire.Message) bool { _, ok := m.(wire.Queued); return ok })
+	recvUntil(t, c, 10*time.Second, func(m wire.Message) bool { _, ok := m.(wire.Delta); return ok })
+
+	r := agentd(t, nil, "restart", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "stopped for a restart (exit status 75)") {
+		t.Fatalf("agentd restart: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var err error
+	select {
+	case err = <-d.done:
+		d.done <- nil // cleanup: already stopped
+	case <-time.After(10 * time.Second):
+		t.Fatal("agentd did not exit after the restart request")
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 75 {
+		t.Fatalf("exit after restart: %v, want status 75\n%s", err, d.stderr.String())
+	}
+	if !strings.Contains(d.stderr.String(), "stopped for a restart") {
+		t.Errorf("no clean-stop line in the log:\n%s", d.stderr.String())
+	}
+
+	before := len(fake.Requests())
+	fake.Push(providertest.Response{Text: []string{"reply ", "A"}}, providertest.Response{Text: []string{"reply ", "B"}})
+	startServe(t, dir)
+	var replies []string
+	recvUntil(t, ownerWS(t, dir), 30*time.Second, func(m wire.Message) bool {
+		if r, ok := m.(wire.Response); ok && r.SessionID == "r" {
+			replies = append(replies, r.Text)
+		}
+		return len(replies) == 2
+	})
+	var asked []string
+	for _, r := range fake.Requests()[before:] {
+		msgs := r.OpenAI(t).Messages
+		asked = append(asked, msgs[len(msgs)-1].Text())
+	}
+	if strings.Join(asked, ",") != "one,two" || strings.Join(replies, "|") != "reply A|reply B" {
+		t.Errorf("after the restart the model was asked %v and replied %v; want one,two", asked, replies)
 	}
 }

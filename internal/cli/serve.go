@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
 	"os/signal"
@@ -21,7 +22,9 @@ Loads and validates DIR/openagent.yaml, opens the database, serves the
 gateway on the unix socket DIR/agentd.sock (0600), on iroh and tcp when
 enabled, and supervises the enabled bridges. Logs JSON to DIR/logs/agentd.log
 and text to stderr. SIGINT/SIGTERM stop it cleanly within 2 s. A second serve
-on the same directory is refused.`,
+on the same directory is refused. After a requested restart (agentd restart,
+POST /api/restart) it exits with status 75, on which the systemd unit in
+deploy/ starts it again.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&serveDebug, "debug", false, "log at debug level")
 		},
@@ -40,5 +43,9 @@ func runServe(_ *flag.FlagSet, args []string) error {
 	if serveDebug {
 		level = slog.LevelDebug
 	}
-	return daemon.Run(ctx, daemon.Options{Dir: arg, Console: stderr, Version: AgentVersion(), Level: level})
+	err = daemon.Run(ctx, daemon.Options{Dir: arg, Console: stderr, Version: AgentVersion(), Level: level})
+	if errors.Is(err, daemon.ErrRestart) {
+		return &exitError{code: daemon.ExitRestart, err: err}
+	}
+	return err
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/agentd/agentd/internal/gateway"
 	"github.com/agentd/agentd/internal/iroh"
 	"github.com/agentd/agentd/internal/mcp"
+	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/internal/scheduler"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
@@ -91,7 +92,7 @@ func Run(ctx context.Context, opts Options) error {
 	} else if len(changed) > 0 {
 		log.Warn("took group and other permissions away from the agent directory (0700) and its private files (0600)", "paths", changed)
 	}
-	d := &daemon{dir: dir, log: log, opts: opts, started: time.Now()}
+	d := &daemon{dir: dir, log: log, opts: opts, started: time.Now(), restart: make(chan struct{}, 1)}
 	if err := d.open(ctx); err != nil {
 		log.Error("start failed", "err", err)
 		d.close()
@@ -99,6 +100,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	err = d.serve(ctx)
 	d.close()
+	if errors.Is(err, ErrRestart) {
+		log.Info("stopped for a restart", "exit_status", ExitRestart)
+		return err
+	}
 	if err != nil {
 		log.Error("stopped with error", "err", err)
 		return err
@@ -107,12 +112,22 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
+// ErrRestart is returned by Run after POST /api/restart and a clean
+// shutdown; `agentd serve` then exits with ExitRestart, on which the
+// systemd unit in deploy/ starts agentd again (RestartForceExitStatus).
+var ErrRestart = errors.New("restart requested: exiting with status 75 so the service manager starts agentd again")
+
+// ExitRestart is the exit status of a requested restart (EX_TEMPFAIL).
+const ExitRestart = 75
+
 // daemon holds the running parts, in the order they are opened.
 type daemon struct {
 	dir     agentdir.Dir
 	log     *slog.Logger
 	opts    Options
 	started time.Time
+	// restart is signalled by POST /api/restart.
+	restart chan struct{}
 
 	cfg   *config.Watcher
 	st    *store.Store
@@ -226,6 +241,7 @@ func (d *daemon) open(ctx context.Context) error {
 	d.gw.Mount(supervisor.Routes(d.sup)...)
 	d.gw.Mount(config.Routes(d.cfg)...)
 	d.gw.Mount(usage.Routes(d.usage)...)
+	d.gw.Mount(d.lifecycleRoutes()...)
 	d.gw.Mount(upload.Routes(&upload.Uploads{
 		Dir: d.dir.Uploads(), Log: d.log.With("component", "upload"),
 		Limit: func() int64 { return d.cfg.Current().Limits.UploadMaxBytes },
@@ -256,6 +272,27 @@ func (d *daemon) open(ctx context.Context) error {
 		ErrorLog:    slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelDebug),
 	}
 	return nil
+}
+
+// lifecycleRoutes are the daemon's own routes.
+func (d *daemon) lifecycleRoutes() []route.Route {
+	return []route.Route{
+		// Admin: it ends every connection and bridge for a moment.
+		{Pattern: "POST /api/restart", Cap: auth.CapAdmin, Handler: http.HandlerFunc(d.handleRestart)},
+	}
+}
+
+// handleRestart answers 202 first, then the ordered shutdown runs (serve
+// waits for this handler to return before it closes the connection).
+func (d *daemon) handleRestart(w http.ResponseWriter, r *http.Request) {
+	route.JSON(w, http.StatusAccepted, map[string]any{"ok": true, "exit_status": ExitRestart})
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	select {
+	case d.restart <- struct{}{}:
+	default: // already requested
+	}
 }
 
 // prices are the catalog's current model prices, for /api/usage/pricing.
@@ -411,6 +448,9 @@ func (d *daemon) serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case <-d.restart:
+		d.log.Info("restart requested over REST")
+		err = ErrRestart
 	}
 	return stop(err)
 }

@@ -154,9 +154,7 @@ type Voice struct {
 	Language string   `yaml:"language"` // ISO-639-1 hint, e.g. "en", "it"
 	// ReplyWithVoice answers a voice turn with speech too (a voice bubble
 	// on bridges, audio_* frames on the WebSocket).
-	ReplyWithVoice bool `yaml:"reply_with_voice"`
-	// ShowTranscript makes bridges show "🎤 heard: …" to the user.
-	ShowTranscript bool     `yaml:"show_transcript"`
+	ReplyWithVoice bool     `yaml:"reply_with_voice"`
 	MaxBytes       int64    `yaml:"max_bytes"`
 	MaxDuration    Duration `yaml:"max_duration"`
 	Timeout        Duration `yaml:"timeout"`

@@ -47,7 +47,13 @@ type RunnerConfig struct {
 	// EditInterval is the minimum time between edits of one streamed reply;
 	// default DefaultEditInterval.
 	EditInterval time.Duration
+	// ShowTranscript shows the user what agentd heard in a voice message
+	// ("🎤 heard: …"), from the setting show_transcript: "true".
+	ShowTranscript bool
 }
+
+// heardPrefix starts the status agentd sends with a voice turn's transcript.
+const heardPrefix = "heard: "
 
 // Runner is the gateway side every bridge shares (the spec's BaseBridge):
 // it holds the WebSocket to the gateway, maps platform chats to session ids
@@ -63,6 +69,8 @@ type Runner struct {
 	allowed  map[string]bool
 	editIvl  time.Duration
 	prefix   string
+	// showHeard: tell the user a voice message's transcript.
+	showHeard bool
 
 	editor  MessageEditor
 	typer   Typer
@@ -118,18 +126,19 @@ func NewRunner(p Platform, cfg RunnerConfig) *Runner {
 		d = &client.Dialer{Network: cfg.Network, Address: cfg.Address, Identity: cfg.Identity}
 	}
 	r := &Runner{
-		p:        p,
-		dialer:   d,
-		log:      log,
-		onEvent:  cfg.OnEvent,
-		allowed:  map[string]bool{},
-		editIvl:  cfg.EditInterval,
-		prefix:   p.SessionPrefix(),
-		connCh:   make(chan struct{}),
-		sessions: map[string]string{},
-		chats:    map[string]string{},
-		workers:  map[string]*chatWorker{},
-		unacked:  map[string]uint64{},
+		p:         p,
+		dialer:    d,
+		log:       log,
+		onEvent:   cfg.OnEvent,
+		allowed:   map[string]bool{},
+		editIvl:   cfg.EditInterval,
+		showHeard: cfg.ShowTranscript,
+		prefix:    p.SessionPrefix(),
+		connCh:    make(chan struct{}),
+		sessions:  map[string]string{},
+		chats:     map[string]string{},
+		workers:   map[string]*chatWorker{},
+		unacked:   map[string]uint64{},
 	}
 	if r.editIvl <= 0 {
 		r.editIvl = DefaultEditInterval

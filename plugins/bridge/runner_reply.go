@@ -175,6 +175,9 @@ func (w *chatWorker) handle(ctx context.Context, ev event) {
 			w.flushT.Reset(wait)
 		}
 	case evStatus, evTyping:
+		if ev.kind == evStatus && r.showHeard && strings.HasPrefix(ev.text, heardPrefix) {
+			w.notice(ctx, "🎤 "+ev.text)
+		}
 		w.typing(ctx)
 	case evResponse:
 		w.flushT.Stop()

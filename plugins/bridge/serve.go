@@ -152,6 +152,8 @@ func (s *server) Configure(_ context.Context, req *bridgev1.ConfigureRequest) (*
 		AllowedUsers: req.AllowedUsers,
 		Logger:       logger,
 		OnEvent:      s.onEvent,
+		// A setting every bridge shares, not the platform's own.
+		ShowTranscript: req.Settings["show_transcript"] == "true",
 	}
 	s.state = bridgev1.State_STATE_CONFIGURED
 	s.lastErr = ""

@@ -267,9 +267,6 @@ func (p *Platform) handle(ctx context.Context, host bridge.Host, u models.Update
 	// Files of users who are not allowed are never fetched: the runner
 	// refuses them anyway, and a stranger must not fill our disk.
 	if p.allowAll || p.allowed[userID] {
-		if p.voiceNote(ctx, m, chatID) {
-			return nil
-		}
 		atts, err := p.download(ctx, m)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -345,6 +342,9 @@ func (p *Platform) download(ctx context.Context, m *models.Message) ([]wire.Atta
 	}
 	if v := m.Voice; v != nil {
 		items = append(items, item{v.FileID, "voice", "voice.ogg", v.FileSize})
+	}
+	if v := m.VideoNote; v != nil { // a round video message: its sound is heard like a voice note
+		items = append(items, item{v.FileID, "voice", "video-note.mp4", int64(v.FileSize)})
 	}
 	if v := m.Video; v != nil {
 		items = append(items, item{v.FileID, "video", v.FileName, v.FileSize})

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"sync"
@@ -165,5 +166,49 @@ func longHistory(t *testing.T, h *harness, sid string) {
 		SELECT ?, CASE i % 2 WHEN 1 THEN 'user' ELSE 'assistant' END, printf('%.*c', 2000, 'x'), '', '', 0, '[]', '', 0, 0, '', 0 FROM n`,
 		maxCachedMessages+500, sid); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Concurrent writes share transactions (group commit), yet each one
+// commits or fails alone: a failing write leaves nothing behind and does
+// not fail the writes committed with it.
+func TestGroupCommitIsolatesWrites(t *testing.T) {
+	h := start(t, t.TempDir(), yamlWith("echo", ""))
+	d, ctx := h.m.db, context.Background()
+	if _, err := h.st.DB().Exec(`CREATE TABLE gc_test(n INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	const writers = 200
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			errs[i] = d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO gc_test(n) VALUES (?)`, i); err != nil {
+					return err
+				}
+				if i%7 == 0 {
+					return fmt.Errorf("write %d fails after its insert", i)
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	want := 0
+	for i, err := range errs {
+		if (err != nil) != (i%7 == 0) {
+			t.Fatalf("write %d: err %v", i, err)
+		}
+		if err == nil {
+			want += i
+		}
+	}
+	var rows, sum int
+	if err := h.st.DB().QueryRow(`SELECT COUNT(*), COALESCE(SUM(n), 0) FROM gc_test`).Scan(&rows, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if rows != writers-(writers+6)/7 || sum != want {
+		t.Fatalf("%d rows summing to %d committed, want %d summing to %d", rows, sum, writers-(writers+6)/7, want)
 	}
 }

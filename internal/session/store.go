@@ -39,6 +39,9 @@ type db struct {
 	ackKeep time.Duration
 	ackMax  int
 
+	// group batches the writes of the turn path (group.go).
+	group group
+
 	// wmu serialises this package's writes. SQLite has one writer; when
 	// several collide, its busy handler backs off in sleeps of up to
 	// 100 ms, which shows up as a long latency tail.
@@ -277,14 +280,20 @@ func (d *db) insertTurn(ctx context.Context, t *turn) error {
 	if err != nil {
 		return err
 	}
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	res, err := d.insTurn.ExecContext(ctx, t.Seq, t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
+	var id int64
+	err = d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, d.insTurn).ExecContext(ctx, t.Seq, t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
+		if err != nil {
+			return err
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("persist turn: %w", err)
 	}
-	t.ID, err = res.LastInsertId()
-	return err
+	t.ID = id
+	return nil
 }
 
 // deleteTurns deletes the queued turns ids, all or none.
@@ -360,13 +369,6 @@ func (o outcome) status() string {
 // turn, atomically: a crash leaves either the queued turn (it runs again) or
 // its result, never both.
 func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	tx, err := d.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("finish turn %d: %w", t.ID, err)
-	}
-	defer tx.Rollback()
 	now := d.ms()
 	msgs := o.Messages
 	if len(msgs) == 0 || msgs[0].Role != provider.RoleUser {
@@ -390,37 +392,40 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 	if t.ephemeral {
 		msgs = nil // usage only
 	}
-	for i, m := range msgs {
-		calls := ""
-		if len(m.ToolCalls) > 0 {
-			b, _ := json.Marshal(m.ToolCalls)
-			calls = string(b)
+	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for i, m := range msgs {
+			calls := ""
+			if len(m.ToolCalls) > 0 {
+				b, _ := json.Marshal(m.ToolCalls)
+				calls = string(b)
+			}
+			att := nonNil(nil)
+			if i == 0 {
+				att = nonNil(t.Attachments)
+			}
+			model, interrupted, rowErr := "", false, ""
+			if i == lastAssistant {
+				att, model, interrupted, rowErr = nonNil(o.Attachments), o.Model, o.Interrupted, errText
+			}
+			attJSON, _ := json.Marshal(att)
+			if _, err := tx.StmtContext(ctx, d.insMsg).ExecContext(ctx, t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, string(attJSON), model,
+				interrupted, o.Err != nil, rowErr, now); err != nil {
+				return err
+			}
 		}
-		att := nonNil(nil)
-		if i == 0 {
-			att = nonNil(t.Attachments)
+		if _, err := tx.StmtContext(ctx, d.insUsage).ExecContext(ctx, t.SessionID, t.ClientID, o.Model, o.Usage.PromptTokens, o.Usage.CompletionTokens, o.CostUSD, o.status(), now,
+			o.Price.Input, o.Price.Output, usage.Source(t.SessionID)); err != nil {
+			return err
 		}
-		model, interrupted, rowErr := "", false, ""
-		if i == lastAssistant {
-			att, model, interrupted, rowErr = nonNil(o.Attachments), o.Model, o.Interrupted, errText
+		if _, err := tx.StmtContext(ctx, d.delTurn).ExecContext(ctx, t.ID); err != nil {
+			return err
 		}
-		attJSON, _ := json.Marshal(att)
-		if _, err := tx.StmtContext(ctx, d.insMsg).ExecContext(ctx, t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, string(attJSON), model,
-			interrupted, o.Err != nil, rowErr, now); err != nil {
-			return fmt.Errorf("finish turn %d: %w", t.ID, err)
+		if _, err := tx.StmtContext(ctx, d.touch).ExecContext(ctx, now, t.SessionID); err != nil {
+			return err
 		}
-	}
-	if _, err := tx.StmtContext(ctx, d.insUsage).ExecContext(ctx, t.SessionID, t.ClientID, o.Model, o.Usage.PromptTokens, o.Usage.CompletionTokens, o.CostUSD, o.status(), now,
-		o.Price.Input, o.Price.Output, usage.Source(t.SessionID)); err != nil {
-		return fmt.Errorf("finish turn %d: %w", t.ID, err)
-	}
-	if _, err := tx.StmtContext(ctx, d.delTurn).ExecContext(ctx, t.ID); err != nil {
-		return fmt.Errorf("finish turn %d: %w", t.ID, err)
-	}
-	if _, err := tx.StmtContext(ctx, d.touch).ExecContext(ctx, now, t.SessionID); err != nil {
-		return fmt.Errorf("finish turn %d: %w", t.ID, err)
-	}
-	if err := tx.Commit(); err != nil {
+		return nil
+	})
+	if err != nil {
 		d.hist.drop(t.SessionID)
 		return fmt.Errorf("finish turn %d: %w", t.ID, err)
 	}

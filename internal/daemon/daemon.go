@@ -44,6 +44,10 @@ import (
 // in all, and closing listeners and the database takes the rest.
 const shutdownGrace = 1500 * time.Millisecond
 
+// mcpStartWait bounds how long serve waits for MCP servers to come up
+// before resuming persisted turns and opening the listeners.
+const mcpStartWait = 5 * time.Second
+
 // HTTP timeouts of every listener. readTimeout covers a whole request with
 // its body (a 50 MiB upload over a slow link fits); WebSockets clear it
 // when they take over the stream.
@@ -384,10 +388,12 @@ func (d *daemon) serve(ctx context.Context) error {
 
 	// Persisted turns resume, and turns are accepted, before any listener
 	// serves a client.
+	// Tools first, so that resumed turns find the servers that start fast.
+	d.mcp.Start(ctx)
+	d.mcp.WaitStarted(ctx, mcpStartWait)
 	if err := d.mgr.Start(ctx); err != nil {
 		return stop(fmt.Errorf("start sessions: %w", err))
 	}
-	d.mcp.Start(ctx)
 	if err := d.sched.Start(ctx); err != nil {
 		return stop(fmt.Errorf("start scheduler: %w", err))
 	}

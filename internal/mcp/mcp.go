@@ -257,6 +257,38 @@ func (p *Pool) Start(ctx context.Context) {
 	}
 }
 
+// WaitStarted waits, at most d, until no enabled server is still in its
+// first start, so that turns resumed right after agentd starts see the
+// tools of servers that come up quickly. A slow or broken server does not
+// hold agentd up longer than d.
+func (p *Pool) WaitStarted(ctx context.Context, d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		p.mu.Lock()
+		pending := 0
+		for _, e := range p.servers {
+			if e.row.Kind == KindCustom && e.loop != nil && e.status.State == StateStarting && e.status.Restarts == 0 {
+				pending++
+			}
+		}
+		p.mu.Unlock()
+		if pending == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			p.log.Info("MCP servers still starting; not waiting for them", "starting", pending)
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // Close stops every server (all at once) and returns when they are gone.
 func (p *Pool) Close() {
 	p.mu.Lock()

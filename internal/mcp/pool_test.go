@@ -373,3 +373,22 @@ func TestToolName(t *testing.T) {
 		t.Error("sanitised names collide")
 	}
 }
+
+func TestWaitStarted(t *testing.T) {
+	seed := config.Default()
+	seed.MCPs = map[string]config.MCP{
+		"everything": {Command: peerBin(t, "mcp-server-everything")},
+		"mute":       {Command: "sleep", Args: []string{"600"}}, // never answers the handshake
+	}
+	f := newFixture(t, seed)
+	f.pool.Start(context.Background())
+	f.pool.WaitStarted(context.Background(), 200*time.Millisecond)
+	if v, _ := f.pool.Get("mute"); v.Status != StateStarting {
+		t.Errorf("mute: %+v", v)
+	}
+	f.pool.Delete(context.Background(), "mute")
+	f.pool.WaitStarted(context.Background(), time.Minute)
+	if v, _ := f.pool.Get("everything"); v.Status != StateRunning || !hasTool(f.reg, "everything__echo") {
+		t.Errorf("everything after WaitStarted: %+v", v)
+	}
+}

@@ -248,7 +248,8 @@ func (d *daemon) open(ctx context.Context) error {
 	d.gw.Mount(d.lifecycleRoutes()...)
 	d.gw.Mount(upload.Routes(&upload.Uploads{
 		Dir: d.dir.Uploads(), Log: d.log.With("component", "upload"),
-		Limit: func() int64 { return d.cfg.Current().Limits.UploadMaxBytes },
+		Limit:      func() int64 { return d.cfg.Current().Limits.UploadMaxBytes },
+		Transcribe: voice.Files{Service: d.voice}.Hear, NotAudio: voice.ErrNotAudio,
 	})...)
 	d.cfg.Subscribe(func(old, cur *config.Config) {
 		if !reflect.DeepEqual(old.Listeners, cur.Listeners) {

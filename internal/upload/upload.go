@@ -6,6 +6,7 @@
 package upload
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -37,6 +38,12 @@ type Uploads struct {
 	Log   *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Transcribe, when set, serves ?transcribe=1: the stored audio file's
+	// transcript (package voice). It returns an error wrapping NotAudio
+	// for a file that is not audio.
+	Transcribe func(ctx context.Context, path string) (string, error)
+	// NotAudio is the error Transcribe wraps for a file that is not audio.
+	NotAudio error
 }
 
 // Result is the answer of POST /api/upload.
@@ -45,6 +52,10 @@ type Result struct {
 	Filename string `json:"filename"`
 	Size     int64  `json:"size"`
 	MIME     string `json:"mime"`
+	// Transcription is the text of an audio upload with ?transcribe=1.
+	Transcription *string `json:"transcription,omitempty"`
+	// TranscriptionError says why an audio file kept was not transcribed.
+	TranscriptionError string `json:"transcription_error,omitempty"`
 }
 
 // Routes is POST /api/upload, for chat devices (rest.md "Upload").
@@ -90,9 +101,35 @@ func (u *Uploads) handle(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		route.Error(w, http.StatusBadRequest, "bad_request", "upload: "+err.Error())
 	default:
+		if r.URL.Query().Get("transcribe") == "1" && !u.transcribe(w, r, &res) {
+			return
+		}
 		u.Log.Info("upload stored", "path", res.Path, "size", res.Size, "mime", res.MIME)
 		route.JSON(w, http.StatusCreated, res)
 	}
+}
+
+// transcribe adds the transcript of an audio upload. A file that is not
+// audio is removed and refused (400); an engine that fails keeps the file
+// and says why in transcription_error.
+func (u *Uploads) transcribe(w http.ResponseWriter, r *http.Request, res *Result) bool {
+	if u.Transcribe == nil {
+		os.Remove(res.Path)
+		route.Error(w, http.StatusServiceUnavailable, "unavailable", "transcription is not available on this agent (voice)")
+		return false
+	}
+	text, err := u.Transcribe(r.Context(), res.Path)
+	switch {
+	case err == nil:
+		res.Transcription = &text
+	case u.NotAudio != nil && errors.Is(err, u.NotAudio):
+		os.Remove(res.Path)
+		route.Error(w, http.StatusBadRequest, "not_audio", "transcribe=1: the file is not audio: "+err.Error())
+		return false
+	default:
+		res.TranscriptionError = err.Error()
+	}
+	return true
 }
 
 // store streams part into a new file; on any failure the file is removed.

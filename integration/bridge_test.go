@@ -49,6 +49,11 @@ type bridgeState struct {
 	GatewayConnected bool      `json:"gateway_connected"`
 	SessionPrefix    string    `json:"session_prefix"`
 	Path             string    `json:"path"`
+	PlatformStatus   string    `json:"platform_status"`
+	Events           []struct {
+		Kind string `json:"kind"`
+		Text string `json:"text"`
+	} `json:"events"`
 }
 
 // bridgeEnv is one agent directory with agentd serving and the fake

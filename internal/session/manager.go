@@ -357,6 +357,7 @@ func (m *Manager) register(c *Client) {
 	set[c.Sink] = struct{}{}
 	m.sinkMu.Unlock()
 	c.mu.Unlock()
+	m.adoptBridgeSessions(c.Identity)
 	m.flushOutbox(c, "")
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/wire"
 )
@@ -110,4 +111,64 @@ func (d *db) addPushed(ctx context.Context, sid, text string, atts []wire.Attach
 	}
 	d.hist.appendTurn(sid, modelView([]provider.Message{{Role: provider.RoleAssistant, Content: text}}, false))
 	return nil
+}
+
+// adoptBridgeSessions hands the sessions of a bridge's prefix to the
+// bridge's current device. A bridge whose certificate was revoked gets a
+// new key, hence a new client id, from the supervisor; its chats
+// ("tg:1001") must stay its own, with their history, queued turns and the
+// replies that wait in the outbox. Only the device that holds the prefix
+// now (Options.Bridges) adopts; the prefix belongs to one bridge.
+func (m *Manager) adoptBridgeSessions(id *auth.Identity) {
+	p := id.SessionPrefix()
+	if m.bridges == nil || !id.Has(auth.CapBridge) || p == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	holder, ok, err := m.bridges(ctx, p)
+	if err != nil || !ok || holder != id.ClientID {
+		return
+	}
+	n, err := m.db.adopt(ctx, p+":", id.ClientID)
+	if err != nil {
+		m.log.Error("bridge sessions not handed to the bridge's new key", "prefix", p, "client", id.ClientID, "err", err)
+		return
+	}
+	if n > 0 {
+		m.log.Info("bridge sessions handed to the bridge's new key", "prefix", p, "client", id.ClientID, "sessions", n)
+	}
+}
+
+// adopt makes owner the owner of every session starting with prefix, and
+// moves their queued turns and outbox rows along.
+func (d *db) adopt(ctx context.Context, prefix, owner string) (int64, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("adopt sessions %s*: %w", prefix, err)
+	}
+	defer tx.Rollback()
+	match := `substr(session_id, 1, length(?)) = ? AND client_id != ?`
+	res, err := tx.ExecContext(ctx, `UPDATE sessions SET owner = ? WHERE substr(id, 1, length(?)) = ? AND owner != ?`, owner, prefix, prefix, owner)
+	if err != nil {
+		return 0, fmt.Errorf("adopt sessions %s*: %w", prefix, err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 0 {
+		return 0, nil
+	}
+	for _, table := range []string{"outbox", "turns"} {
+		if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET client_id = ? WHERE `+match, owner, prefix, prefix, owner); err != nil {
+			return 0, fmt.Errorf("adopt sessions %s*: %w", prefix, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("adopt sessions %s*: %w", prefix, err)
+	}
+	d.metaMu.Lock()
+	d.meta = nil // owners changed; the cache refills from the table
+	d.metaMu.Unlock()
+	return n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/provider/providertest"
 	"github.com/agentd/agentd/wire"
 )
@@ -121,4 +122,44 @@ func TestPushToDeviceSessionAndRefusals(t *testing.T) {
 	if got := fmt.Sprint(h.outboxRows(t, alice.ClientID)); got != "[]" {
 		t.Fatalf("outbox after refusals: %s", got)
 	}
+}
+
+// A bridge re-keyed after a revoke (new client id, same prefix) keeps its
+// chats: history, and the replies that waited for the old key.
+func TestBridgeReKeyAdoptsSessions(t *testing.T) {
+	holder := tg.ClientID
+	resolve := func(_ context.Context, p string) (string, bool, error) { return holder, p == "tg", nil }
+	h := startWith(t, t.TempDir(), yamlWith("echo", ""), Options{Bridges: resolve})
+	ctx := context.Background()
+	c1, rec1, bye1 := h.connectAcking(t, tg)
+	h.m.Handle(ctx, c1, wire.TextFinal{Text: "hi", SessionID: "tg:1"})
+	rec1.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 1 })
+	bye1() // revoked before it showed the reply
+
+	fresh := &auth.Identity{ClientID: "f7e5", Capabilities: tg.Capabilities}
+	holder = fresh.ClientID
+	c2, rec2, bye2 := h.connectAcking(t, fresh)
+	defer bye2()
+	fs := rec2.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 1 })
+	if r := responses(fs)[0]; r.SessionID != "tg:1" {
+		t.Fatalf("re-sent %+v", r)
+	}
+	h.m.Handle(ctx, c2, wire.TextFinal{Text: "again", SessionID: "tg:1"})
+	fs = rec2.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 2 })
+	if _, ok := fs[len(fs)-1].(wire.TurnComplete); !ok {
+		t.Fatalf("second turn frames %#v", fs)
+	}
+	// A device that does not hold the prefix adopts nothing.
+	other := &auth.Identity{ClientID: "0e1e", Capabilities: tg.Capabilities}
+	c3, rec3, bye3 := h.connectAcking(t, other)
+	defer bye3()
+	h.m.Handle(ctx, c3, wire.TextFinal{Text: "mine?", SessionID: "tg:1"})
+	rec3.wait(t, func(fs []wire.Message) bool {
+		for _, f := range fs {
+			if e, ok := f.(wire.Error); ok && strings.Contains(e.Text, "belongs to another device") {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -64,4 +65,56 @@ func displayName(name string) string {
 		return name
 	}
 	return string(unicode.ToUpper(r)) + strings.TrimPrefix(name, name[:n])
+}
+
+// certRetryWindow: a bridge refused again this soon after it got a fresh
+// certificate is not given another one (something else is wrong, and a
+// relaunch loop would hide it); it fails instead.
+const certRetryWindow = time.Minute
+
+// certRefused handles a bridge reporting that the gateway refuses its
+// certificate (revoked, or expired): if the bridge is still enabled it is
+// restarted, and its launch gets a fresh identity from the Issuer (a new
+// key for a revoked one). A second refusal within certRetryWindow marks
+// it failed: certificate revoked. Either way the operator is told.
+func (s *Supervisor) certRefused(e *entry, why string) {
+	e.op.Lock()
+	defer e.op.Unlock()
+	s.mu.Lock()
+	enabled, running := e.cfg.Enabled && !s.closed, e.loopCtl != nil
+	again := !e.certRenewed.IsZero() && time.Since(e.certRenewed) < certRetryWindow
+	prefix := e.status.SessionPrefix
+	s.mu.Unlock()
+	if !enabled || !running {
+		return
+	}
+	if again {
+		s.stopLoop(e)
+		msg := "certificate revoked: the gateway refused the fresh certificate too (" + why + ")"
+		s.log.Error("bridge certificate refused again; giving up", "bridge", e.name, "err", why)
+		s.setState(e, StateFailed, func(st *Status) { st.LastError = msg })
+		s.addEvent(e, "alert", "failed: "+msg)
+		s.opts.Alerts.Raise(alertKey(e.name), displayName(e.name)+" has failed since {since}: "+msg, alert.NotVia(prefix), alert.Immediately())
+		return
+	}
+	s.mu.Lock()
+	e.certRenewed = time.Now()
+	s.mu.Unlock()
+	s.log.Warn("the gateway refuses the bridge's certificate; issuing a fresh one and restarting the bridge", "bridge", e.name, "err", why)
+	s.addEvent(e, "status", "certificate refused by the gateway (revoked?): issued a fresh one and restarted the bridge")
+	s.stopLoop(e)
+	s.startLoop(e)
+	s.notify(e.name, ActionRestarted)
+}
+
+// addEvent records an operator event of the supervisor's own in e's status.
+func (s *Supervisor) addEvent(e *entry, kind, text string) {
+	s.mu.Lock()
+	st := &e.status
+	st.Events = append(st.Events, Event{Time: time.Now(), Kind: kind, Text: text})
+	if n := len(st.Events); n > maxEvents {
+		st.Events = append(st.Events[:0:0], st.Events[n-maxEvents:]...)
+	}
+	s.mu.Unlock()
+	s.notify(e.name, ActionEvent)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/agentd/agentd/internal/logfile"
@@ -50,6 +51,12 @@ func (h *hostServer) Event(_ context.Context, r *bridgev1.EventRequest) (*bridge
 		text = text[:4096] // a QR payload is far shorter; this bounds a misbehaving bridge
 	}
 	h.log.Info("bridge event", "kind", kind, "text", text)
+	if kind == "alert" && strings.HasPrefix(text, bridge.CertRefused) {
+		// The supervisor can fix this itself (and says so); not an
+		// operator alert unless that fails.
+		go h.s.certRefused(h.e, text)
+		return &bridgev1.EventResponse{}, nil
+	}
 	h.s.mu.Lock()
 	st := &h.e.status
 	st.Events = append(st.Events, Event{Time: time.Now(), Kind: kind, Text: text})

@@ -181,6 +181,9 @@ type entry struct {
 	status  Status
 	loopCtl *loop         // nil when no loop runs
 	changed chan struct{} // closed and replaced on every state change
+	// certRenewed is when a refused certificate last made it relaunch
+	// with a fresh one (certRefused).
+	certRenewed time.Time
 }
 
 // loop is a running supervision goroutine of one bridge.

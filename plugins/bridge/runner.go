@@ -44,6 +44,8 @@ type RunnerConfig struct {
 	Logger *slog.Logger
 	// OnEvent receives Host.Event calls (operator-visible events); may be nil.
 	OnEvent func(kind, text string)
+	// OnStatus receives Host SetStatus calls (StatusSetter); may be nil.
+	OnStatus func(text string)
 	// EditInterval is the minimum time between edits of one streamed reply;
 	// default DefaultEditInterval.
 	EditInterval time.Duration
@@ -65,6 +67,7 @@ type Runner struct {
 	dialer   *client.Dialer
 	log      *slog.Logger
 	onEvent  func(kind, text string)
+	onStatus func(text string)
 	allowAll bool
 	allowed  map[string]bool
 	editIvl  time.Duration
@@ -130,6 +133,7 @@ func NewRunner(p Platform, cfg RunnerConfig) *Runner {
 		dialer:    d,
 		log:       log,
 		onEvent:   cfg.OnEvent,
+		onStatus:  cfg.OnStatus,
 		allowed:   map[string]bool{},
 		editIvl:   cfg.EditInterval,
 		showHeard: cfg.ShowTranscript,
@@ -366,7 +370,7 @@ func (r *Runner) sendOn(gc *gwConn, sid string, frame wire.Message) error {
 // SendText lets a platform-independent caller (and tests) send a notice to
 // a chat through the platform, honouring MaxTextLen.
 func (r *Runner) SendText(ctx context.Context, chatID, text string) error {
-	for _, part := range SplitText(text, r.maxText) {
+	for _, part := range r.split(text) {
 		if _, err := r.p.SendText(ctx, chatID, part); err != nil {
 			return err
 		}

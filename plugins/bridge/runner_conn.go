@@ -45,6 +45,7 @@ func backoff(n int) time.Duration {
 // gatewayLoop keeps one gateway connection up until ctx ends.
 func (r *Runner) gatewayLoop(ctx context.Context) {
 	attempt := 0
+	refused := false // the refusal of our certificate was reported since the last connect
 	for ctx.Err() == nil {
 		// Acks: the gateway keeps each reply until a chat has shown it
 		// (chatWorker acks at turn_complete), so a reply this process
@@ -57,10 +58,12 @@ func (r *Runner) gatewayLoop(ctx context.Context) {
 				return
 			}
 			wait := backoff(attempt)
-			if attempt == 0 && (client.IsStatus(err, 401) || client.IsStatus(err, 403)) {
+			if !refused && (client.IsStatus(err, 401) || client.IsStatus(err, 403)) {
 				// Retrying continues (the device may be re-enrolled), but
-				// the operator must hear of it once.
-				(*host)(r).Event("alert", "the gateway refuses this bridge's certificate: "+err.Error())
+				// the operator (and agentd's supervisor, which renews the
+				// certificate) must hear of it, once.
+				refused = true
+				(*host)(r).Event("alert", CertRefused+": "+err.Error())
 			}
 			attempt++
 			r.setErr(err.Error())
@@ -70,6 +73,7 @@ func (r *Runner) gatewayLoop(ctx context.Context) {
 			}
 			continue
 		}
+		refused = false
 		r.log.Info("connected to gateway", "gateway", r.dialer.String(), "agent", c.AgentName(), "version", c.Version())
 		r.mu.Lock()
 		r.agentName = c.AgentName()

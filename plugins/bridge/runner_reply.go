@@ -253,7 +253,7 @@ func (w *chatWorker) notice(ctx context.Context, text string) {
 func (w *chatWorker) flush(ctx context.Context, final bool) bool {
 	r := w.r
 	w.lastFlush = time.Now()
-	parts := SplitText(w.text.String(), r.maxText)
+	parts := r.split(w.text.String())
 	ok := true
 	for i, part := range parts {
 		cctx, cancel := w.call(ctx)

@@ -154,6 +154,11 @@ func (s *server) Configure(_ context.Context, req *bridgev1.ConfigureRequest) (*
 		OnEvent:      s.onEvent,
 		// A setting every bridge shares, not the platform's own.
 		ShowTranscript: req.Settings["show_transcript"] == "true",
+		OnStatus: func(text string) {
+			s.mu.Lock()
+			s.platformStatus = text
+			s.mu.Unlock()
+		},
 	}
 	s.state = bridgev1.State_STATE_CONFIGURED
 	s.lastErr = ""

@@ -71,6 +71,7 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 		}
 	}()
 	failures := 0
+	var conflict conflict
 	for ctx.Err() == nil {
 		updates, err := p.getUpdates(ctx, offset, p.pollTimeout)
 		if err != nil {
@@ -79,6 +80,12 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 			}
 			if errors.Is(err, errUnauthorized) {
 				return err
+			}
+			if wait, ok := conflict.failed(p, host, err); ok {
+				if !sleep(ctx, wait) {
+					break
+				}
+				continue
 			}
 			wait := pollBackoff(failures, err)
 			if failures == 0 {
@@ -91,6 +98,7 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 			}
 			continue
 		}
+		conflict.polled(p, host)
 		if failures > 0 {
 			host.Event("status", "connected to Telegram as @"+p.botUser.Username)
 			failures = 0
@@ -133,6 +141,7 @@ func (p *Platform) start(ctx context.Context, host bridge.Host) error {
 	if err := p.call(ctx, "deleteWebhook", map[string]any{"drop_pending_updates": false}, &ok); err != nil {
 		p.log.Warn("deleteWebhook failed", "err", err)
 	}
+	p.registerCommands(ctx)
 	p.log.Info("telegram bot ready", "username", p.botUser.Username, "id", p.botUser.ID)
 	host.Event("status", "connected to Telegram as @"+p.botUser.Username)
 	return nil

@@ -190,8 +190,8 @@ func (p *Platform) retry(ctx context.Context, what string, call func() error) er
 	}
 }
 
-// SendText implements bridge.Platform. Text is sent with parse_mode HTML,
-// fully escaped, so the agent's text appears exactly as written.
+// SendText implements bridge.Platform. The text is the agent's Markdown,
+// sent as Telegram HTML (markdown.go), or plain if Telegram refuses that.
 func (p *Platform) SendText(ctx context.Context, chatID, text string) (string, error) {
 	if err := p.ready(); err != nil {
 		return "", err
@@ -202,9 +202,11 @@ func (p *Platform) SendText(ctx context.Context, chatID, text string) (string, e
 	}
 	var m *models.Message
 	err = p.retry(ctx, "sendMessage", func() error {
-		var err error
-		m, err = p.b.SendMessage(ctx, &bot.SendMessageParams{ChatID: id, Text: EscapeHTML(text), ParseMode: models.ParseModeHTML})
-		return err
+		return p.formatted(text, func(body string, mode models.ParseMode) error {
+			var err error
+			m, err = p.b.SendMessage(ctx, &bot.SendMessageParams{ChatID: id, Text: body, ParseMode: mode})
+			return err
+		})
 	})
 	if err != nil {
 		return "", err
@@ -227,8 +229,10 @@ func (p *Platform) EditText(ctx context.Context, chatID, msgID, text string) err
 		return fmt.Errorf("telegram: invalid message id %q", msgID)
 	}
 	err = p.retry(ctx, "editMessageText", func() error {
-		_, err := p.b.EditMessageText(ctx, &bot.EditMessageTextParams{ChatID: id, MessageID: mid, Text: EscapeHTML(text), ParseMode: models.ParseModeHTML})
-		return err
+		return p.formatted(text, func(body string, mode models.ParseMode) error {
+			_, err := p.b.EditMessageText(ctx, &bot.EditMessageTextParams{ChatID: id, MessageID: mid, Text: body, ParseMode: mode})
+			return err
+		})
 	})
 	if err != nil && strings.Contains(err.Error(), "message is not modified") {
 		return nil

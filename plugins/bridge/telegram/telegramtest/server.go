@@ -98,6 +98,7 @@ type Server struct {
 	changed  chan struct{} // closed and replaced on every change
 	pollGen  int           // incremented by each getUpdates; an older poll sees a newer one
 	fetched  map[int64]int // update id → how often getUpdates returned it
+	commands []models.BotCommand
 }
 
 // New starts a fake Bot API server that stops with the test.
@@ -389,6 +390,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		res, aerr = s.getFile(params)
 	case "deleteWebhook":
 		res = true
+	case "setMyCommands":
+		res, aerr = s.setMyCommands(params)
+	case "getMyCommands":
+		res = s.Commands()
 	default:
 		aerr = &apiError{code: 404, desc: "Not Found"}
 	}

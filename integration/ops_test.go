@@ -157,6 +157,10 @@ func TestConfigREST(t *testing.T) {
 	if !strings.Contains(d.stderr.String(), "config reload refused") {
 		t.Fatalf("empty file not refused:\n%s", d.stderr.String())
 	}
+	checkLogs(t, owner, "component=config&level=error&lines=5", "config", "config reload refused")
+	if err := chat.GetJSON(ctx, "/api/logs", nil); !client.IsStatus(err, 403) {
+		t.Errorf("chat cert GET /api/logs: %v, want 403", err)
+	}
 	fake.Push(providertest.Response{Text: []string{"still"}})
 	wsTurn(t, ownerWS(t, dir), "cfg", "again")
 	if got := lastSystemPrompt(t, fake); !strings.HasPrefix(got, "You are terse.") {
@@ -283,6 +287,7 @@ func TestUsageAndBudgets(t *testing.T) {
 		t.Errorf("%d budget alert lines, want 1 (once per window)", n)
 	}
 
+	checkLogs(t, e.owner, "component=bridge-telegram", "bridge-telegram", "")
 	r := agentd(t, nil, "usage", e.dir)
 	if r.code != 0 || !strings.Contains(r.stdout, "fake-model") || !regexpLine(r.stdout, `^\s+cap\s+all\s+month\s+\$0\.0100\s+\$0\.0150\s+\$0\.0000`) {
 		t.Errorf("agentd usage: %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -459,5 +464,33 @@ func TestRestart(t *testing.T) {
 	}
 	if strings.Join(asked, ",") != "one,two" || strings.Join(replies, "|") != "reply A|reply B" {
 		t.Errorf("after the restart the model was asked %v and replied %v; want one,two", asked, replies)
+	}
+}
+
+// logEntries is GET /api/logs?query as d.
+func logEntries(t *testing.T, d *client.Dialer, query string) []map[string]any {
+	t.Helper()
+	var out struct {
+		Entries []map[string]any `json:"entries"`
+	}
+	if err := d.GetJSON(ctx30(t), "/api/logs?"+query, &out); err != nil {
+		t.Fatalf("GET /api/logs?%s: %v", query, err)
+	}
+	return out.Entries
+}
+
+// checkLogs asserts that the component's entries (at least one) all carry it.
+func checkLogs(t *testing.T, d *client.Dialer, query, component, wantMsg string) {
+	t.Helper()
+	es := logEntries(t, d, query)
+	found := false
+	for _, e := range es {
+		if e["component"] != component {
+			t.Errorf("GET /api/logs?%s returned %v", query, e)
+		}
+		found = found || strings.Contains(fmt.Sprint(e["msg"]), wantMsg)
+	}
+	if !found {
+		t.Errorf("GET /api/logs?%s: no %q among %v", query, wantMsg, es)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/agentd/agentd/internal/enroll"
 	"github.com/agentd/agentd/internal/gateway"
 	"github.com/agentd/agentd/internal/iroh"
+	"github.com/agentd/agentd/internal/logfile"
 	"github.com/agentd/agentd/internal/mcp"
 	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/internal/scheduler"
@@ -284,7 +285,28 @@ func (d *daemon) lifecycleRoutes() []route.Route {
 	return []route.Route{
 		// Admin: it ends every connection and bridge for a moment.
 		{Pattern: "POST /api/restart", Cap: auth.CapAdmin, Handler: http.HandlerFunc(d.handleRestart)},
+		// Admin: the logs name devices, sessions and every error.
+		{Pattern: "GET /api/logs", Cap: auth.CapAdmin, Handler: http.HandlerFunc(d.handleLogs)},
 	}
+}
+
+// handleLogs is GET /api/logs: the newest entries of agentd.log and the
+// bridges' logs, read from the end of the files.
+func (d *daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
+	q, err := logfile.ParseQuery(r.URL.Query())
+	if err != nil {
+		route.Error(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	es, err := logfile.Read(d.dir.Logs(), q)
+	if err != nil {
+		route.Error(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	if es == nil {
+		es = []logfile.Entry{}
+	}
+	route.JSON(w, http.StatusOK, map[string]any{"entries": es})
 }
 
 // handleRestart answers 202 first, then the ordered shutdown runs (serve

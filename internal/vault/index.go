@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
@@ -46,6 +47,18 @@ func loadRows(ctx context.Context, db *sql.DB) (map[string]indexRow, error) {
 type indexTx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+	// fts holds the full-text changes until commit: FTS5 flushes its
+	// pending terms to disk whenever a statement of the transaction opens
+	// a savepoint while it has some, so interleaving them with the other
+	// tables' statements would flush after every note (half of a cold
+	// build went there).
+	fts []ftsOp
+}
+
+type ftsOp struct {
+	id                int64
+	del               bool
+	title, body, tags string
 }
 
 func beginIndex(ctx context.Context, db *sql.DB) (*indexTx, error) {
@@ -57,18 +70,26 @@ func beginIndex(ctx context.Context, db *sql.DB) (*indexTx, error) {
 }
 
 func (t *indexTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	st, ok := t.stmts[q]
-	if !ok {
-		var err error
-		if st, err = t.tx.PrepareContext(ctx, q); err != nil {
-			return nil, err
-		}
-		t.stmts[q] = st
+	st, err := t.stmt(ctx, q)
+	if err != nil {
+		return nil, err
 	}
 	return st.ExecContext(ctx, args...)
 }
 
-func (t *indexTx) commit() error {
+func (t *indexTx) commit(ctx context.Context) error {
+	for _, op := range t.fts {
+		var err error
+		if op.del {
+			_, err = t.exec(ctx, `DELETE FROM vault_fts WHERE rowid = ?`, op.id)
+		} else {
+			_, err = t.exec(ctx, `INSERT INTO vault_fts(rowid, title, body, tags) VALUES (?, ?, ?, ?)`, op.id, op.title, op.body, op.tags)
+		}
+		if err != nil {
+			t.rollback()
+			return fmt.Errorf("full-text index: %w", err)
+		}
+	}
 	for _, st := range t.stmts {
 		st.Close()
 	}
@@ -86,28 +107,28 @@ func (t *indexTx) rollback() {
 func (t *indexTx) upsert(ctx context.Context, rel string, st fileState, p *Parsed) error {
 	tags, _ := json.Marshal(p.Tags)
 	var id int64
-	q := `INSERT INTO vault_notes(path, title, type, tags, mtime_ns, size, hash) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(path) DO UPDATE SET title = excluded.title, type = excluded.type, tags = excluded.tags,
-		mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash RETURNING id`
-	stmt, ok := t.stmts[q]
-	if !ok {
-		var err error
-		if stmt, err = t.tx.PrepareContext(ctx, q); err != nil {
-			return fmt.Errorf("index %s: %w", rel, err)
+	err := t.queryRow(ctx, `SELECT id FROM vault_notes WHERE path = ?`, rel).Scan(&id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		err = t.queryRow(ctx, `INSERT INTO vault_notes(path, title, type, tags, mtime_ns, size, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, rel, p.Title, p.Type, string(tags), st.mtime, st.size, st.hash).Scan(&id)
+	case err == nil:
+		t.fts = append(t.fts, ftsOp{id: id, del: true})
+		for _, q := range []string{
+			`DELETE FROM vault_links WHERE note_id = ?`,
+			`DELETE FROM vault_tags WHERE note_id = ?`,
+		} {
+			if _, err = t.exec(ctx, q, id); err != nil {
+				break
+			}
 		}
-		t.stmts[q] = stmt
+		if err == nil {
+			_, err = t.exec(ctx, `UPDATE vault_notes SET title = ?, type = ?, tags = ?, mtime_ns = ?, size = ?, hash = ? WHERE id = ?`,
+				p.Title, p.Type, string(tags), st.mtime, st.size, st.hash, id)
+		}
 	}
-	if err := stmt.QueryRowContext(ctx, rel, p.Title, p.Type, string(tags), st.mtime, st.size, st.hash).Scan(&id); err != nil {
+	if err != nil {
 		return fmt.Errorf("index %s: %w", rel, err)
-	}
-	for _, q := range []string{
-		`DELETE FROM vault_links WHERE note_id = ?`,
-		`DELETE FROM vault_tags WHERE note_id = ?`,
-		`DELETE FROM vault_fts WHERE rowid = ?`,
-	} {
-		if _, err := t.exec(ctx, q, id); err != nil {
-			return fmt.Errorf("index %s: %w", rel, err)
-		}
 	}
 	for _, l := range p.Links {
 		if _, err := t.exec(ctx, `INSERT INTO vault_links(note_id, target, target_base, heading, alias, embed) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -120,11 +141,35 @@ func (t *indexTx) upsert(ctx context.Context, rel string, st fileState, p *Parse
 			return fmt.Errorf("index %s: %w", rel, err)
 		}
 	}
-	if _, err := t.exec(ctx, `INSERT INTO vault_fts(rowid, title, body, tags) VALUES (?, ?, ?, ?)`,
-		id, p.Title, p.Body, strings.Join(p.Tags, " ")); err != nil {
-		return fmt.Errorf("index %s: %w", rel, err)
-	}
+	t.fts = append(t.fts, ftsOp{id: id, title: p.Title, body: p.Body, tags: strings.Join(p.Tags, " ")})
 	return nil
+}
+
+func (t *indexTx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	st, ok := t.stmts[q]
+	if !ok {
+		var err error
+		if st, err = t.tx.PrepareContext(ctx, q); err != nil {
+			return nil, err
+		}
+		t.stmts[q] = st
+	}
+	return st, nil
+}
+
+// errRow is a *sql.Row-like result for a statement that failed to prepare.
+type rowScanner interface{ Scan(...any) error }
+
+type errRow struct{ err error }
+
+func (e errRow) Scan(...any) error { return e.err }
+
+func (t *indexTx) queryRow(ctx context.Context, q string, args ...any) rowScanner {
+	st, err := t.stmt(ctx, q)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 // touch records a new mtime/size for a note whose content did not change.
@@ -135,9 +180,7 @@ func (t *indexTx) touch(ctx context.Context, rel string, st fileState) error {
 
 // remove drops a note from the index (links and tags cascade).
 func (t *indexTx) remove(ctx context.Context, id int64) error {
-	if _, err := t.exec(ctx, `DELETE FROM vault_fts WHERE rowid = ?`, id); err != nil {
-		return err
-	}
+	t.fts = append(t.fts, ftsOp{id: id, del: true})
 	_, err := t.exec(ctx, `DELETE FROM vault_notes WHERE id = ?`, id)
 	return err
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/agentd/agentd/internal/vault/notepath"
 )
 
 // syncBatch is how many changed notes one index transaction holds during a
@@ -51,12 +53,12 @@ func (v *Vault) Sync(ctx context.Context) (SyncStats, error) {
 			return nil
 		}
 		if d.IsDir() {
-			if hidden(rel) {
+			if notepath.Hidden(rel) {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if isNotePath(rel) {
+		if notepath.IsNote(rel) {
 			found = append(found, rel)
 		}
 		return nil
@@ -177,7 +179,7 @@ func (v *Vault) syncFilesLocked(ctx context.Context, rels []string, rows map[str
 			return nil, err
 		}
 	}
-	if err := tx.commit(); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		return nil, fmt.Errorf("vault index: %w", err)
 	}
 	for _, c := range ch {
@@ -206,7 +208,7 @@ func (v *Vault) rowsOf(ctx context.Context, rels []string) (map[string]indexRow,
 // the index; dw (may be nil) watches folders that appeared and drops the
 // watches of folders that went away.
 func (v *Vault) syncPath(ctx context.Context, rel string, dw *dirWatch) error {
-	if hidden(rel) {
+	if notepath.Hidden(rel) {
 		return nil
 	}
 	fi, err := v.root.Stat(rel)
@@ -224,7 +226,7 @@ func (v *Vault) syncPath(ctx context.Context, rel string, dw *dirWatch) error {
 		return err
 	case fi.IsDir():
 		return v.syncTree(ctx, rel, dw)
-	case isNotePath(rel):
+	case notepath.IsNote(rel):
 		_, err := v.syncFiles(ctx, []string{rel}, nil, true)
 		return err
 	}
@@ -242,7 +244,7 @@ func (v *Vault) syncTree(ctx context.Context, rel string, dw *dirWatch) error {
 			return nil
 		}
 		if d.IsDir() {
-			if hidden(p) {
+			if notepath.Hidden(p) {
 				return fs.SkipDir
 			}
 			if dw != nil {
@@ -250,7 +252,7 @@ func (v *Vault) syncTree(ctx context.Context, rel string, dw *dirWatch) error {
 			}
 			return nil
 		}
-		if isNotePath(p) {
+		if notepath.IsNote(p) {
 			notes = append(notes, p)
 		}
 		return nil

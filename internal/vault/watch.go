@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/agentd/agentd/internal/vault/notepath"
 )
 
 // Run brings the index up to date with the folder, then keeps it current
@@ -60,7 +62,7 @@ func (v *Vault) Run(ctx context.Context) error {
 				return nil
 			}
 			rel, ok := v.rel(ev.Name)
-			if !ok || rel == "." || hidden(rel) || ev.Op == fsnotify.Chmod {
+			if !ok || rel == "." || notepath.Hidden(rel) || ev.Op == fsnotify.Chmod {
 				continue // a chmod or touch changes nothing indexed
 			}
 			if len(pending) == 0 {
@@ -141,7 +143,7 @@ func (v *Vault) watchTree(watch func(rel string)) {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
-		if p != "." && hidden(p) {
+		if p != "." && notepath.Hidden(p) {
 			return fs.SkipDir
 		}
 		watch(p)

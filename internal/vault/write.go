@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/agentd/agentd/internal/vault/notepath"
 )
 
 // Expect is a change's precondition on the note's current version. It is
@@ -187,7 +189,7 @@ func (v *Vault) index(ctx context.Context, rel string, st fileState, p *Parsed) 
 		tx.rollback()
 		return err
 	}
-	if err := tx.commit(); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		return fmt.Errorf("index %s: %w", rel, err)
 	}
 	v.names.add(rel)
@@ -234,7 +236,7 @@ func (v *Vault) writeAtomic(rel string, data []byte, perm fs.FileMode) error {
 }
 
 func (v *Vault) fsError(what string, err error) error {
-	if escapes(err) {
+	if notepath.Escapes(err) {
 		return fmt.Errorf("%w: %s: a symlink leads out of the vault", ErrInvalidPath, what)
 	}
 	return fmt.Errorf("%s: %w", what, err)
@@ -321,7 +323,7 @@ func (v *Vault) unindex(ctx context.Context, rel string, under bool) ([]change, 
 		}
 		ch = append(ch, change{"deleted", g.path})
 	}
-	if err := tx.commit(); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		return nil, fmt.Errorf("unindex %s: %w", rel, err)
 	}
 	for _, g := range gone {

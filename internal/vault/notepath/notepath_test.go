@@ -1,4 +1,4 @@
-package vault
+package notepath
 
 import (
 	"errors"
@@ -19,9 +19,9 @@ func TestCleanPath(t *testing.T) {
 		{"x.MD", "x.MD.md"},
 	}
 	for _, tc := range ok {
-		got, err := CleanPath(tc.in)
+		got, err := Clean(tc.in)
 		if err != nil || got != tc.want {
-			t.Errorf("CleanPath(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			t.Errorf("Clean(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
 	bad := []string{
@@ -30,8 +30,8 @@ func TestCleanPath(t *testing.T) {
 		strings.Repeat("a", 256), strings.Repeat("a/", 600) + "x", " /x",
 	}
 	for _, in := range bad {
-		if got, err := CleanPath(in); !errors.Is(err, ErrInvalidPath) {
-			t.Errorf("CleanPath(%q) = %q, %v; want ErrInvalidPath", in, got, err)
+		if got, err := Clean(in); !errors.Is(err, ErrInvalidPath) {
+			t.Errorf("Clean(%q) = %q, %v; want ErrInvalidPath", in, got, err)
 		}
 	}
 }
@@ -44,31 +44,31 @@ func FuzzCleanPath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		got, err := CleanPath(in)
+		got, err := Clean(in)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidPath) {
-				t.Fatalf("CleanPath(%q): error %v is not ErrInvalidPath", in, err)
+				t.Fatalf("Clean(%q): error %v is not ErrInvalidPath", in, err)
 			}
 			return
 		}
 		switch {
 		case !utf8.ValidString(got), strings.ContainsAny(got, "\\\x00"), strings.HasPrefix(got, "/"):
-			t.Fatalf("CleanPath(%q) = %q: unsafe characters", in, got)
-		case path.Clean(got) != got, !strings.HasSuffix(got, ".md"), hidden(got):
-			t.Fatalf("CleanPath(%q) = %q: not a clean visible note path", in, got)
+			t.Fatalf("Clean(%q) = %q: unsafe characters", in, got)
+		case path.Clean(got) != got, !strings.HasSuffix(got, ".md"), Hidden(got):
+			t.Fatalf("Clean(%q) = %q: not a clean visible note path", in, got)
 		case path.IsAbs(path.Join("/root", got)) && !strings.HasPrefix(path.Join("/root", got), "/root/"):
-			t.Fatalf("CleanPath(%q) = %q escapes the root", in, got)
+			t.Fatalf("Clean(%q) = %q escapes the root", in, got)
 		}
 		for _, seg := range strings.Split(got, "/") {
 			if seg == ".." || seg == "." || seg == "" || len(seg) > maxSegment {
-				t.Fatalf("CleanPath(%q) = %q: bad segment %q", in, got, seg)
+				t.Fatalf("Clean(%q) = %q: bad segment %q", in, got, seg)
 			}
 		}
-		if again, err := CleanPath(got); err != nil || again != got {
+		if again, err := Clean(got); err != nil || again != got {
 			t.Fatalf("CleanPath not idempotent: %q → %q → %q, %v", in, got, again, err)
 		}
-		if !isNotePath(got) {
-			t.Fatalf("CleanPath(%q) = %q, which the index would not take as a note", in, got)
+		if !IsNote(got) {
+			t.Fatalf("Clean(%q) = %q, which the index would not take as a note", in, got)
 		}
 	})
 }

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Runs every Go fuzz target of the project for FUZZTIME (default 10s each).
+# Runs every Go fuzz target of the project for FUZZTIME (default 10s each;
+# "1000000x" means a million execs). FUZZ_ONLY, a regular expression, picks
+# targets by "<package> <Target>", e.g. FUZZ_ONLY='wire|enroll'.
+# Each target's seeds are in its package's testdata/fuzz/<Target>/ (plus
+# f.Add); a failing input is written there by go test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME="${FUZZTIME:-10s}"
+FUZZ_ONLY="${FUZZ_ONLY:-.}"
 status=0
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+		echo "$pkg $target" | grep -Eq -- "$FUZZ_ONLY" || continue
 		echo "fuzz $pkg $target ($FUZZTIME)"
 		if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" >/tmp/fuzz-$$.log 2>&1; then
 			cat /tmp/fuzz-$$.log; status=1

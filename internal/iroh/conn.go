@@ -172,22 +172,49 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		l.wg.Add(1)
-		go l.readHeader(uc)
+		go l.acceptStream(uc)
 	}
 }
 
-// readHeader reads the stream header with a deadline and queues the Conn.
-func (l *Listener) readHeader(uc *net.UnixConn) {
+// readHeader parses a stream's header line: the remote NodeId must be 64
+// lowercase hex characters (agentd compares it with certificate keys, and
+// limits pre-auth streams per NodeId) and the ALPN one of at most 255 bytes
+// (QUIC's limit).
+func readHeader(br *bufio.Reader) (streamHeader, error) {
+	var h streamHeader
+	if err := readLine(br, &h); err != nil {
+		return h, err
+	}
+	if !isNodeID(h.RemoteNodeID) {
+		return h, fmt.Errorf("header: remote_node_id %.80q is not 64 lowercase hex characters", h.RemoteNodeID)
+	}
+	if h.ALPN == "" || len(h.ALPN) > 255 {
+		return h, fmt.Errorf("header: alpn must be 1 to 255 bytes, got %d", len(h.ALPN))
+	}
+	return h, nil
+}
+
+func isNodeID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// acceptStream reads the stream header with a deadline and queues the Conn.
+func (l *Listener) acceptStream(uc *net.UnixConn) {
 	defer l.wg.Done()
 	stop := context.AfterFunc(l.ctx, func() { _ = uc.Close() })
 	defer stop()
 	_ = uc.SetReadDeadline(time.Now().Add(l.headerTimeout))
 	br := bufio.NewReaderSize(uc, maxHeaderLine)
-	var h streamHeader
-	if err := readLine(br, &h); err != nil || len(h.RemoteNodeID) != 64 || h.ALPN == "" {
-		if err == nil {
-			err = fmt.Errorf("incomplete header %+v", h)
-		}
+	h, err := readHeader(br)
+	if err != nil {
 		l.log.Warn("dropping iroh stream with a bad header", "err", err)
 		_ = uc.Close()
 		return

@@ -125,7 +125,7 @@ func (d *Dialer) dial(ctx context.Context, nodeID string, addr NodeAddr, alpn st
 	br := bufio.NewReaderSize(uc, maxHeaderLine)
 	var rep dialReply
 	if _, err = uc.Write(append(line, '\n')); err == nil {
-		err = readLine(br, &rep)
+		rep, err = readReply(br)
 	}
 	if !stop() || ctx.Err() != nil {
 		// The context fired: the socket is (being) closed.
@@ -144,6 +144,18 @@ func (d *Dialer) dial(ctx context.Context, nodeID string, addr NodeAddr, alpn st
 		return nil, replyError(rep)
 	}
 	return &Conn{uc: uc, br: br, remote: nodeID, alpn: alpn}, nil
+}
+
+// readReply reads the sidecar's one-line answer to a dial request.
+func readReply(br *bufio.Reader) (dialReply, error) {
+	var rep dialReply
+	if err := readLine(br, &rep); err != nil {
+		return rep, err
+	}
+	if !rep.OK && rep.Code == "" && rep.Error == "" {
+		return rep, errors.New(`dial reply: neither "ok":true nor an error`)
+	}
+	return rep, nil
 }
 
 func replyError(rep dialReply) error {

@@ -17,9 +17,11 @@ import (
 // reaches the reading connection long before the stuck one is closed as a
 // slow consumer (10 s).
 func TestInterruptNotStalledBySlowConnection(t *testing.T) {
-	big := make([]string, 200)
+	// Far more than the stuck connection can absorb: its socket buffers
+	// (~4 MB on loopback) plus half its queue (128 frames of 32 KiB).
+	big := make([]string, 800)
 	for i := range big {
-		big[i] = strings.Repeat("x", 128<<10)
+		big[i] = strings.Repeat("x", 32<<10)
 	}
 	fake := providertest.NewOpenAI(t, providertest.Response{Text: big})
 	e := newEnv(t, envOpts{openAI: fake.BaseURL(), model: "gpt"})

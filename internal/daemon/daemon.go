@@ -39,6 +39,7 @@ import (
 	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/internal/vault"
 	"github.com/agentd/agentd/internal/voice"
+	"github.com/agentd/agentd/internal/workflow"
 )
 
 // shutdownGrace bounds the graceful part of shutdown; the spec allows 2 s
@@ -151,6 +152,7 @@ type daemon struct {
 	mcp    *mcp.Pool
 	srv    *http.Server
 	sched  *scheduler.Scheduler
+	flows  *workflow.Engine
 
 	// mu guards listeners and iroh.
 	mu        sync.Mutex
@@ -226,13 +228,9 @@ func (d *daemon) open(ctx context.Context) error {
 	d.vault.OnChange(d.gw.ResourceEvent)
 	d.gw.Mount(mcp.Routes(d.mcp)...)
 	d.mcp.OnChange(d.gw.ResourceEvent)
-	if d.sched, err = scheduler.New(scheduler.Options{
-		DB: d.st.DB(), Config: d.cfg, Turns: d.mgr, Log: d.log.With("component", "scheduler"),
-	}); err != nil {
-		return fmt.Errorf("open scheduler: %w", err)
+	if err := d.openAutomation(); err != nil {
+		return err
 	}
-	d.gw.Mount(scheduler.Routes(d.sched)...)
-	d.sched.OnChange(d.gw.ResourceEvent)
 
 	d.sup, err = supervisor.New(ctx, supervisor.Options{
 		Dir: d.dir.Root, ConfigPath: d.dir.Config(), BinDir: d.opts.BinDir,
@@ -417,8 +415,8 @@ func (d *daemon) serve(ctx context.Context) error {
 	if err := d.mgr.Start(ctx); err != nil {
 		return stop(fmt.Errorf("start sessions: %w", err))
 	}
-	if err := d.sched.Start(ctx); err != nil {
-		return stop(fmt.Errorf("start scheduler: %w", err))
+	if err := d.startAutomation(ctx); err != nil {
+		return stop(err)
 	}
 	if cfg.Listeners.Unix.Enabled {
 		ln, err := listenUnix(d.dir.Socket())
@@ -522,9 +520,7 @@ func (d *daemon) shutdown(cancel context.CancelFunc) {
 
 // close releases what open acquired; safe on a partly opened daemon.
 func (d *daemon) close() {
-	if d.sched != nil {
-		d.sched.Wait()
-	}
+	d.waitAutomation()
 	if d.mgr != nil {
 		d.mgr.Wait()
 	}

@@ -1,73 +1,22 @@
 package scheduler
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/route/routetest"
 )
-
-// restClient serves Routes over HTTP; each request carries the capability
-// of the device that makes it, as the listeners set it from certificates.
-type restClient struct {
-	t   *testing.T
-	srv *httptest.Server
-}
-
-func newRESTClient(t *testing.T, s *Scheduler) *restClient {
-	mux := http.NewServeMux()
-	for _, r := range Routes(s) {
-		mux.Handle(r.Pattern, r.Guarded())
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c := r.Header.Get("X-Test-Cap"); c != "" {
-			r = r.WithContext(auth.WithIdentity(r.Context(), &auth.Identity{ClientID: "dev", Capabilities: []string{c}}))
-		}
-		mux.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return &restClient{t: t, srv: srv}
-}
-
-func (c *restClient) do(capability, method, path, body string) (int, map[string]any) {
-	c.t.Helper()
-	req, err := http.NewRequest(method, c.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	req.Header.Set("X-Test-Cap", capability)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(b, &out); err != nil {
-		c.t.Fatalf("%s %s: %d %q", method, path, resp.StatusCode, b)
-	}
-	return resp.StatusCode, out
-}
-
-func errText(out map[string]any) string {
-	e, _ := out["error"].(map[string]any)
-	code, _ := e["code"].(string)
-	msg, _ := e["message"].(string)
-	return code + ": " + msg
-}
 
 func TestREST(t *testing.T) {
 	e := startEnv(t, t.TempDir(), time.Date(2026, 5, 4, 8, 0, 0, 0, time.UTC), "Europe/Berlin", "")
-	c := newRESTClient(t, e.s)
+	c := routetest.Serve(t, Routes(e.s))
 	good := `{"name":"brief","cron_expression":"0 9 * * *","prompt":"news","deliver_to":["tg:42"]}`
 
 	// A chat device reads but cannot create, change, run or delete.
-	if st, out := c.do(auth.CapChat, "POST", "/api/scheduled-tasks", good); st != http.StatusForbidden {
+	if st, out := c.Do(auth.CapChat, "POST", "/api/scheduled-tasks", good); st != http.StatusForbidden {
 		t.Fatalf("chat create: %d %v", st, out)
 	}
 	for _, tt := range []struct{ body, want string }{
@@ -76,15 +25,15 @@ func TestREST(t *testing.T) {
 		{`{"name":"a","cron_expression":"@daily","prompt":"p","colour":"red"}`, `bad_request: invalid JSON body: json: unknown field "colour"`},
 		{`{"name":"a","cron_expression":"@daily","prompt":"p","timezone":"Europe/Atlantis"}`, `invalid_task: timezone: unknown time zone "Europe/Atlantis" (want an IANA name such as Europe/Berlin)`},
 	} {
-		if st, out := c.do(auth.CapAdmin, "POST", "/api/scheduled-tasks", tt.body); st != http.StatusBadRequest || errText(out) != tt.want {
-			t.Errorf("POST %s: %d %q\nwant 400 %q", tt.body, st, errText(out), tt.want)
+		if st, out := c.Do(auth.CapAdmin, "POST", "/api/scheduled-tasks", tt.body); st != http.StatusBadRequest || routetest.ErrorText(out) != tt.want {
+			t.Errorf("POST %s: %d %q\nwant 400 %q", tt.body, st, routetest.ErrorText(out), tt.want)
 		}
 	}
-	if st, out := c.do(auth.CapChat, "GET", "/api/scheduled-tasks", ""); st != 200 || len(out["tasks"].([]any)) != 0 {
+	if st, out := c.Do(auth.CapChat, "GET", "/api/scheduled-tasks", ""); st != 200 || len(out["tasks"].([]any)) != 0 {
 		t.Fatalf("bad input stored something: %d %v", st, out)
 	}
 
-	st, out := c.do(auth.CapAdmin, "POST", "/api/scheduled-tasks", good)
+	st, out := c.Do(auth.CapAdmin, "POST", "/api/scheduled-tasks", good)
 	if st != http.StatusCreated {
 		t.Fatalf("create: %d %v", st, out)
 	}
@@ -98,31 +47,31 @@ func TestREST(t *testing.T) {
 		t.Fatalf("created event for %s", ev)
 	}
 	for _, m := range []string{"PATCH", "PUT", "DELETE"} {
-		if st, _ := c.do(auth.CapChat, m, "/api/scheduled-tasks/"+id, `{"enabled":false}`); st != http.StatusForbidden {
+		if st, _ := c.Do(auth.CapChat, m, "/api/scheduled-tasks/"+id, `{"enabled":false}`); st != http.StatusForbidden {
 			t.Errorf("chat %s: %d", m, st)
 		}
 	}
-	if st, _ := c.do(auth.CapChat, "POST", "/api/scheduled-tasks/"+id+"/run", ""); st != http.StatusForbidden {
+	if st, _ := c.Do(auth.CapChat, "POST", "/api/scheduled-tasks/"+id+"/run", ""); st != http.StatusForbidden {
 		t.Errorf("chat run: %d", st)
 	}
 
-	st, out = c.do(auth.CapAdmin, "PATCH", "/api/scheduled-tasks/"+id, `{"enabled":false}`)
+	st, out = c.Do(auth.CapAdmin, "PATCH", "/api/scheduled-tasks/"+id, `{"enabled":false}`)
 	if st != 200 || out["task"].(map[string]any)["next_run"] != nil {
 		t.Fatalf("disable: %d %v", st, out)
 	}
-	if st, out := c.do(auth.CapAdmin, "PATCH", "/api/scheduled-tasks/"+id, `{"cron_expression":"* * *"}`); st != 400 {
+	if st, out := c.Do(auth.CapAdmin, "PATCH", "/api/scheduled-tasks/"+id, `{"cron_expression":"* * *"}`); st != 400 {
 		t.Fatalf("bad patch: %d %v", st, out)
 	}
-	if st, out := c.do(auth.CapChat, "GET", "/api/scheduled-tasks/"+id, ""); st != 200 || out["task"].(map[string]any)["cron_expression"] != "0 9 * * *" {
+	if st, out := c.Do(auth.CapChat, "GET", "/api/scheduled-tasks/"+id, ""); st != 200 || out["task"].(map[string]any)["cron_expression"] != "0 9 * * *" {
 		t.Fatalf("bad patch changed the task: %v", out)
 	}
 
-	st, out = c.do(auth.CapAdmin, "POST", "/api/scheduled-tasks/"+id+"/run", "")
+	st, out = c.Do(auth.CapAdmin, "POST", "/api/scheduled-tasks/"+id+"/run", "")
 	if st != http.StatusAccepted || out["run_id"] == nil {
 		t.Fatalf("run: %d %v", st, out)
 	}
 	e.waitEvent(t, "run_finished")
-	st, out = c.do(auth.CapChat, "GET", "/api/scheduled-tasks/"+id+"/runs?limit=5", "")
+	st, out = c.Do(auth.CapChat, "GET", "/api/scheduled-tasks/"+id+"/runs?limit=5", "")
 	runs, _ := out["runs"].([]any)
 	if st != 200 || len(runs) != 1 {
 		t.Fatalf("runs: %d %v", st, out)
@@ -132,16 +81,16 @@ func TestREST(t *testing.T) {
 		!strings.HasPrefix(r["output"].(string), "echo: news") {
 		t.Fatalf("run %v", r)
 	}
-	if st, _ := c.do(auth.CapChat, "GET", "/api/scheduled-tasks/"+id+"/runs?limit=0", ""); st != 400 {
+	if st, _ := c.Do(auth.CapChat, "GET", "/api/scheduled-tasks/"+id+"/runs?limit=0", ""); st != 400 {
 		t.Errorf("limit 0: %d", st)
 	}
-	if st, _ := c.do(auth.CapAdmin, "DELETE", "/api/scheduled-tasks/"+id, ""); st != 200 {
+	if st, _ := c.Do(auth.CapAdmin, "DELETE", "/api/scheduled-tasks/"+id, ""); st != 200 {
 		t.Fatalf("delete: %d", st)
 	}
-	if st, out := c.do(auth.CapChat, "GET", "/api/scheduled-tasks/"+id, ""); st != 404 {
+	if st, out := c.Do(auth.CapChat, "GET", "/api/scheduled-tasks/"+id, ""); st != 404 {
 		t.Fatalf("after delete: %d %v", st, out)
 	}
-	if st, _ := c.do("", "GET", "/api/scheduled-tasks", ""); st != http.StatusUnauthorized {
+	if st, _ := c.Do("", "GET", "/api/scheduled-tasks", ""); st != http.StatusUnauthorized {
 		t.Fatalf("anonymous: %d", st)
 	}
 }

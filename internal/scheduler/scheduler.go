@@ -206,6 +206,17 @@ func (s *Scheduler) Location(tz string) (*time.Location, error) {
 	return loc, nil
 }
 
+// Check parses expr in time zone tz ("" for the default) as Register
+// would, without registering anything.
+func (s *Scheduler) Check(expr, tz string) error {
+	loc, err := s.Location(tz)
+	if err != nil {
+		return err
+	}
+	_, err = ParseSchedule(expr, loc, s.clock.Now())
+	return err
+}
+
 // Register fires fn at every slot of expr (in time zone tz, "" for the
 // default) under key, replacing what key had. It is how workflows'
 // trigger-schedule blocks run; tasks use it too.

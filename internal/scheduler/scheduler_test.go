@@ -3,86 +3,35 @@ package scheduler
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 
-	"github.com/agentd/agentd/internal/agent"
-	"github.com/agentd/agentd/internal/auth"
-	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/internal/provider/providertest"
-	"github.com/agentd/agentd/internal/session"
+	"github.com/agentd/agentd/internal/session/sessiontest"
 	"github.com/agentd/agentd/internal/store"
-	"github.com/agentd/agentd/wire"
 )
 
 // env is a scheduler over a real store and session manager (echo model,
 // optionally an OpenAI fake as model "gpt"), driven by a fake clock. The
 // "tg" session prefix belongs to a recorded bridge connection.
 type env struct {
+	*sessiontest.Env
 	clock  *clockwork.FakeClock
-	st     *store.Store
-	mgr    *session.Manager
 	s      *Scheduler
-	bridge *recorder
 	events chan string // "action id" of every task change
-	cancel context.CancelFunc
-	done   chan struct{}
 }
-
-const bridgeClient = "b41d6e"
 
 func startEnv(t *testing.T, dir string, now time.Time, tz, openAI string) *env {
 	t.Helper()
-	y := "agent:\n  name: t\n  default_model: echo\nproviders:\n  - id: echo\n    kind: echo\n"
-	if openAI != "" {
-		y += "  - id: oa\n    kind: openai\n    base_url: " + openAI + "\n    api_key: " + providertest.DefaultAPIKey + "\n"
-	}
-	y += "models:\n  - id: echo\n    provider: echo\n"
-	if openAI != "" {
-		y += "  - id: gpt\n    provider: oa\n"
-	}
-	y += "scheduler:\n  enabled: true\n  timezone: " + tz + "\n"
-	path := filepath.Join(dir, config.FileName)
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, filepath.Join(dir, store.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := config.NewWatcher(path, cfg, log)
-	mgr, err := session.New(session.Options{
-		DB: st.DB(), Config: w, Agent: &agent.Agent{Logger: log}, AgentDir: dir, Log: log,
-		Bridges: func(_ context.Context, prefix string) (string, bool, error) { return bridgeClient, prefix == "tg", nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mgr.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{clock: clockwork.NewFakeClockAt(now), st: st, mgr: mgr, bridge: newRecorder(),
-		events: make(chan string, 1000), cancel: cancel, done: make(chan struct{})}
-	mgr.Connect(&session.Client{
-		Identity: &auth.Identity{ClientID: bridgeClient, Capabilities: []string{auth.CapBridge, auth.SessionPrefixCap + "tg"}},
-		Sink:     e.bridge,
-	})
-	e.s, err = New(Options{DB: st.DB(), Config: w, Turns: mgr, Clock: e.clock, Log: log})
+	se := sessiontest.Start(t, dir, openAI, "scheduler:\n  enabled: true\n  timezone: "+tz+"\n")
+	e := &env{Env: se, clock: clockwork.NewFakeClockAt(now), events: make(chan string, 1000)}
+	var err error
+	e.s, err = New(Options{DB: se.Store.DB(), Config: se.Config, Turns: se.Manager, Clock: e.clock, Log: se.Log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +41,7 @@ func startEnv(t *testing.T, dir string, now time.Time, tz, openAI string) *env {
 		}
 		e.events <- action + " " + id
 	})
-	if err := e.s.Start(ctx); err != nil {
+	if err := e.s.Start(se.Ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.stop)
@@ -100,18 +49,7 @@ func startEnv(t *testing.T, dir string, now time.Time, tz, openAI string) *env {
 }
 
 // stop shuts the scheduler and sessions down, as agentd does.
-func (e *env) stop() {
-	select {
-	case <-e.done:
-		return
-	default:
-	}
-	close(e.done)
-	e.cancel()
-	e.s.Wait()
-	e.mgr.Wait()
-	e.st.Close()
-}
+func (e *env) stop() { e.Stop(e.s.Wait) }
 
 // waitEvent returns once action happened to a task, failing after 10 s.
 func (e *env) waitEvent(t *testing.T, action string) string {
@@ -157,35 +95,6 @@ func create(t *testing.T, s *Scheduler, in Input) Task {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// recorder keeps every frame a connection is given.
-type recorder struct {
-	mu     sync.Mutex
-	frames []wire.Message
-}
-
-func newRecorder() *recorder { return &recorder{} }
-
-func (r *recorder) Send(m wire.Message) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.frames = append(r.frames, m)
-	return true
-}
-
-func (r *recorder) Stream(_ context.Context, m wire.Message) bool { return r.Send(m) }
-
-func (r *recorder) responses() []wire.Response {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []wire.Response
-	for _, f := range r.frames {
-		if x, ok := f.(wire.Response); ok {
-			out = append(out, x)
-		}
-	}
-	return out
-}
 
 func runsOf(t *testing.T, s *Scheduler, id string) []Run {
 	t.Helper()
@@ -256,7 +165,7 @@ func TestRunDeliversReply(t *testing.T) {
 	}
 	e.advanceToNext(t, task.ID)
 	e.waitEvent(t, "run_finished")
-	rs := e.bridge.responses()
+	rs := e.Bridge.Responses()
 	if len(rs) != 1 || rs[0].SessionID != "tg:155490357" || rs[0].Text != provider.EchoReply("weather please") {
 		t.Fatalf("bridge got %+v", rs)
 	}
@@ -319,14 +228,14 @@ func TestCatchUpAfterDowntime(t *testing.T) {
 					!strings.HasPrefix(runs[1].Error, "1 run(s) missed up to") {
 					t.Fatalf("runs %+v", runs)
 				}
-				if rs := e.bridge.responses(); len(rs) != 1 {
+				if rs := e.Bridge.Responses(); len(rs) != 1 {
 					t.Fatalf("delivered %+v", rs)
 				}
 			} else {
 				if len(runs) != 1 || runs[0].Status != "missed" || !strings.HasPrefix(runs[0].Error, "2 run(s) missed up to 2026-05-06T00:00:00Z") {
 					t.Fatalf("runs %+v", runs)
 				}
-				if rs := e.bridge.responses(); len(rs) != 0 {
+				if rs := e.Bridge.Responses(); len(rs) != 0 {
 					t.Fatalf("delivered %+v", rs)
 				}
 			}

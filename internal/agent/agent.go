@@ -36,7 +36,8 @@ type Event interface{ isEvent() }
 // Delta is a piece of reply text (attachment markers already removed).
 type Delta struct{ Text string }
 
-// Status is live progress ("using tool X", dropped attachments, …).
+// Status is live progress ("using X…", "X done", "X failed: why", dropped
+// attachments, …).
 type Status struct{ Text string }
 
 func (Delta) isEvent()  {}

@@ -40,7 +40,8 @@ func (p *Pool) run(ctx context.Context, e *entry, row Server) {
 		return
 	}
 	defer logs.Close()
-	slog := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// The pool's notes on this server go to its log too, beside its stderr.
+	flog := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	delay, quick := InitialBackoff, 0
 	for {
@@ -48,11 +49,11 @@ func (p *Pool) run(ctx context.Context, e *entry, row Server) {
 		t0 := time.Now()
 		c, err := p.connect(ctx, row, logs)
 		if err == nil {
-			slog.Info("connected", "pid", c.pid(), "took", time.Since(t0).Round(time.Millisecond))
+			flog.Info("connected", "pid", c.pid(), "took", time.Since(t0).Round(time.Millisecond))
 			started := time.Now()
-			err = p.serve(ctx, e, row, c, slog)
+			err = p.serve(ctx, e, row, c, flog)
 			if err == nil {
-				slog.Info("stopped")
+				flog.Info("stopped")
 				return // stopped on request
 			}
 			if time.Since(started) >= StableAfter {
@@ -72,7 +73,7 @@ func (p *Pool) run(ctx context.Context, e *entry, row Server) {
 			delay = MaxBackoff
 		}
 		p.log.Warn("MCP server failed; retrying", "mcp", row.Name, "err", err, "in", delay, "state", state)
-		slog.Warn("failed; retrying", "err", err, "in", delay)
+		flog.Warn("failed; retrying", "err", err, "in", delay)
 		p.setState(e, state, func(st *Status) {
 			st.LastError, st.PID = err.Error(), 0
 			st.Restarts++
@@ -218,7 +219,6 @@ func (p *Pool) refreshTools(ctx context.Context, e *entry, row Server, c *conn) 
 	}
 	p.mu.Lock()
 	e.status.Tools = infos
-	e.conn = c
 	p.mu.Unlock()
 	p.notify(ActionTools, e.name)
 	return nil
@@ -228,7 +228,7 @@ func (p *Pool) refreshTools(ctx context.Context, e *entry, row Server, c *conn) 
 func (p *Pool) clearTools(e *entry) {
 	p.mu.Lock()
 	old := toolNames(e.status.Tools)
-	e.status.Tools, e.conn = nil, nil
+	e.status.Tools = nil
 	p.mu.Unlock()
 	if len(old) > 0 {
 		_ = p.reg.Replace(old)

@@ -190,7 +190,6 @@ type entry struct {
 	// Guarded by Pool.mu:
 	row    Server
 	status Status
-	conn   *conn // the live connection, nil unless running
 	loop   *loop // nil when no loop runs
 }
 

@@ -51,3 +51,34 @@ func TestBridgeAlertThroughTelegram(t *testing.T) {
 	e.tg.Text(aliceChat, alice, "what is wrong?")
 	e.waitReply(15*time.Second, "what is wrong?")
 }
+
+// A bridge down for longer than alerts.after is reported once (its retries
+// and its crash loop say nothing more), and once when it is back up.
+func TestBridgeAlertDownThenBackUp(t *testing.T) {
+	crashy := testPluginBinary(t, "flaky", "")
+	e := newBridgeEnvEditing(t, fmt.Sprint(aliceID), testPluginYAML("flaky", crashy, "crash"), func(dir string) {
+		replaceInConfig(t, dir, "\nalerts:\n  deliver_to: []\n  after: 60s\n", alertsYAML("1s", fmt.Sprintf("tg:%d", aliceID)))
+	})
+	about := func() []string {
+		var out []string
+		for _, m := range e.tg.Messages(aliceID) {
+			if strings.HasPrefix(m.Text, "Flaky ") {
+				out = append(out, m.Text)
+			}
+		}
+		return out
+	}
+	e.tg.Wait(30*time.Second, "the down alert", func() bool { return len(about()) == 1 })
+	if got := about()[0]; !strings.HasPrefix(got, "Flaky is down since ") && !strings.HasPrefix(got, "Flaky is crash-looping since ") {
+		t.Errorf("alert %q", got)
+	}
+	e.waitBridge("flaky", 30*time.Second, "in crashloop", func(b bridgeState) bool { return b.State == "crashloop" })
+	// Fixed by the operator (a hot reload of the file): back up.
+	replaceInConfig(t, e.dir, "      mode: crash\n", "      mode: run\n")
+	e.waitBridge("flaky", 30*time.Second, "running again", func(b bridgeState) bool { return b.State == "running" })
+	e.tg.Wait(30*time.Second, "the back-up message", func() bool { return len(about()) >= 2 })
+	got := about()
+	if len(got) != 2 || !strings.HasPrefix(got[1], "Flaky is back up (it was down since ") {
+		t.Errorf("messages about the bridge: %q, want one alert and one back-up", got)
+	}
+}

@@ -9,7 +9,7 @@ BRIDGES  := bridge-telegram bridge-discord bridge-whatsapp
 GOFLAGS  ?=
 export GOFLAGS
 
-.PHONY: all setup setup-go setup-apt setup-npm build test test-short bench fuzz lint proto clean
+.PHONY: all setup setup-go setup-apt setup-npm build test test-short bench bench-setup fuzz lint proto clean
 
 all: build
 
@@ -53,8 +53,12 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 ## bench: benchmarks that print ratios against baselines measured in the same run
-bench:
+bench: bench-setup
 	$(GO) test -run='^$$' -bench=. -benchtime=2s -timeout 30m ./...
+
+## bench-setup: what the benchmarks' baselines need (aiohttp, for BenchmarkConcurrentClients)
+bench-setup:
+	@$(MAKE) --no-print-directory setup-apt APT_PACKAGES=python3-aiohttp
 
 ## fuzz: longer fuzzing of the parsers (FUZZTIME=1000000x for a million execs)
 FUZZTIME ?= 60s

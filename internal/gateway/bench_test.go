@@ -11,14 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
-	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -177,85 +174,6 @@ func BenchmarkDeltaThroughput(b *testing.B) {
 	b.ReportMetric(float64(frames)/el.Seconds(), "deltas/s")
 	if n := e.gw.SlowConsumersClosed(); n != 0 {
 		b.Fatalf("%d slow consumers", n)
-	}
-}
-
-// BenchmarkConcurrentClients: 1,000 clients each run 20 turns; reports lost
-// turns and the p99 of text_final → turn_complete.
-//
-// Profile (go test -bench ConcurrentClients -benchtime 1x -cpuprofile, 2
-// cores shared with a load average of ~20, so turns/s here measured the
-// machine more than agentd): per turn the server spent ~120 µs of CPU in
-// finishTurn, 40 % of it committing, one commit per turn under one writer
-// lock. Changed: the session store's group commit (session/group.go) puts
-// the writes of concurrent turns in one transaction; commit CPU fell from
-// 0.87 s to 0.11 s per 20k turns and finishTurn from 2.4 s to 1.4 s. The
-// next items the profile shows: the client's own wire.Decode (this process
-// hosts the load client), the first ensureSession of each session (two
-// queries), and the four statements of finishTurn (~45 µs).
-func BenchmarkConcurrentClients(b *testing.B) {
-	clients, turns := 1000, 20
-	if s := os.Getenv("AGENTD_BENCH_CLIENTS"); s != "" {
-		clients, _ = strconv.Atoi(s)
-	}
-	for i := 0; i < b.N; i++ {
-		e := newEnv(b, envOpts{})
-		conns := make([]*client, clients)
-		for j := range conns {
-			conns[j] = e.dialRawQuiet(fmt.Sprintf("user%d", j))
-		}
-		var lost atomic.Int64
-		var mu sync.Mutex
-		var lat []time.Duration
-		var wg sync.WaitGroup
-		start := time.Now()
-		for j, c := range conns {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				mine := make([]time.Duration, 0, turns)
-				for k := range turns {
-					want := provider.EchoReply(fmt.Sprintf("client %d turn %d", j, k))
-					b, _ := wire.Encode(wire.TextFinal{Text: fmt.Sprintf("client %d turn %d", j, k), SessionID: fmt.Sprintf("s%d", j)})
-					t0 := time.Now()
-					if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
-						lost.Add(int64(turns - k))
-						return
-					}
-					got := ""
-					deadline := time.Now().Add(60 * time.Second)
-					for {
-						m, err := c.read(time.Until(deadline))
-						if err != nil {
-							lost.Add(int64(turns - k))
-							return
-						}
-						if r, ok := m.(wire.Response); ok {
-							got = r.Text
-						}
-						if _, ok := m.(wire.TurnComplete); ok {
-							break
-						}
-					}
-					if got != want {
-						lost.Add(1)
-					}
-					mine = append(mine, time.Since(t0))
-				}
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		el := time.Since(start)
-		b.ReportMetric(float64(lost.Load()), "lost-turns")
-		b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "ms-p99")
-		b.ReportMetric(float64(percentile(lat, 0.5).Milliseconds()), "ms-p50")
-		b.ReportMetric(float64(clients*turns)/el.Seconds(), "turns/s")
-		for _, c := range conns {
-			c.ws.Close()
-		}
 	}
 }
 

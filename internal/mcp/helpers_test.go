@@ -3,13 +3,16 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,4 +122,33 @@ func (f *fixture) waitTool(name string, present bool) {
 		}
 	}
 	f.t.Fatalf("tool %s present=%v never happened: %v", name, present, f.reg.List())
+}
+
+// startHTTPEverything runs server-everything in streamableHttp mode on
+// port (0: a free one) and returns its /mcp URL, port and a stop func.
+func startHTTPEverything(t *testing.T, port int) (string, int, func()) {
+	t.Helper()
+	if port == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	srv := exec.Command(peerBin(t, "mcp-server-everything"), "streamableHttp")
+	srv.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop := func() { syscall.Kill(-srv.Process.Pid, syscall.SIGKILL); srv.Wait() }
+	t.Cleanup(stop)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port), port, stop
 }

@@ -62,8 +62,9 @@ const (
 	DefaultCallTimeout    = 60 * time.Second
 	DefaultMaxResultBytes = 256 << 10
 	// keepAlive is the ping period of HTTP sessions, which have no process
-	// exit to tell that the server went away.
-	keepAlive = 15 * time.Second
+	// exit to tell that the server went away: a failed ping closes the
+	// session and the server is reconnected with backoff.
+	keepAlive = 5 * time.Second
 )
 
 // Kinds of a row.

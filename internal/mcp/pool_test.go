@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -200,28 +197,7 @@ func TestDisableRemovesToolsEnableRestores(t *testing.T) {
 }
 
 func TestStreamableHTTPServer(t *testing.T) {
-	bin := peerBin(t, "mcp-server-everything")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	srv := exec.Command(bin, "streamableHttp")
-	srv.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
-	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-srv.Process.Pid, syscall.SIGKILL); srv.Wait() })
-	url := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-	}
-
+	url, _, _ := startHTTPEverything(t, 0)
 	f := newFixture(t, nil)
 	f.env["REMOTE_TOKEN"] = "s3cret"
 	f.pool.Start(context.Background())

@@ -79,11 +79,11 @@ type WSOptions struct {
 	// client sends wire.Ack for its session, and sends it again on each new
 	// connection meanwhile. Only for clients that do send acks.
 	Acks bool
-	// AckFirst are sessions to ack before the auth frame: acks a previous
+	// AckFirst are acks to send before the auth frame: those a previous
 	// connection could not send. The gateway applies them before it sends
 	// this connection the replies still awaiting an ack, so replies
 	// already handled are not sent again.
-	AckFirst []string
+	AckFirst []wire.Ack
 }
 
 // DialWSWith is DialWS with options.
@@ -116,8 +116,8 @@ func (d *Dialer) DialWSWith(ctx context.Context, o WSOptions) (*Conn, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	for _, sid := range o.AckFirst {
-		if err := c.Send(wire.Ack{SessionID: sid}); err != nil {
+	for _, a := range o.AckFirst {
+		if err := c.Send(a); err != nil {
 			ws.Close()
 			return nil, err
 		}

@@ -76,10 +76,12 @@ type Command struct {
 // Ping is a keep-alive.
 type Ping struct{}
 
-// Ack says the client has handled every final reply of the session that
-// the server sent it so far (only meaningful after Auth{Acks: true}).
+// Ack says the client has handled a final reply (only meaningful after
+// Auth{Acks: true}): with TurnID, that turn's frames; without it (the
+// older form), every final reply of the session the server sent it so far.
 type Ack struct {
 	SessionID string `json:"session_id"`
+	TurnID    string `json:"turn_id,omitempty"`
 }
 
 // Server → client.
@@ -115,12 +117,15 @@ type Response struct {
 	Attachments []Attachment `json:"attachments"`
 	// Interrupted is set when the run was cancelled; Text is the partial reply.
 	Interrupted bool `json:"interrupted,omitempty"`
+	// TurnID names the turn, for Ack; the same in its TurnComplete.
+	TurnID string `json:"turn_id,omitempty"`
 }
 
 // TurnComplete ends a turn and reports its usage.
 type TurnComplete struct {
 	SessionID string `json:"session_id"`
 	Usage     Usage  `json:"usage"`
+	TurnID    string `json:"turn_id,omitempty"`
 }
 
 // Queued acknowledges a turn that waits behind the active run.
@@ -170,6 +175,8 @@ type SystemSnapshot struct {
 type Error struct {
 	Text      string `json:"text"`
 	SessionID string `json:"session_id,omitempty"`
+	// TurnID is set on the error that ends a failed turn (for Ack).
+	TurnID string `json:"turn_id,omitempty"`
 }
 
 // CommandResult answers a Command.

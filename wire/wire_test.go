@@ -19,14 +19,14 @@ var samples = map[string]Message{
 	"interrupt":      Interrupt{SessionID: "s1"},
 	"command":        Command{Name: "model", SessionID: "s1", Args: "gpt"},
 	"ping":           Ping{},
-	"ack":            Ack{SessionID: "s1"},
+	"ack":            Ack{SessionID: "s1", TurnID: "t1"},
 
 	"auth_ok":         AuthOK{AgentName: "a", Version: "1.0"},
 	"auth_error":      AuthError{Reason: "no"},
 	"delta":           Delta{Text: "He", SessionID: "s1"},
 	"status":          Status{Text: "using tool x", SessionID: "s1"},
-	"response":        Response{Text: "done", SessionID: "s1", Model: "m", Attachments: []Attachment{{Kind: "file", Path: "/p", Filename: "p"}}, Interrupted: true},
-	"turn_complete":   TurnComplete{SessionID: "s1", Usage: Usage{PromptTokens: 1, CompletionTokens: 2, TotalTokens: 3, CostUSD: 0.5}},
+	"response":        Response{Text: "done", SessionID: "s1", Model: "m", Attachments: []Attachment{{Kind: "file", Path: "/p", Filename: "p"}}, Interrupted: true, TurnID: "t1"},
+	"turn_complete":   TurnComplete{SessionID: "s1", Usage: Usage{PromptTokens: 1, CompletionTokens: 2, TotalTokens: 3, CostUSD: 0.5}, TurnID: "t1"},
 	"queued":          Queued{Position: 2, SessionID: "s1"},
 	"pong":            Pong{},
 	"audio_start":     AudioStart{SessionID: "s1", Format: "pcm16", SampleRate: 24000},
@@ -34,7 +34,7 @@ var samples = map[string]Message{
 	"audio_end":       AudioEnd{SessionID: "s1"},
 	"resource_event":  ResourceEvent{Resource: "mcp", Action: "updated", ID: "fs"},
 	"system_snapshot": SystemSnapshot{CPUPercent: 1.5, RAMPercent: 20, DiskPercent: 70.25},
-	"error":           Error{Text: "bad", SessionID: "s1"},
+	"error":           Error{Text: "bad", SessionID: "s1", TurnID: "t1"},
 	"command_result":  CommandResult{Text: "ok", SessionID: "s1", NewSessionID: "s2"},
 }
 

@@ -2,7 +2,9 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -75,10 +77,11 @@ func (m *Manager) setAcks(ctx context.Context, id string, on bool) error {
 }
 
 // ack forgets the replies of session sid that were sent to c's client and
-// await its ack. It holds the client's outbox lock: deliverFinal writes a
+// await its ack: those of turn turnID, or with turnID "" (the older form)
+// all of them. It holds the client's outbox lock: deliverFinal writes a
 // reply's rows only after it handed the frames to the connections, so an
 // ack that raced ahead of that write would otherwise miss them.
-func (m *Manager) ack(ctx context.Context, c *Client, sid string) error {
+func (m *Manager) ack(ctx context.Context, c *Client, sid, turnID string) error {
 	if err := checkSessionID(sid); err != nil {
 		return err
 	}
@@ -87,11 +90,19 @@ func (m *Manager) ack(ctx context.Context, c *Client, sid string) error {
 	// arrives during shutdown still counts (see the gateway's drain).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if _, err := m.db.deleteAwaiting(ctx, c.Identity.ClientID, sid); err != nil {
+	if _, err := m.db.deleteAwaiting(ctx, c.Identity.ClientID, sid, turnID); err != nil {
 		m.log.Error("ack", "client", c.Identity.ClientID, "session", sid, "err", err)
 		return fmt.Errorf("ack not recorded (database error); the replies may be sent again")
 	}
 	return nil
+}
+
+// newTurnID returns a fresh turn id: random, so ids never repeat across
+// restarts (turn seqs do), and an ack can never name another turn.
+func newTurnID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:])
 }
 
 // logDropped reports rows dropped by the bounds.
@@ -196,11 +207,13 @@ func (d *db) markSent(ctx context.Context, ids []int64) error {
 	return nil
 }
 
-// deleteAwaiting deletes clientID's rows of session sid that await an ack.
-func (d *db) deleteAwaiting(ctx context.Context, clientID, sid string) (int64, error) {
+// deleteAwaiting deletes clientID's rows of session sid that await an ack
+// (of turn turnID only, unless it is "").
+func (d *db) deleteAwaiting(ctx context.Context, clientID, sid, turnID string) (int64, error) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	res, err := d.sql.ExecContext(ctx, `DELETE FROM outbox WHERE client_id = ? AND session_id = ? AND sent = 1`, clientID, sid)
+	res, err := d.sql.ExecContext(ctx, `DELETE FROM outbox WHERE client_id = ? AND session_id = ? AND sent = 1
+		AND (? = '' OR turn_id = ?)`, clientID, sid, turnID, turnID)
 	if err != nil {
 		return 0, fmt.Errorf("forget acknowledged replies of %s: %w", sid, err)
 	}

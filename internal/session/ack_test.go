@@ -99,6 +99,48 @@ func TestAckModeResendsUntilAcked(t *testing.T) {
 	quiet(t, rec)
 }
 
+// ack{session_id, turn_id} forgets exactly that turn: a second turn of
+// the session that finished while the client was still posting the first
+// stays until its own ack (the older ack{session_id} would forget both).
+func TestAckByTurnForgetsOnlyThatTurn(t *testing.T) {
+	h := start(t, t.TempDir(), yamlWith("echo", ""))
+	ctx := context.Background()
+	c1, rec1, bye1 := h.connectAcking(t, tg)
+	h.m.Handle(ctx, c1, wire.TextFinal{Text: "first", SessionID: "tg:1"})
+	h.m.Handle(ctx, c1, wire.TextFinal{Text: "second", SessionID: "tg:1"}) // queued behind the first
+	fs := rec1.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 2 })
+	rs := responses(fs)
+	if rs[0].TurnID == "" || rs[1].TurnID == "" || rs[0].TurnID == rs[1].TurnID {
+		t.Fatalf("turn ids %q and %q, want two different ones", rs[0].TurnID, rs[1].TurnID)
+	}
+	var done []string
+	for _, f := range fs {
+		if tc, ok := f.(wire.TurnComplete); ok {
+			done = append(done, tc.TurnID)
+		}
+	}
+	if fmt.Sprint(done) != fmt.Sprint([]string{rs[0].TurnID, rs[1].TurnID}) {
+		t.Fatalf("turn_complete ids %q, want those of the responses", done)
+	}
+	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1 1:tg:1 1:tg:1]")
+	// The first reply is shown; the second had reached the bridge but was
+	// not posted yet when it acked the first, then died.
+	h.m.Handle(ctx, c1, wire.Ack{SessionID: "tg:1", TurnID: rs[0].TurnID})
+	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]")
+	bye1()
+	c, rec, bye := h.connectAcking(t, tg)
+	defer bye()
+	again := rec.wait(t, func(fs []wire.Message) bool { return len(fs) == 2 })
+	if r, ok := again[0].(wire.Response); !ok || r.TurnID != rs[1].TurnID || r.Text != provider.EchoReply("second") {
+		t.Fatalf("re-sent %#v, want only the second turn", again)
+	}
+	// An ack naming a turn that is not there forgets nothing.
+	h.m.Handle(ctx, c, wire.Ack{SessionID: "tg:1", TurnID: "t0000000000000000"})
+	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]")
+	h.m.Handle(ctx, c, wire.Ack{SessionID: "tg:1", TurnID: rs[1].TurnID})
+	waitRows(t, h, tg.ClientID, "[]")
+}
+
 // A turn that ends while the opted-in client is away is stored unsent,
 // sent on connect and then kept (awaiting) until acked; an ack sent before
 // the auth frame, as the bridge does for acks its last connection could

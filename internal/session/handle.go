@@ -37,7 +37,7 @@ func (m *Manager) Handle(ctx context.Context, c *Client, msg wire.Message) {
 	case wire.Command:
 		err = m.command(ctx, c, f)
 	case wire.Ack:
-		err = m.ack(ctx, c, f.SessionID)
+		err = m.ack(ctx, c, f.SessionID, f.TurnID)
 	default:
 		err = fmt.Errorf("%w: %s frames are not handled by sessions", ErrInvalid, msg.Type())
 	}
@@ -97,6 +97,7 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		return err
 	}
 	t := &turn{
+		TurnID:    newTurnID(),
 		SessionID: f.SessionID,
 		ClientID:  c.Identity.ClientID,
 		RunKey:    runKey(c.Identity, f.SessionID),

@@ -439,7 +439,7 @@ func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 	// The outbox must survive even if the manager is shutting down.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), storeTimeout)
 	defer cancel()
-	dropped, err := m.db.addOutbox(ctx, t.ClientID, t.SessionID, keep, ackMode)
+	dropped, err := m.db.addOutbox(ctx, t.ClientID, t.SessionID, t.TurnID, keep, ackMode)
 	if err != nil {
 		m.log.Error("reply not stored for (re)delivery: outbox write failed", "session", t.SessionID, "ack_mode", ackMode, "err", err)
 		return

@@ -50,9 +50,11 @@ func (m *Manager) Push(ctx context.Context, sid, text string, atts []wire.Attach
 	if err := m.db.addPushed(ctx, sid, text, atts); err != nil {
 		return err
 	}
-	m.deliverFinal(&turn{SessionID: sid, ClientID: client},
-		wire.Response{Text: text, SessionID: sid, Attachments: nonNil(atts)},
-		wire.TurnComplete{SessionID: sid})
+	// A turn id of its own, so a bridge acks exactly this message.
+	t := &turn{TurnID: newTurnID(), SessionID: sid, ClientID: client}
+	m.deliverFinal(t,
+		wire.Response{Text: text, SessionID: sid, Attachments: nonNil(atts), TurnID: t.TurnID},
+		wire.TurnComplete{SessionID: sid, TurnID: t.TurnID})
 	m.log.Info("message pushed into session", "session", sid, "client", client, "attachments", len(atts))
 	return nil
 }

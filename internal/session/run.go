@@ -134,14 +134,14 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens,
 		TotalTokens: o.Usage.Total(), CostUSD: o.CostUSD,
 	}
-	done := wire.TurnComplete{SessionID: t.SessionID, Usage: used}
+	done := wire.TurnComplete{SessionID: t.SessionID, Usage: used, TurnID: t.TurnID}
 	if o.Err != nil && t.result == nil {
 		text := "the turn failed: " + o.Err.Error()
 		if usage.IsBudget(o.Err) {
 			text = o.Err.Error() // "budget reached: …", for every client alike
 		}
 		m.log.Warn("turn failed", "session", t.SessionID, "model", o.Model, "err", o.Err)
-		m.deliverFinal(t, wire.Error{Text: text, SessionID: t.SessionID}, done)
+		m.deliverFinal(t, wire.Error{Text: text, SessionID: t.SessionID, TurnID: t.TurnID}, done)
 		return
 	}
 	text := ""
@@ -154,7 +154,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	}
 	resp := wire.Response{
 		Text: text, SessionID: t.SessionID, Model: o.Model,
-		Attachments: nonNil(o.Attachments), Interrupted: o.Interrupted,
+		Attachments: nonNil(o.Attachments), Interrupted: o.Interrupted, TurnID: t.TurnID,
 	}
 	m.deliverFinal(t, append(append([]wire.Message{resp}, spoken...), done)...)
 }

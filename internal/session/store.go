@@ -248,7 +248,8 @@ func (d *db) readHistory(ctx context.Context, id string) ([]provider.Message, er
 // turn is an accepted user turn, persisted until it finishes.
 type turn struct {
 	ID          int64
-	Seq         int64 // acceptance order, assigned under Manager.mu
+	Seq         int64  // acceptance order, assigned under Manager.mu
+	TurnID      string // names the turn on the wire (response, turn_complete, ack)
 	SessionID   string
 	ClientID    string
 	RunKey      string
@@ -329,7 +330,7 @@ func (d *db) pendingTurns(ctx context.Context) ([]*turn, error) {
 	defer rows.Close()
 	var out []*turn
 	for rows.Next() {
-		t := &turn{}
+		t := &turn{TurnID: newTurnID()}
 		var att string
 		if err := rows.Scan(&t.ID, &t.Seq, &t.SessionID, &t.ClientID, &t.RunKey, &t.Text, &att); err != nil {
 			return nil, fmt.Errorf("read queued turns: %w", err)
@@ -448,10 +449,10 @@ type outboxRow struct {
 	Sent  bool
 }
 
-// addOutbox stores rows for clientID; with ackMode it then applies the
+// addOutbox stores rows of turn turnID for clientID; with ackMode it then applies the
 // bounds of awaiting rows (see pruneAwaitingTx) in the same transaction and
 // returns how many it dropped.
-func (d *db) addOutbox(ctx context.Context, clientID, sessionID string, rows []outboxRow, ackMode bool) (dropped int64, err error) {
+func (d *db) addOutbox(ctx context.Context, clientID, sessionID, turnID string, rows []outboxRow, ackMode bool) (dropped int64, err error) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	tx, err := d.sql.BeginTx(ctx, nil)
@@ -461,8 +462,8 @@ func (d *db) addOutbox(ctx context.Context, clientID, sessionID string, rows []o
 	defer tx.Rollback()
 	now := d.ms()
 	for _, r := range rows {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, frame, sent, created_at) VALUES (?, ?, ?, ?, ?)`,
-			clientID, sessionID, string(r.Frame), r.Sent, now); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, turn_id, frame, sent, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			clientID, sessionID, turnID, string(r.Frame), r.Sent, now); err != nil {
 			return 0, fmt.Errorf("store reply for later: %w", err)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,7 +30,8 @@ var ErrNewerSchema = errors.New("database schema is newer than this agentd")
 
 // Store is the agent's database.
 type Store struct {
-	db *sql.DB
+	db   *sql.DB
+	fsys fs.FS // the migrations: files N_name.sql at its root
 }
 
 // DB returns the underlying handle for packages that own their tables.
@@ -52,6 +52,18 @@ func DSN(p string) string {
 
 // Open opens (creating if needed) the database at p and migrates it.
 func Open(ctx context.Context, p string) (*Store, error) {
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	return OpenWith(ctx, p, sub)
+}
+
+// OpenWith opens (creating if needed) the SQLite database at p, with the
+// same pragmas as the agent's, and applies the numbered migrations of
+// migrations (files N_name.sql at its root, e.g. an embed.FS through
+// fs.Sub). Bridges keep their own state this way (plugins/bridge/store).
+func OpenWith(ctx context.Context, p string, migrations fs.FS) (*Store, error) {
 	// SQLite creates the file with 0644 (less the umask) and gives the -wal
 	// and -shm files the database file's mode: creating it 0600 first
 	// keeps all three private.
@@ -72,7 +84,7 @@ func Open(ctx context.Context, p string) (*Store, error) {
 	// database/sql's default of 2 idle connections a new SQLite connection
 	// (and its pragmas) would be opened and closed on most turns.
 	db.SetMaxIdleConns(8)
-	s := &Store{db: db}
+	s := &Store{db: db, fsys: migrations}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate database %s: %w", p, err)
@@ -86,9 +98,17 @@ type migration struct {
 	sql     string
 }
 
-// Migrations returns the embedded migrations in order.
+// Migrations returns the agent database's embedded migrations in order.
 func Migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	return readMigrations(sub)
+}
+
+func readMigrations(fsys fs.FS) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +116,9 @@ func Migrations() ([]migration, error) {
 	seen := map[int]string{}
 	for _, e := range entries {
 		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
+			continue
+		}
 		num, _, ok := strings.Cut(name, "_")
 		v, err := strconv.Atoi(num)
 		if !ok || err != nil || v <= 0 {
@@ -105,7 +128,7 @@ func Migrations() ([]migration, error) {
 			return nil, fmt.Errorf("migrations %s and %s share number %d", prev, name, v)
 		}
 		seen[v] = name
-		body, err := migrationFS.ReadFile(path.Join("migrations", name))
+		body, err := fs.ReadFile(fsys, name)
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +153,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	)`); err != nil {
 		return err
 	}
-	ms, err := Migrations()
+	ms, err := readMigrations(s.fsys)
 	if err != nil {
 		return err
 	}
@@ -143,7 +166,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		latest = ms[len(ms)-1].version
 	}
 	if cur > latest {
-		return fmt.Errorf("%w: database is at version %d, this agentd knows up to %d; upgrade agentd", ErrNewerSchema, cur, latest)
+		return fmt.Errorf("%w: database is at version %d, this program knows up to %d; upgrade it", ErrNewerSchema, cur, latest)
 	}
 	for _, m := range ms {
 		if m.version <= cur {

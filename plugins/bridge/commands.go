@@ -116,11 +116,8 @@ func (r *Runner) refuse(ctx context.Context, m Incoming) {
 		return
 	}
 	r.log.Warn("message from a user who is not allowed refused (told once per hour)", "user_id", m.UserID, "user_name", m.UserName, "chat_id", m.ChatID)
-	cctx, cancel := context.WithTimeout(ctx, platformCallTimeout)
-	defer cancel()
-	if _, err := r.p.SendText(cctx, m.ChatID, fmt.Sprintf(Refusal, m.UserID)); err != nil {
-		r.log.Warn("refusal not sent", "chat_id", m.ChatID, "err", err)
-	}
+	// Through the chat's worker: the platform's rate limits hold for it too.
+	r.post(m.ChatID, event{kind: evNotice, text: fmt.Sprintf(Refusal, m.UserID)})
 }
 
 // absPath matches absolute file paths (two or more components).

@@ -25,6 +25,10 @@ func TestRunnerRefusesStrangerOnce(t *testing.T) {
 		}
 	}
 	for _, u := range []string{"u1", "u2"} {
+		p.waitTexts(t, "c-"+u, 1) // sent by the chat's worker
+	}
+	time.Sleep(50 * time.Millisecond) // a second refusal would be sent by now
+	for _, u := range []string{"u1", "u2"} {
 		if got := p.texts("c-" + u); len(got) != 1 || got[0] != fmt.Sprintf(bridge.Refusal, u) {
 			t.Errorf("chat of %s got %q, want one refusal", u, got)
 		}

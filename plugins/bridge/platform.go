@@ -14,6 +14,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/agentd/agentd/plugins/bridge/store"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -40,6 +41,10 @@ type PlatformConfig struct {
 	DataDir      string            // the bridge's own state directory
 	UploadsDir   string            // where incoming files are stored
 	Logger       *slog.Logger
+	// Store is the bridge's persistent state in DataDir, shared with the
+	// SDK; a platform keeps its own values there (Store.Value, SetValue).
+	// Nil when there is no DataDir.
+	Store *store.Store
 }
 
 // Host is what a platform calls back into.
@@ -58,16 +63,25 @@ type Host interface {
 	// Event reports something the operator should see (pairing QR code,
 	// logged out, alert, status text).
 	Event(kind, text string)
+	// Notify queues a notice to a chat (a welcome, "could not download
+	// your file"). It goes out in order with the chat's replies, through
+	// the same rate limits; it is not persisted.
+	Notify(chatID, text string)
 	// Logger logs to agentd's bridge log.
 	Logger() *slog.Logger
 }
 
 // Incoming is one message from a platform user.
 type Incoming struct {
-	ChatID   string // the conversation; the session id is "<prefix>:<ChatID>"
-	UserID   string // checked against the allowed users
-	UserName string // for logs
-	Text     string
+	ChatID string // the conversation; the session id is "<prefix>:<ChatID>"
+	// MessageID is the platform's id of the message (unique in its chat;
+	// for an album, of the album). The SDK hands a message id to the agent
+	// once: a platform that delivers it again (a redelivery after a
+	// restart) is answered only once. "" skips the check.
+	MessageID string
+	UserID    string // checked against the allowed users
+	UserName  string // for logs
+	Text      string
 	// Attachments are files the platform already stored in the uploads
 	// directory (the gateway refuses paths outside the agent directory).
 	Attachments []wire.Attachment

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/agentd/agentd/client"
 	"github.com/agentd/agentd/devicecert"
+	"github.com/agentd/agentd/plugins/bridge/store"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -21,8 +23,8 @@ import (
 // forgotten setting never opens a personal agent to the world.
 const AllowEveryone = "*"
 
-// DefaultEditInterval is the minimum time between two edits of a streamed
-// reply in one chat (Telegram allows about one edit per second per chat).
+// DefaultEditInterval is the minimum time between two messages or edits
+// in one chat (Telegram allows about one per second per chat).
 const DefaultEditInterval = time.Second
 
 // platformCallTimeout bounds one call into the platform (send, edit, …).
@@ -46,12 +48,19 @@ type RunnerConfig struct {
 	OnEvent func(kind, text string)
 	// OnStatus receives Host SetStatus calls (StatusSetter); may be nil.
 	OnStatus func(text string)
-	// EditInterval is the minimum time between edits of one streamed reply;
+	// EditInterval is the minimum time between two messages or edits in
+	// one chat (from the end of one call to the start of the next);
 	// default DefaultEditInterval.
 	EditInterval time.Duration
 	// ShowTranscript shows the user what agentd heard in a voice message
 	// ("🎤 heard: …"), from the setting show_transcript: "true".
 	ShowTranscript bool
+	// Store is the bridge's persistent state (send queue, dedup window,
+	// chat sessions). If nil, Run opens one in DataDir, or — DataDir ""
+	// too — in a temporary directory removed when Run returns, so nothing
+	// survives a restart.
+	Store   *store.Store
+	DataDir string
 }
 
 // heardPrefix starts the status agentd sends with a voice turn's transcript.
@@ -86,6 +95,11 @@ type Runner struct {
 
 	strangers strangers // refused users, told once per refusalEvery
 
+	st      *store.Store // set by Run
+	cfgSt   *store.Store
+	dataDir string
+	lim     *limiter
+
 	// mu guards everything below.
 	mu        sync.Mutex
 	agentName string        // from the gateway's auth_ok, for /start
@@ -97,9 +111,9 @@ type Runner struct {
 	lastTurn  string            // session id of the last text_final sent
 	lastCmd   string            // session id of the last command sent
 	workers   map[string]*chatWorker
-	// unacked: sessions whose ack found no connection, sent before the
-	// auth of the next one; the value tells a later failure apart.
-	unacked  map[string]uint64
+	// unacked: acks that found no connection, sent before the auth of the
+	// next one; the value tells a later failure apart.
+	unacked  map[ackRef]uint64
 	ackSeq   uint64
 	runCtx   context.Context
 	workerWG sync.WaitGroup
@@ -142,7 +156,10 @@ func NewRunner(p Platform, cfg RunnerConfig) *Runner {
 		sessions:  map[string]string{},
 		chats:     map[string]string{},
 		workers:   map[string]*chatWorker{},
-		unacked:   map[string]uint64{},
+		unacked:   map[ackRef]uint64{},
+		cfgSt:     cfg.Store,
+		dataDir:   cfg.DataDir,
+		lim:       newLimiter(nil),
 	}
 	if r.editIvl <= 0 {
 		r.editIvl = DefaultEditInterval
@@ -189,18 +206,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	if !r.allowAll && len(r.allowed) == 0 {
 		r.log.Warn("no allowed users configured: every platform user will be refused (use \"*\" to allow everyone)")
 	}
+	// Not cancelled: a platform is run (and stopped) even when ctx ended
+	// while the store opened.
+	st, closeStore, err := r.openStore(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", r.p.Name(), err)
+	}
+	defer closeStore()
+	r.st = st
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.mu.Lock()
 	r.runCtx = ctx
 	r.mu.Unlock()
+	if err := r.resume(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("bridge %s: %w", r.p.Name(), err)
+	}
 
 	gwDone := make(chan struct{})
 	go func() {
 		defer close(gwDone)
 		r.gatewayLoop(ctx)
 	}()
-	err := r.p.Run(ctx, (*host)(r))
+	err = r.p.Run(ctx, (*host)(r))
 	cancel()
 	<-gwDone
 	r.workerWG.Wait()
@@ -213,11 +241,82 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
+// openStore returns the store to use and how to close it.
+func (r *Runner) openStore(ctx context.Context) (*store.Store, func(), error) {
+	if r.cfgSt != nil {
+		return r.cfgSt, func() {}, nil
+	}
+	dir, tmp := r.dataDir, ""
+	if dir == "" {
+		var err error
+		if tmp, err = os.MkdirTemp("", "bridge-"+r.p.Name()+"-"); err != nil {
+			return nil, nil, err
+		}
+		dir = tmp
+		r.log.Warn("no data directory: the bridge's state will not survive a restart")
+	}
+	st, err := store.Open(ctx, dir)
+	if err != nil {
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
+		return nil, nil, err
+	}
+	return st, func() {
+		st.Close()
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
+	}, nil
+}
+
+// resume loads the chats' sessions and the send queue a previous process
+// left: replies still to show go to their chats, acks still to send wait
+// for the next connection.
+func (r *Runner) resume(ctx context.Context) error {
+	moved, err := r.st.ChatSessions(ctx)
+	if err != nil {
+		return err
+	}
+	pending, err := r.st.Pending(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	for chat, sid := range moved {
+		r.sessions[chat] = sid
+		r.chats[sid] = chat
+	}
+	for _, rep := range pending {
+		r.chats[rep.SessionID] = rep.ChatID
+		if rep.State == store.Acking {
+			r.ackSeq++
+			r.unacked[ackRef{sid: rep.SessionID, turn: rep.TurnID, id: rep.ID}] = r.ackSeq
+		}
+	}
+	r.mu.Unlock()
+	n := 0
+	for _, rep := range pending {
+		if rep.State == store.Sending {
+			rep := rep
+			r.post(rep.ChatID, event{kind: evResume, reply: &rep})
+			n++
+		}
+	}
+	if n > 0 {
+		r.log.Info("resuming replies not yet shown", "replies", n)
+	}
+	return nil
+}
+
 // host is the Host the platform sees.
 type host Runner
 
 func (h *host) Deliver(ctx context.Context, m Incoming) error { return (*Runner)(h).Deliver(ctx, m) }
 func (h *host) Logger() *slog.Logger                          { return h.log }
+func (h *host) Notify(chatID, text string) {
+	(*Runner)(h).post(chatID, event{kind: evNotice, text: text})
+}
 func (h *host) Event(kind, text string) {
 	h.log.Info("bridge event", "kind", kind, "text", text)
 	if h.onEvent != nil {
@@ -249,6 +348,16 @@ func (r *Runner) Deliver(ctx context.Context, m Incoming) error {
 		r.post(m.ChatID, event{kind: evNotice, text: reply})
 		return nil
 	}
+	if m.MessageID != "" {
+		seen, err := r.st.Handled(ctx, m.ChatID, m.MessageID)
+		if err != nil {
+			r.log.Error("bridge store", "err", err)
+		}
+		if seen {
+			r.log.Info("message delivered again by the platform; already handled", "chat_id", m.ChatID, "message_id", m.MessageID)
+			return nil
+		}
+	}
 	sid := r.sessionFor(m.ChatID)
 	var frame wire.Message
 	if cmd, ok := parseCommand(text); ok && len(m.Attachments) == 0 {
@@ -259,6 +368,13 @@ func (r *Runner) Deliver(ctx context.Context, m Incoming) error {
 	}
 	if err := r.send(ctx, sid, frame); err != nil {
 		return err
+	}
+	if m.MessageID != "" {
+		// After the write: a crash in between answers the message twice
+		// rather than never.
+		if err := r.st.MarkHandled(context.WithoutCancel(ctx), m.ChatID, m.MessageID); err != nil {
+			r.log.Error("bridge store", "err", err)
+		}
 	}
 	if _, ok := frame.(wire.TextFinal); ok {
 		r.post(m.ChatID, event{kind: evTyping})

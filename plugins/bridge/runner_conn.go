@@ -4,10 +4,10 @@ import (
 	"context"
 	"maps"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/agentd/agentd/client"
+	"github.com/agentd/agentd/plugins/bridge/store"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -52,7 +52,11 @@ func (r *Runner) gatewayLoop(ctx context.Context) {
 		// received but did not post before dying is sent again to the
 		// next process.
 		unacked := r.unackedSnapshot()
-		c, err := r.dialer.DialWSWith(ctx, client.WSOptions{Logger: r.log, Acks: true, AckFirst: slices.Collect(maps.Keys(unacked))})
+		first := make([]wire.Ack, 0, len(unacked))
+		for a := range unacked {
+			first = append(first, a.frame())
+		}
+		c, err := r.dialer.DialWSWith(ctx, client.WSOptions{Logger: r.log, Acks: true, AckFirst: first})
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -78,10 +82,11 @@ func (r *Runner) gatewayLoop(ctx context.Context) {
 		r.mu.Lock()
 		r.agentName = c.AgentName()
 		r.mu.Unlock()
-		r.acked(unacked)
+		r.acked(ctx, unacked)
 		gc := &gwConn{c: c, opened: map[string]bool{}}
 		start := time.Now()
 		r.setConn(gc)
+		r.sendAcks(ctx) // those that came up while dialing
 		err = r.serveConn(ctx, gc)
 		r.dropConn(gc, err)
 		if ctx.Err() != nil {
@@ -193,9 +198,9 @@ func (r *Runner) dispatch(m wire.Message) {
 	case wire.Status:
 		sid, ev = m.SessionID, event{kind: evStatus, text: m.Text}
 	case wire.Response:
-		sid, ev = m.SessionID, event{kind: evResponse, resp: m}
+		sid, ev = m.SessionID, event{kind: evResponse, resp: m, turn: m.TurnID}
 	case wire.TurnComplete:
-		sid, ev = m.SessionID, event{kind: evTurnComplete, sid: m.SessionID}
+		sid, ev = m.SessionID, event{kind: evTurnComplete, turn: m.TurnID}
 	case wire.Queued:
 		sid, ev = m.SessionID, event{kind: evQueued, pos: m.Position}
 		if sid == "" {
@@ -218,7 +223,10 @@ func (r *Runner) dispatch(m wire.Message) {
 			r.log.Warn("gateway error", "text", m.Text)
 			return
 		}
-		sid, ev = m.SessionID, event{kind: evNotice, text: "⚠️ " + UserText(m.Text)}
+		sid, ev = m.SessionID, event{kind: evNotice, text: errorMark + UserText(m.Text)}
+		if m.TurnID != "" { // the end of a failed turn: a reply to deliver like any
+			ev = event{kind: evTurnError, text: UserText(m.Text), turn: m.TurnID}
+		}
 	case wire.AuthError:
 		r.log.Error("gateway sent auth_error", "reason", m.Reason)
 		return
@@ -226,38 +234,78 @@ func (r *Runner) dispatch(m wire.Message) {
 		// pong, resource_event, system_snapshot, audio: nothing to show.
 		return
 	}
-	r.log.Debug("gateway frame", "type", m.Type(), "session_id", sid)
 	chatID, ok := r.chatFor(sid)
 	if !ok {
 		r.log.Debug("frame for a session that is not ours dropped", "type", m.Type(), "session_id", sid)
 		return
 	}
+	ev.sid = sid
 	r.post(chatID, ev)
 }
 
-// ack tells the gateway that every reply of session sid it sent so far has
-// been shown. Without a live connection it is sent first thing on the next
-// one (before the gateway re-sends what awaits an ack); if this process
-// dies first, the gateway sends the replies again, which is the point.
-func (r *Runner) ack(sid string) {
+// ackRef names a reply to ack: its session and turn (turn "" for a
+// gateway without turn ids: the whole session), and its row in the store
+// (0 if none), which moves to Done once the ack is written.
+type ackRef struct {
+	sid, turn string
+	id        int64
+}
+
+func (a ackRef) frame() wire.Ack { return wire.Ack{SessionID: a.sid, TurnID: a.turn} }
+
+// ack tells the gateway that reply a has been shown. Without a live
+// connection it is sent first thing on the next one (before the gateway
+// re-sends what awaits an ack); if this process dies first, the store
+// still has it (Acking) and the next process sends it.
+func (r *Runner) ack(a ackRef) {
 	r.mu.Lock()
 	gc := r.conn
 	r.mu.Unlock()
 	if gc != nil {
-		err := gc.c.Send(wire.Ack{SessionID: sid})
+		err := gc.c.Send(a.frame())
 		if err == nil {
+			r.done(r.runCtx, a)
 			return
 		}
-		r.log.Debug("ack not sent; it will be sent on the next connection", "session_id", sid, "err", err)
+		r.log.Debug("ack not sent; it will be sent on the next connection", "session_id", a.sid, "turn_id", a.turn, "err", err)
 	}
 	r.mu.Lock()
 	r.ackSeq++
-	r.unacked[sid] = r.ackSeq
+	r.unacked[a] = r.ackSeq
 	r.mu.Unlock()
 }
 
+// done marks an acked reply Done in the store.
+func (r *Runner) done(ctx context.Context, a ackRef) {
+	if a.id == 0 {
+		return
+	}
+	if err := r.st.SetState(context.WithoutCancel(ctx), a.id, store.Done); err != nil {
+		r.log.Error("bridge store", "err", err)
+	}
+}
+
+// sendAcks sends the acks waiting for a connection on the live one.
+func (r *Runner) sendAcks(ctx context.Context) {
+	snap := r.unackedSnapshot()
+	r.mu.Lock()
+	gc := r.conn
+	r.mu.Unlock()
+	if gc == nil || len(snap) == 0 {
+		return
+	}
+	sent := map[ackRef]uint64{}
+	for a, seq := range snap {
+		if err := gc.c.Send(a.frame()); err != nil {
+			break
+		}
+		sent[a] = seq
+	}
+	r.acked(ctx, sent)
+}
+
 // unackedSnapshot returns the acks waiting for a connection.
-func (r *Runner) unackedSnapshot() map[string]uint64 {
+func (r *Runner) unackedSnapshot() map[ackRef]uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return maps.Clone(r.unacked)
@@ -265,13 +313,18 @@ func (r *Runner) unackedSnapshot() map[string]uint64 {
 
 // acked forgets the acks of snap, which a new connection sent, unless one
 // of them failed again since the snapshot.
-func (r *Runner) acked(snap map[string]uint64) {
+func (r *Runner) acked(ctx context.Context, snap map[ackRef]uint64) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for sid, seq := range snap {
-		if r.unacked[sid] == seq {
-			delete(r.unacked, sid)
+	var sent []ackRef
+	for a, seq := range snap {
+		if r.unacked[a] == seq {
+			delete(r.unacked, a)
+			sent = append(sent, a)
 		}
+	}
+	r.mu.Unlock()
+	for _, a := range sent {
+		r.done(ctx, a)
 	}
 }
 
@@ -286,4 +339,7 @@ func (r *Runner) moveSession(oldSID, newSID string) {
 	r.sessions[chatID] = newSID
 	r.chats[newSID] = chatID
 	r.mu.Unlock()
+	if err := r.st.SetChatSession(context.Background(), chatID, newSID); err != nil {
+		r.log.Error("chat session not stored; it reverts after a restart", "chat_id", chatID, "session_id", newSID, "err", err)
+	}
 }

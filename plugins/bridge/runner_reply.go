@@ -2,15 +2,13 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
 
+	"github.com/agentd/agentd/plugins/bridge/store"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -20,10 +18,13 @@ const (
 	typingEvery = 4 * time.Second
 	// workerIdle is how long a chat's worker lingers without events.
 	workerIdle = 5 * time.Minute
-	// lostNote ends a reply cut off by a dropped gateway connection.
+	// lostNote ends a reply cut off by a dropped gateway connection; the
+	// final reply, sent again on the next connection, replaces it.
 	lostNote = "\n\n(connection to the agent was lost; this reply may be incomplete)"
 	// stoppedNote ends a reply whose run was interrupted.
 	stoppedNote = "\n\n(stopped)"
+	// errorMark starts the notice of a failed turn.
+	errorMark = "⚠️ "
 )
 
 type evKind int
@@ -31,24 +32,32 @@ type evKind int
 const (
 	evDelta evKind = iota
 	evStatus
-	evResponse
-	evTurnComplete
+	evResponse     // a final reply (resp)
+	evTurnError    // the error ending a failed turn (text, turn)
+	evTurnComplete // end of a turn (turn)
 	evQueued
 	evNotice
 	evTyping
 	evDisconnected
+	evResume // a reply of the send queue, after a restart (reply)
 )
 
 type event struct {
-	kind evKind
-	text string
-	pos  int
-	resp wire.Response
-	sid  string // evTurnComplete: the session to ack
+	kind  evKind
+	sid   string
+	turn  string
+	text  string
+	pos   int
+	resp  wire.Response
+	reply *store.Reply
 }
 
-// chatWorker renders the agent's frames into one chat, in order. Each chat
-// has its own so that a slow or rate-limited chat never delays another.
+// chatWorker shows the agent's frames in one chat, in order. Each chat has
+// its own so that a slow or rate-limited chat never delays another. It
+// works as a loop: apply every event that arrived (deltas only grow the
+// text), then make the one platform call most due — if the rate limits
+// and the pacing allow it now, else sleep until they do. So after any
+// wait only the latest text is sent.
 type chatWorker struct {
 	r      *Runner
 	chatID string
@@ -60,17 +69,34 @@ type chatWorker struct {
 	dead  bool
 
 	// The rest belongs to the worker goroutine.
-	text       strings.Builder // the reply streamed so far in this turn
-	msgs       []string        // platform ids of the messages showing it
-	shown      []string        // what each of msgs currently shows
-	lastFlush  time.Time
-	flushT     *time.Timer
+	items      []*item                 // what to show, in order: replies and notices
+	shown      map[string]*store.Reply // turn id → reply shown whose turn_complete is due
+	stream     *stream                 // the reply being streamed; nil if none
+	timer      *time.Timer
+	lastCall   time.Time // end of the last message call (pacing)
 	lastTyping time.Time
-	// unshown is set when a reply part, attachment or notice could not be
-	// posted since the last ack: the turn is then not acked, so the
-	// gateway keeps it (to send again on a reconnect) until a later turn
-	// of the chat is shown and acked.
-	unshown bool
+}
+
+// item is one thing to show: a final reply of the send queue, or a notice.
+type item struct {
+	reply  *store.Reply // nil for a notice
+	parts  []string     // the text split for the platform
+	done   int          // notices: parts posted
+	tries  int          // failed attempts of the current step
+	retry  time.Time    // not before this after a failure
+	failed time.Time    // first failure of the current step
+}
+
+// stream is the reply a session is streaming, shown by edits.
+type stream struct {
+	sid   string
+	text  strings.Builder
+	parts []store.Part
+	// stale: parts were posted by a previous process, which saw deltas
+	// this one did not; only the final reply is shown into them.
+	stale bool
+	dirty bool // text changed since the last flush
+	ended bool // the connection dropped: flush once more, then forget
 }
 
 // post queues ev for chatID's worker, starting one if needed.
@@ -82,7 +108,7 @@ func (r *Runner) post(chatID string, ev event) {
 		if r.runCtx == nil || r.runCtx.Err() != nil {
 			return
 		}
-		w = &chatWorker{r: r, chatID: chatID, wake: make(chan struct{}, 1)}
+		w = &chatWorker{r: r, chatID: chatID, wake: make(chan struct{}, 1), shown: map[string]*store.Reply{}}
 		r.workers[chatID] = w
 		r.workerWG.Add(1)
 		go w.run(r.runCtx)
@@ -112,13 +138,13 @@ func (w *chatWorker) take() []event {
 	return q
 }
 
-// retire removes an idle worker; false if events arrived meanwhile.
+// retire removes an idle worker; false if it still has work.
 func (w *chatWorker) retire() bool {
 	w.r.mu.Lock()
 	defer w.r.mu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.queue) > 0 || w.streaming() {
+	if len(w.queue) > 0 || len(w.items) > 0 || len(w.shown) > 0 || w.stream != nil {
 		return false
 	}
 	w.dead = true
@@ -126,260 +152,232 @@ func (w *chatWorker) retire() bool {
 	return true
 }
 
-func (w *chatWorker) streaming() bool { return w.text.Len() > 0 || len(w.msgs) > 0 }
-
 func (w *chatWorker) run(ctx context.Context) {
 	defer w.r.workerWG.Done()
-	w.flushT = time.NewTimer(time.Hour)
-	w.flushT.Stop()
-	defer w.flushT.Stop()
+	w.timer = time.NewTimer(time.Hour)
+	w.timer.Stop()
+	defer w.timer.Stop()
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
+		coalesce := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.wake:
-			for _, ev := range w.take() {
-				w.handle(ctx, ev)
-			}
-			idle.Reset(workerIdle)
-		case <-w.flushT.C:
-			w.flush(ctx, false)
+		case <-w.timer.C:
+			coalesce = true
 		case <-idle.C:
 			if w.retire() {
 				return
 			}
-			idle.Reset(workerIdle)
+		}
+		w.work(ctx, coalesce)
+		idle.Reset(workerIdle)
+	}
+}
+
+// work applies the queued events and makes calls until nothing is due.
+// Events are taken one at a time, each followed by the call it makes due
+// (the first delta of a reply goes out at once), except after a wait
+// (coalesce): then everything that arrived meanwhile is applied first, so
+// only the latest text is sent.
+func (w *chatWorker) work(ctx context.Context, coalesce bool) {
+	for ctx.Err() == nil {
+		evs := w.take()
+		for i, ev := range evs {
+			w.apply(ctx, ev)
+			if coalesce || i == len(evs)-1 {
+				continue
+			}
+			if called, _ := w.act(ctx); called {
+				w.drain(ctx)
+			}
+		}
+		coalesce = false
+		called, wait := w.act(ctx)
+		if !called {
+			if wait > 0 {
+				w.timer.Reset(wait)
+			}
+			return
 		}
 	}
 }
 
-func (w *chatWorker) call(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, platformCallTimeout)
+// drain makes the calls that need no wait (moving past shown parts).
+func (w *chatWorker) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		if called, _ := w.act(ctx); !called {
+			return
+		}
+	}
 }
 
-func (w *chatWorker) handle(ctx context.Context, ev event) {
-	r := w.r
+// apply updates the worker's state for one event; it makes no platform
+// call except the typing indicator.
+func (w *chatWorker) apply(ctx context.Context, ev event) {
 	switch ev.kind {
 	case evDelta:
-		w.text.WriteString(ev.text)
-		if r.editor == nil {
-			return // shown whole with the response
-		}
-		wait := r.editIvl - time.Since(w.lastFlush)
-		if wait <= 0 {
-			w.flush(ctx, false)
-		} else {
-			// Reset (not a new timer) keeps at most one pending flush.
-			w.flushT.Reset(wait)
-		}
+		s := w.streamOf(ctx, ev.sid)
+		s.text.WriteString(ev.text)
+		s.dirty = !s.stale && w.r.editor != nil
 	case evStatus, evTyping:
-		if ev.kind == evStatus && r.showHeard && strings.HasPrefix(ev.text, heardPrefix) {
-			w.notice(ctx, "🎤 "+ev.text)
+		if ev.kind == evStatus && w.r.showHeard && strings.HasPrefix(ev.text, heardPrefix) {
+			w.notice("🎤 " + ev.text)
 		}
 		w.typing(ctx)
 	case evResponse:
-		w.flushT.Stop()
 		text := ev.resp.Text
 		if ev.resp.Interrupted {
 			text += stoppedNote
 		}
-		w.text.Reset()
-		w.text.WriteString(text)
-		if !w.flush(ctx, true) {
-			w.unshown = true
-		}
-		w.reset()
-		w.sendAttachments(ctx, ev.resp.Attachments)
+		w.addReply(ctx, store.Reply{SessionID: ev.sid, TurnID: ev.turn, ChatID: w.chatID, Text: text, Attachments: ev.resp.Attachments})
+	case evTurnError:
+		w.addReply(ctx, store.Reply{SessionID: ev.sid, TurnID: ev.turn, ChatID: w.chatID, Text: errorMark + ev.text})
 	case evTurnComplete:
-		if w.streaming() { // a turn that ended without a response frame
-			w.flushT.Stop()
-			w.flush(ctx, true)
-			w.reset()
-		}
-		// Every turn ends with turn_complete, after its response (text and
-		// attachments, handled above in order) or its error notice: the
-		// turn is now shown, so the gateway may forget it. Acking here
-		// rather than at the response also covers failed turns.
-		if ev.sid != "" && !w.unshown && ctx.Err() == nil {
-			r.ack(ev.sid)
-		}
-		w.unshown = false
+		w.turnComplete(ctx, ev.sid, ev.turn)
 	case evDisconnected:
-		if w.streaming() {
-			w.flushT.Stop()
-			w.text.WriteString(lostNote)
-			w.flush(ctx, true)
-			w.reset()
+		if s := w.stream; s != nil {
+			// Shown as far as it got, with a note; the final reply, sent
+			// again on the next connection, is edited in (or, without
+			// edits, follows).
+			if s.stale || s.text.Len() == 0 || len(s.parts) == 0 && w.r.editor != nil {
+				w.stream = nil // nothing shown yet, or not ours to edit
+			} else {
+				s.text.WriteString(lostNote)
+				s.dirty, s.ended = true, true
+			}
 		}
 	case evQueued:
-		w.notice(ctx, fmt.Sprintf("queued #%d", ev.pos))
+		w.notice(fmt.Sprintf("queued #%d", ev.pos))
 	case evNotice:
-		w.notice(ctx, ev.text)
+		w.notice(ev.text)
+	case evResume:
+		if !w.has(ev.reply.ID) {
+			w.items = append(w.items, &item{reply: ev.reply, parts: w.r.split(ev.reply.Text)})
+		}
 	}
 }
 
-func (w *chatWorker) reset() {
-	w.text.Reset()
-	w.msgs, w.shown = nil, nil
+func (w *chatWorker) notice(text string) {
+	if parts := w.r.split(text); len(parts) > 0 {
+		w.items = append(w.items, &item{parts: parts})
+	}
+}
+
+// streamOf returns the stream of session sid, starting one if needed. A
+// new stream adopts what the store has for sid: messages a previous
+// process posted.
+func (w *chatWorker) streamOf(ctx context.Context, sid string) *stream {
+	if w.stream != nil && w.stream.sid == sid {
+		return w.stream
+	}
+	s := &stream{sid: sid}
+	if parts, err := w.r.st.Stream(ctx, sid); err != nil {
+		w.r.log.Error("bridge store", "err", err)
+	} else if len(parts) > 0 {
+		s.parts, s.stale = parts, true
+	}
+	w.stream = s
+	return s
+}
+
+// addReply puts a final reply in the send queue (adopting the messages its
+// stream posted) and in this chat's items. A reply the store already
+// has — the gateway sent it again — is shown on from where it was, or if
+// it was shown, acked again at its turn_complete.
+func (w *chatWorker) addReply(ctx context.Context, r store.Reply) {
+	if r.TurnID == "" { // a gateway without turn ids: nothing to recognise
+		r.TurnID = "local-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	if w.stream != nil && w.stream.sid == r.SessionID {
+		w.stream = nil // its parts are in the store, adopted below
+	}
+	rep, existing, err := w.r.st.AddReply(ctx, r)
+	if err != nil {
+		// Shown anyway; only a restart before it is shown loses it (the
+		// gateway then still has it: it is not acked).
+		w.r.log.Error("reply not queued in the bridge store", "session_id", r.SessionID, "err", err)
+		rep = r
+	}
+	if existing {
+		switch {
+		case rep.State != store.Sending:
+			w.r.log.Info("reply received again; already shown", "session_id", rep.SessionID, "turn_id", rep.TurnID)
+			w.shown[rep.TurnID] = &rep
+			return
+		case w.has(rep.ID):
+			return
+		}
+	}
+	w.items = append(w.items, &item{reply: &rep, parts: w.r.split(rep.Text)})
+}
+
+func (w *chatWorker) has(id int64) bool {
+	for _, it := range w.items {
+		if it.reply != nil && it.reply.ID == id && id != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// turnComplete: the turn's frames are all here. Its reply is acked once
+// it is shown — now, if it already is.
+func (w *chatWorker) turnComplete(ctx context.Context, sid, turn string) {
+	if turn == "" {
+		// A gateway without turn ids: the old session-wide ack, once
+		// everything before it is shown.
+		w.items = append(w.items, &item{reply: &store.Reply{SessionID: sid, Complete: true}})
+		return
+	}
+	if rep := w.shown[turn]; rep != nil {
+		delete(w.shown, turn)
+		w.finish(ctx, rep)
+		return
+	}
+	for _, it := range w.items {
+		if it.reply != nil && it.reply.SessionID == sid && it.reply.TurnID == turn {
+			it.reply.Complete = true
+			if it.reply.ID != 0 {
+				if err := w.r.st.SetComplete(ctx, it.reply.ID); err != nil {
+					w.r.log.Error("bridge store", "err", err)
+				}
+			}
+			return
+		}
+	}
+	// A turn without a final reply: forget its stream, ack the turn.
+	if w.stream != nil && w.stream.sid == sid {
+		w.stream = nil
+	}
+	if err := w.r.st.DropStream(ctx, sid); err != nil {
+		w.r.log.Error("bridge store", "err", err)
+	}
+	w.r.ack(ackRef{sid: sid, turn: turn})
+}
+
+// finish acks a reply that is shown and whose turn is complete.
+func (w *chatWorker) finish(ctx context.Context, rep *store.Reply) {
+	if rep.ID != 0 && rep.State == store.Sending {
+		if err := w.r.st.SetState(ctx, rep.ID, store.Acking); err != nil {
+			w.r.log.Error("bridge store", "err", err)
+		}
+	}
+	w.r.ack(ackRef{sid: rep.SessionID, turn: rep.TurnID, id: rep.ID})
 }
 
 func (w *chatWorker) typing(ctx context.Context) {
-	if w.r.typer == nil || time.Since(w.lastTyping) < typingEvery {
+	r := w.r
+	if r.typer == nil || time.Since(w.lastTyping) < typingEvery || r.lim.wait(w.chatID) > 0 {
 		return
 	}
 	w.lastTyping = time.Now()
-	cctx, cancel := w.call(ctx)
+	cctx, cancel := context.WithTimeout(ctx, platformCallTimeout)
 	defer cancel()
-	if err := w.r.typer.SendTyping(cctx, w.chatID); err != nil {
-		w.r.log.Debug("typing indicator failed", "chat_id", w.chatID, "err", err)
+	if err := r.typer.SendTyping(cctx, w.chatID); err != nil {
+		r.lim.note(w.chatID, err)
+		r.log.Debug("typing indicator failed", "chat_id", w.chatID, "err", err)
 	}
-}
-
-func (w *chatWorker) notice(ctx context.Context, text string) {
-	cctx, cancel := w.call(ctx)
-	defer cancel()
-	if err := w.r.SendText(cctx, w.chatID, text); err != nil {
-		w.unshown = true
-		w.r.log.Warn("notice not sent", "chat_id", w.chatID, "err", err)
-	}
-}
-
-// flush shows the reply so far: it edits the messages already sent where
-// their part changed and sends new messages for parts beyond them. A final
-// flush falls back to a new message when an edit fails, so the user always
-// gets the complete reply. It reports whether every part is shown.
-func (w *chatWorker) flush(ctx context.Context, final bool) bool {
-	r := w.r
-	w.lastFlush = time.Now()
-	parts := r.split(w.text.String())
-	ok := true
-	for i, part := range parts {
-		cctx, cancel := w.call(ctx)
-		if i < len(w.msgs) {
-			if w.shown[i] == part {
-				cancel()
-				continue
-			}
-			var err error
-			if r.editor != nil {
-				err = r.editor.EditText(cctx, w.chatID, w.msgs[i], part)
-			} else {
-				err = errors.New("platform cannot edit messages")
-			}
-			if err == nil {
-				w.shown[i] = part
-				cancel()
-				continue
-			}
-			r.log.Warn("edit of streamed reply failed", "chat_id", w.chatID, "final", final, "err", err)
-			if !final {
-				ok = false
-				cancel()
-				continue
-			}
-			// Fall through: send the final part as a new message.
-			if id, err := r.p.SendText(cctx, w.chatID, part); err != nil {
-				ok = false
-				r.log.Warn("reply part not sent", "chat_id", w.chatID, "err", err)
-			} else {
-				w.msgs[i], w.shown[i] = id, part
-			}
-			cancel()
-			continue
-		}
-		id, err := r.p.SendText(cctx, w.chatID, part)
-		cancel()
-		if err != nil {
-			// Not recorded: the next flush sends it again.
-			r.log.Warn("reply part not sent", "chat_id", w.chatID, "err", err)
-			return false
-		}
-		w.msgs = append(w.msgs, id)
-		w.shown = append(w.shown, part)
-	}
-	return ok
-}
-
-var errNoFiles = errors.New("this platform cannot send files")
-
-func (w *chatWorker) sendAttachments(ctx context.Context, atts []wire.Attachment) {
-	r := w.r
-	for _, a := range atts {
-		cctx, cancel := w.call(ctx)
-		var err error
-		switch {
-		case a.Kind == "voice" && r.voice != nil:
-			err = r.voice.SendVoice(cctx, w.chatID, a)
-		case r.files != nil:
-			err = r.files.SendFile(cctx, w.chatID, a)
-		default:
-			err = errNoFiles
-		}
-		cancel()
-		if err != nil {
-			// Sending again cannot help a platform without files; the
-			// notice below is all the user can get.
-			if err != errNoFiles {
-				w.unshown = true
-			}
-			r.log.Warn("attachment not sent", "chat_id", w.chatID, "path", a.Path, "err", err)
-			name := a.Filename
-			if name == "" {
-				name = filepath.Base(a.Path)
-			}
-			w.notice(ctx, UserText(fmt.Sprintf("(attachment %s could not be sent: %v)", name, err)))
-		}
-	}
-}
-
-// SplitText cuts s into parts of at most max UTF-16 code units (the unit
-// Telegram counts; never fewer than runes, so also safe for platforms that
-// count code points). It prefers to cut after a newline, then after a
-// space, in the second half of a part. max <= 0 means no limit.
-// Whitespace-only text yields no parts.
-func SplitText(s string, max int) []string {
-	if strings.TrimSpace(s) == "" {
-		return nil
-	}
-	if max <= 0 {
-		return []string{s}
-	}
-	var out []string
-	for s != "" {
-		units, cut := 0, len(s)
-		for i, r := range s {
-			n := utf16.RuneLen(r)
-			if n < 1 {
-				n = 1 // invalid runes are sent as U+FFFD, one unit
-			}
-			if units+n > max {
-				cut = i
-				break
-			}
-			units += n
-		}
-		if cut == len(s) {
-			if strings.TrimSpace(s) != "" {
-				out = append(out, s)
-			}
-			break
-		}
-		if cut == 0 { // one rune wider than max: send it alone rather than loop
-			_, size := utf8.DecodeRuneInString(s)
-			cut = size
-		}
-		chunk := s[:cut]
-		if j := strings.LastIndexByte(chunk, '\n'); j >= len(chunk)/2 {
-			cut = j + 1
-		} else if j := strings.LastIndexByte(chunk, ' '); j >= len(chunk)/2 {
-			cut = j + 1
-		}
-		if part := strings.TrimRight(s[:cut], " \n"); part != "" {
-			out = append(out, part)
-		}
-		s = s[cut:]
-	}
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/agentd/agentd/devicecert"
+	"github.com/agentd/agentd/plugins/bridge/store"
 	bridgev1 "github.com/agentd/agentd/proto/bridge/v1"
 )
 
@@ -54,6 +56,7 @@ func Serve(p Platform) {
 	// agentd closed the plugin (normally after Stop); make sure the platform
 	// is not left running with nobody to report to.
 	srv.stop()
+	srv.closeStore()
 }
 
 // server implements the Bridge service in the plugin process.
@@ -68,6 +71,7 @@ type server struct {
 	state          bridgev1.State
 	cfg            *RunnerConfig // nil until configured
 	host           *hostConn     // nil without a host service
+	store          *store.Store  // in the configured DataDir; nil without one
 	runner         *Runner       // the current run; nil when not running
 	cancel         context.CancelFunc
 	done           chan struct{} // closed when the current run ends
@@ -136,7 +140,11 @@ func (s *server) Configure(_ context.Context, req *bridgev1.ConfigureRequest) (*
 	if s.host != nil {
 		logger = newHostLogger(s.host, hostLevel(req.Settings))
 	}
+	if err := s.openStore(req.DataDir); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+	}
 	if err := s.p.Configure(PlatformConfig{
+		Store:        s.store,
 		Settings:     req.Settings,
 		AllowedUsers: req.AllowedUsers,
 		DataDir:      req.DataDir,
@@ -159,10 +167,44 @@ func (s *server) Configure(_ context.Context, req *bridgev1.ConfigureRequest) (*
 			s.platformStatus = text
 			s.mu.Unlock()
 		},
+		Store: s.store,
 	}
 	s.state = bridgev1.State_STATE_CONFIGURED
 	s.lastErr = ""
 	return &bridgev1.ConfigureResponse{}, nil
+}
+
+// openStore opens the bridge's store in dir, keeping one already open
+// there; called with mu held.
+func (s *server) openStore(dir string) error {
+	if s.store != nil && filepath.Dir(s.store.Path()) == dir {
+		return nil
+	}
+	s.closeStoreLocked()
+	if dir == "" {
+		return nil
+	}
+	st, err := store.Open(s.ctx, dir)
+	if err != nil {
+		return fmt.Errorf("bridge state: %w", err)
+	}
+	s.store = st
+	return nil
+}
+
+func (s *server) closeStore() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runner == nil {
+		s.closeStoreLocked()
+	}
+}
+
+func (s *server) closeStoreLocked() {
+	if s.store != nil {
+		s.store.Close()
+		s.store = nil
+	}
 }
 
 // onEvent forwards a platform event to agentd and keeps the status text

@@ -47,7 +47,7 @@ func (c *conflict) failed(p *Platform, host bridge.Host, err error) (wait time.D
 			p.log.Debug("poll conflict again", "err", err)
 		}
 	}
-	wait = pollBackoff(c.n, err)
+	wait = p.pollBackoff(c.n, err)
 	c.n++
 	return wait, true
 }

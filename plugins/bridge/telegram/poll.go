@@ -35,6 +35,11 @@ const (
 	maxDownload = 20 << 20
 	// downloadTimeout bounds one file download.
 	downloadTimeout = 2 * time.Minute
+	// albumWindow: an album's messages (same media_group_id) arriving
+	// within this of each other become one turn; albumPoll is how often
+	// the bridge looks for more while collecting.
+	albumWindow = time.Second
+	albumPoll   = 200 * time.Millisecond
 )
 
 // errUnauthorized means the token was refused: retrying will not help.
@@ -72,8 +77,18 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 	}()
 	failures := 0
 	var conflict conflict
+	var grp *album // an album being collected; offset stays at its first update
 	for ctx.Err() == nil {
-		updates, err := p.getUpdates(ctx, offset, p.pollTimeout)
+		timeout := p.pollTimeout
+		if grp != nil {
+			// Siblings arrive within moments: look again shortly, without
+			// a long poll, until the album's window closes.
+			if !sleep(ctx, albumPoll) {
+				break
+			}
+			timeout = 0
+		}
+		updates, err := p.getUpdates(ctx, offset, timeout)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -87,7 +102,7 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 				}
 				continue
 			}
-			wait := pollBackoff(failures, err)
+			wait := p.pollBackoff(failures, err)
 			if failures == 0 {
 				host.Event("status", "Telegram unreachable: "+err.Error())
 			}
@@ -105,6 +120,23 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 		}
 		confirmed = offset
 		for _, u := range updates {
+			if grp != nil && u.ID <= grp.last {
+				continue // an album sibling fetched again while collecting
+			}
+			if id := albumOf(u); id != "" && (grp == nil || grp.id == id) {
+				grp = grp.add(id, u)
+				continue
+			}
+			if grp != nil {
+				if !p.deliverAlbum(ctx, host, grp) {
+					return nil
+				}
+				offset, grp = grp.last+1, nil
+			}
+			if id := albumOf(u); id != "" {
+				grp = grp.add(id, u)
+				continue
+			}
 			if err := p.handle(ctx, host, u); err != nil {
 				// Not delivered (we are stopping): Telegram keeps it and
 				// sends it again to the next poll.
@@ -112,6 +144,12 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 				return nil
 			}
 			offset = u.ID + 1
+		}
+		if grp != nil && !time.Now().Before(grp.deadline) {
+			if !p.deliverAlbum(ctx, host, grp) {
+				return nil
+			}
+			offset, grp = grp.last+1, nil
 		}
 	}
 	return nil
@@ -131,7 +169,7 @@ func (p *Platform) start(ctx context.Context, host bridge.Host) error {
 			host.Event("alert", "Telegram refused the bot token")
 			return err
 		}
-		wait := pollBackoff(failures, err)
+		wait := p.pollBackoff(failures, err)
 		p.log.Warn("getMe failed", "err", err, "retry_in", wait)
 		if !sleep(ctx, wait) {
 			return nil
@@ -147,10 +185,10 @@ func (p *Platform) start(ctx context.Context, host bridge.Host) error {
 	return nil
 }
 
-func pollBackoff(n int, err error) time.Duration {
+func (p *Platform) pollBackoff(n int, err error) time.Duration {
 	var ae *apiError
 	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		return time.Duration(ae.RetryAfter) * time.Second
+		return time.Duration(ae.RetryAfter) * p.retryUnit
 	}
 	d := pollBackoffMin
 	for i := 0; i < n && d < pollBackoffMax; i++ {
@@ -251,47 +289,122 @@ func (p *Platform) call(ctx context.Context, method string, params map[string]an
 // handle turns one update into a delivery. It returns an error only when
 // the message was not delivered and must be fetched again.
 func (p *Platform) handle(ctx context.Context, host bridge.Host, u models.Update) error {
-	m := u.Message
-	if m == nil || m.From == nil || m.From.IsBot {
-		return nil // not a user message: nothing to deliver
+	in, ok, err := p.incoming(ctx, host, u.Message, u.Message)
+	if err != nil || !ok {
+		return err
 	}
-	text := m.Text
-	entities := m.Entities
+	return host.Deliver(ctx, in)
+}
+
+// incoming builds the delivery of message m (ok false: nothing to
+// deliver); head is the message whose text, chat and sender count (for an
+// album, the one with the caption), m the one whose files are fetched.
+func (p *Platform) incoming(ctx context.Context, host bridge.Host, head, m *models.Message) (bridge.Incoming, bool, error) {
+	if head == nil || head.From == nil || head.From.IsBot || m == nil {
+		return bridge.Incoming{}, false, nil // not a user message: nothing to deliver
+	}
+	text := head.Text
+	entities := head.Entities
 	if text == "" {
-		text, entities = m.Caption, m.CaptionEntities
+		text, entities = head.Caption, head.CaptionEntities
 	}
-	switch m.Chat.Type {
+	switch head.Chat.Type {
 	case models.ChatTypePrivate:
 	case models.ChatTypeGroup, models.ChatTypeSupergroup:
 		var ok bool
-		if text, ok = p.addressed(m, text, entities); !ok {
-			return nil
+		if text, ok = p.addressed(head, text, entities); !ok {
+			return bridge.Incoming{}, false, nil
 		}
 	default:
-		return nil // channels
+		return bridge.Incoming{}, false, nil // channels
 	}
-	userID := strconv.FormatInt(m.From.ID, 10)
-	chatID := strconv.FormatInt(m.Chat.ID, 10)
-	in := bridge.Incoming{ChatID: chatID, UserID: userID, UserName: userName(m.From), Text: text}
+	userID := strconv.FormatInt(head.From.ID, 10)
+	chatID := strconv.FormatInt(head.Chat.ID, 10)
+	in := bridge.Incoming{ChatID: chatID, MessageID: strconv.Itoa(head.ID), UserID: userID, UserName: userName(head.From), Text: text}
 	// Files of users who are not allowed are never fetched: the runner
 	// refuses them anyway, and a stranger must not fill our disk.
-	if p.allowAll || p.allowed[userID] {
+	allowed := p.allowAll || p.allowed[userID]
+	if allowed {
 		atts, err := p.download(ctx, m)
 		if err != nil {
 			if ctx.Err() != nil {
-				return err
+				return bridge.Incoming{}, false, err
 			}
 			p.log.Warn("attachment download failed", "chat_id", chatID, "err", err)
-			if _, serr := p.SendText(ctx, chatID, bridge.UserText("Sorry, I could not download your file: "+err.Error())); serr != nil {
-				p.log.Warn("could not tell the user", "err", serr)
-			}
+			host.Notify(chatID, bridge.UserText("Sorry, I could not download your file: "+err.Error()))
 		}
 		in.Attachments = atts
 	}
-	if strings.TrimSpace(in.Text) == "" && len(in.Attachments) == 0 && (p.allowAll || p.allowed[userID]) {
-		return nil
+	if strings.TrimSpace(in.Text) == "" && len(in.Attachments) == 0 && allowed {
+		return bridge.Incoming{}, false, nil
 	}
-	return host.Deliver(ctx, in)
+	return in, true, nil
+}
+
+// album is a media group being collected.
+type album struct {
+	id       string
+	updates  []models.Update
+	last     int64     // highest update id in it
+	deadline time.Time // albumWindow after the newest sibling
+}
+
+// albumOf returns the media_group_id of a user message, "" if none.
+func albumOf(u models.Update) string {
+	if u.Message == nil {
+		return ""
+	}
+	return u.Message.MediaGroupID
+}
+
+// add returns a with u added (a new album if a is nil).
+func (a *album) add(id string, u models.Update) *album {
+	if a == nil {
+		a = &album{id: id}
+	}
+	a.updates = append(a.updates, u)
+	a.last = max(a.last, u.ID)
+	a.deadline = time.Now().Add(albumWindow)
+	return a
+}
+
+// deliverAlbum delivers an album as one turn: the caption (Telegram puts
+// it on one of the messages) and every sibling's files. It reports false
+// when it was not delivered (we are stopping).
+func (p *Platform) deliverAlbum(ctx context.Context, host bridge.Host, a *album) bool {
+	head := a.updates[0].Message
+	for _, u := range a.updates {
+		if u.Message.Caption != "" {
+			head = u.Message
+			break
+		}
+	}
+	var in bridge.Incoming
+	ok := false
+	for _, u := range a.updates {
+		one, deliver, err := p.incoming(ctx, host, head, u.Message)
+		if err != nil {
+			p.log.Info("album not delivered; it will be fetched again", "media_group_id", a.id, "err", err)
+			return false
+		}
+		if !deliver {
+			continue
+		}
+		if !ok {
+			in, ok = one, true
+		} else {
+			in.Attachments = append(in.Attachments, one.Attachments...)
+		}
+	}
+	if !ok {
+		return true
+	}
+	in.MessageID = "album:" + a.id
+	if err := host.Deliver(ctx, in); err != nil {
+		p.log.Info("album not delivered; it will be fetched again", "media_group_id", a.id, "err", err)
+		return false
+	}
+	return true
 }
 
 func userName(u *models.User) string {

@@ -42,10 +42,6 @@ const (
 	DefaultAPIURL = "https://api.telegram.org"
 	// DefaultPollTimeout is the long-poll timeout of getUpdates.
 	DefaultPollTimeout = 50 * time.Second
-	// maxRetries bounds how often one call is retried after a 429.
-	maxRetries = 3
-	// maxRetryAfter caps a 429's wait; longer waits fail the call.
-	maxRetryAfter = 60 * time.Second
 )
 
 // Platform is the Telegram bridge. Create it with New.
@@ -54,6 +50,7 @@ type Platform struct {
 	token       string
 	apiURL      string
 	pollTimeout time.Duration
+	retryUnit   time.Duration // what one second of retry_after means (tests shrink it)
 	httpClient  *http.Client
 	allowed     map[string]bool
 	allowAll    bool
@@ -86,7 +83,9 @@ func (p *Platform) MaxTextLen() int { return MaxMessageLen }
 
 // Configure reads the settings: token (required), api_url (default the
 // public Bot API; a local Bot API server or a test fake otherwise),
-// poll_timeout (seconds, default 50).
+// poll_timeout (seconds, default 50), retry_after_unit (a Go duration,
+// default 1s: what one second of a 429's retry_after means — only tests,
+// against a fake that scales its clock the same way, change it).
 func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 	token := strings.TrimSpace(cfg.Settings["token"])
 	if token == "" {
@@ -110,6 +109,14 @@ func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 		}
 		poll = time.Duration(n) * time.Second
 	}
+	unit := time.Second
+	if v := strings.TrimSpace(cfg.Settings["retry_after_unit"]); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > time.Second {
+			return fmt.Errorf("telegram: retry_after_unit %q must be a duration in (0, 1s]", v)
+		}
+		unit = d
+	}
 	if cfg.UploadsDir == "" {
 		return errors.New("telegram: no uploads directory configured")
 	}
@@ -117,7 +124,7 @@ func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 		cfg.Logger = slog.Default()
 	}
 	p.cfg = cfg
-	p.token, p.apiURL, p.pollTimeout = token, apiURL, poll
+	p.token, p.apiURL, p.pollTimeout, p.retryUnit = token, apiURL, poll, unit
 	p.log = cfg.Logger.With("platform", "telegram")
 	p.allowed = map[string]bool{}
 	for _, u := range cfg.AllowedUsers {
@@ -164,31 +171,34 @@ var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 // EscapeHTML makes text safe for parse_mode HTML: the user sees it verbatim.
 func EscapeHTML(text string) string { return htmlEscaper.Replace(text) }
 
-// retry runs call, waiting out 429 answers (retry_after) up to maxRetries.
-func (p *Platform) retry(ctx context.Context, what string, call func() error) error {
-	for attempt := 0; ; attempt++ {
-		err := call()
-		var tm *bot.TooManyRequestsError
-		if err == nil || !errors.As(err, &tm) || attempt >= maxRetries {
-			if err != nil {
-				return fmt.Errorf("telegram %s: %w", what, err)
-			}
-			return nil
-		}
-		wait := time.Duration(max(tm.RetryAfter, 1)) * time.Second
-		if wait > maxRetryAfter {
-			return fmt.Errorf("telegram %s: rate limited for %v: %w", what, wait, err)
-		}
-		p.log.Info("telegram rate limit; waiting", "method", what, "retry_after", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("telegram %s: %w", what, ctx.Err())
-		case <-t.C:
-		}
+// do runs one Bot API call through the library and turns its failure into
+// the SDK's kinds: a 429 is a *bridge.RateLimited (the SDK waits, however
+// long, and never calls before), a refusal that retrying cannot fix is
+// bridge.ErrRejected, anything else is retried by the SDK with backoff.
+//
+// The Bot API does not say which limit a 429 hit (the chat's ~1/s, a
+// group's 20/min or the bot's ~30/s), so every 429 holds the whole bot
+// (bridge.ScopeBot): waiting only in the refused chat would make the
+// other chats' next calls violate a global limit. The SDK's per-chat
+// pacing keeps the per-chat limits from being hit in the first place.
+func (p *Platform) do(what string, call func() error) error {
+	err := call()
+	if err == nil {
+		return nil
 	}
+	var tm *bot.TooManyRequestsError
+	switch {
+	case errors.As(err, &tm):
+		return &bridge.RateLimited{RetryAfter: time.Duration(max(tm.RetryAfter, 1)) * p.retryUnit, Scope: bridge.ScopeBot,
+			Err: fmt.Errorf("telegram %s: %w", what, err)}
+	case errors.Is(err, bot.ErrorBadRequest), errors.Is(err, bot.ErrorForbidden), errors.Is(err, bot.ErrorNotFound),
+		errors.Is(err, os.ErrNotExist), errors.Is(err, errNotRegular):
+		return fmt.Errorf("telegram %s: %w (%w)", what, err, bridge.ErrRejected)
+	}
+	return fmt.Errorf("telegram %s: %w", what, err)
 }
+
+var errNotRegular = errors.New("not a regular file")
 
 // SendText implements bridge.Platform. The text is the agent's Markdown,
 // sent as Telegram HTML (markdown.go), or plain if Telegram refuses that.
@@ -201,7 +211,7 @@ func (p *Platform) SendText(ctx context.Context, chatID, text string) (string, e
 		return "", err
 	}
 	var m *models.Message
-	err = p.retry(ctx, "sendMessage", func() error {
+	err = p.do("sendMessage", func() error {
 		return p.formatted(text, func(body string, mode models.ParseMode) error {
 			var err error
 			m, err = p.b.SendMessage(ctx, &bot.SendMessageParams{ChatID: id, Text: body, ParseMode: mode})
@@ -228,7 +238,7 @@ func (p *Platform) EditText(ctx context.Context, chatID, msgID, text string) err
 	if err != nil {
 		return fmt.Errorf("telegram: invalid message id %q", msgID)
 	}
-	err = p.retry(ctx, "editMessageText", func() error {
+	err = p.do("editMessageText", func() error {
 		return p.formatted(text, func(body string, mode models.ParseMode) error {
 			_, err := p.b.EditMessageText(ctx, &bot.EditMessageTextParams{ChatID: id, MessageID: mid, Text: body, ParseMode: mode})
 			return err
@@ -249,11 +259,10 @@ func (p *Platform) SendTyping(ctx context.Context, chatID string) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.b.SendChatAction(ctx, &bot.SendChatActionParams{ChatID: id, Action: models.ChatActionTyping})
-	if err != nil {
-		return fmt.Errorf("telegram sendChatAction: %w", err)
-	}
-	return nil
+	return p.do("sendChatAction", func() error {
+		_, err := p.b.SendChatAction(ctx, &bot.SendChatActionParams{ChatID: id, Action: models.ChatActionTyping})
+		return err
+	})
 }
 
 // SendFile implements bridge.FileSender: images go out with sendPhoto
@@ -287,10 +296,10 @@ func (p *Platform) sendFile(ctx context.Context, chatID string, a wire.Attachmen
 	}
 	fi, err := os.Stat(a.Path)
 	if err != nil {
-		return fmt.Errorf("telegram %s: %w", method, err)
+		return fmt.Errorf("telegram %s: %w (%w)", method, err, bridge.ErrRejected)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("telegram %s: %s is not a regular file", method, a.Path)
+		return fmt.Errorf("telegram %s: %s: %w (%w)", method, a.Path, errNotRegular, bridge.ErrRejected)
 	}
 	if method == "sendPhoto" && fi.Size() > maxPhotoSize {
 		method = "sendDocument"
@@ -299,8 +308,7 @@ func (p *Platform) sendFile(ctx context.Context, chatID string, a wire.Attachmen
 	if name == "" {
 		name = filepath.Base(a.Path)
 	}
-	return p.retry(ctx, method, func() error {
-		// Reopened per attempt: an upload consumes the reader.
+	return p.do(method, func() error {
 		f, err := os.Open(a.Path)
 		if err != nil {
 			return err

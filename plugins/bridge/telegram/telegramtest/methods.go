@@ -57,6 +57,7 @@ func (s *Server) getUpdates(r *http.Request, p map[string]string) (any, *apiErro
 	s.bump()
 	for {
 		if gen != s.pollGen {
+			s.conflicts++
 			s.mu.Unlock()
 			return nil, &apiError{code: 409, desc: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"}
 		}

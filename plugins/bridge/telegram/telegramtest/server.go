@@ -8,7 +8,10 @@
 // sendMessage/editMessageText parse HTML like Telegram (unsupported tags are
 // refused, entities unescaped, 4096 UTF-16 units at most, "message is not
 // modified"); media uploads are stored; getFile + /file/bot<token>/<path>
-// serve files.
+// serve files. Flood control (flood.go): per-method and per-chat rules
+// answer 429 with retry_after and keep books of honoured waits and
+// violations. Redeliver re-sends a confirmed update (as after a restart);
+// Album sends a media group.
 package telegramtest
 
 import (
@@ -18,6 +21,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -85,20 +90,26 @@ type Server struct {
 	Bot   models.User
 
 	// mu guards everything below.
-	mu       sync.Mutex
-	updates  []models.Update // not yet confirmed
-	nextUpd  int64
-	nextMsg  map[int64]int
-	msgs     map[int64][]*Msg
-	calls    []Call
-	files    map[string]*file
-	nextFile int
-	fail     map[string][]failure
-	latency  time.Duration
-	changed  chan struct{} // closed and replaced on every change
-	pollGen  int           // incremented by each getUpdates; an older poll sees a newer one
-	fetched  map[int64]int // update id → how often getUpdates returned it
-	commands []models.BotCommand
+	mu        sync.Mutex
+	updates   []models.Update // not yet confirmed
+	nextUpd   int64
+	nextMsg   map[int64]int
+	msgs      map[int64][]*Msg
+	calls     []Call
+	files     map[string]*file
+	nextFile  int
+	nextGroup int
+	fail      map[string][]failure
+	latency   time.Duration
+	changed   chan struct{} // closed and replaced on every change
+	pollGen   int           // incremented by each getUpdates; an older poll sees a newer one
+	fetched   map[int64]int // update id → how often getUpdates returned it
+	pushed    map[int64]models.Update
+	rules     []*rule
+	flood     FloodStats
+	retryUnit time.Duration
+	conflicts int // getUpdates answered 409
+	commands  []models.BotCommand
 }
 
 // New starts a fake Bot API server that stops with the test.
@@ -113,6 +124,7 @@ func New(t testing.TB) *Server {
 		files:   map[string]*file{},
 		fail:    map[string][]failure{},
 		fetched: map[int64]int{},
+		pushed:  map[int64]models.Update{},
 		changed: make(chan struct{}),
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -190,9 +202,57 @@ func (s *Server) Push(m models.Message) int64 {
 		m.CaptionEntities = entities(m.Caption)
 	}
 	mm := m
-	s.updates = append(s.updates, models.Update{ID: s.nextUpd, Message: &mm})
+	u := models.Update{ID: s.nextUpd, Message: &mm}
+	s.updates = append(s.updates, u)
+	s.pushed[u.ID] = u
 	s.bump()
 	return s.nextUpd
+}
+
+// Redeliver queues update id again although it was confirmed, as Telegram
+// does to a bot that polls without an offset after a restart: the bot
+// must recognise the message it already answered.
+func (s *Server) Redeliver(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.pushed[id]
+	if !ok {
+		s.t.Fatalf("telegramtest: Redeliver(%d): no such update", id)
+	}
+	if slices.ContainsFunc(s.updates, func(q models.Update) bool { return q.ID == id }) {
+		return
+	}
+	s.updates = append([]models.Update{u}, s.updates...)
+	s.bump()
+}
+
+// Album queues an album (media group) from user u in chat c: one update
+// per photo, all with the same media_group_id, the caption on the first,
+// as Telegram sends them. It returns the update ids.
+func (s *Server) Album(c models.Chat, u models.User, caption string, photos ...[]byte) []int64 {
+	s.mu.Lock()
+	s.nextGroup++
+	group := fmt.Sprintf("1340%08d", s.nextGroup)
+	s.mu.Unlock()
+	var ids []int64
+	for i, data := range photos {
+		fid := s.AddFile(fmt.Sprintf("photo%d.jpg", i+1), data)
+		m := models.Message{Chat: c, From: &u, MediaGroupID: group,
+			Photo: []models.PhotoSize{{FileID: fid, FileUniqueID: "u" + fid, Width: 90, Height: 90, FileSize: len(data)}}}
+		if i == 0 {
+			m.Caption = caption
+		}
+		ids = append(ids, s.Push(m))
+	}
+	return ids
+}
+
+// Conflicts reports how many getUpdates calls were answered 409 because
+// another poll overlapped them.
+func (s *Server) Conflicts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conflicts
 }
 
 // Text queues a text message from user u in chat c.
@@ -351,10 +411,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, badRequest("%v", err))
 		return
 	}
+	now := time.Now()
+	chatID, _ := strconv.ParseInt(params["chat_id"], 10, 64)
 	s.mu.Lock()
-	s.calls = append(s.calls, Call{Method: method, Params: params, Files: files, At: time.Now()})
+	s.calls = append(s.calls, Call{Method: method, Params: params, Files: files, At: now})
 	var f *failure
-	if q := s.fail[method]; len(q) > 0 {
+	if ra := s.checkRules(method, chatID, now); ra > 0 {
+		f = &failure{429, fmt.Sprintf("Too Many Requests: retry after %d", ra), ra}
+	} else if q := s.fail[method]; len(q) > 0 {
 		f, s.fail[method] = &q[0], q[1:]
 	}
 	latency := s.latency

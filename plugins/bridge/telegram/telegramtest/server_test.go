@@ -127,3 +127,82 @@ func TestFakeGetUpdatesOffsets(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// Flood rules refuse with 429 retry_after, per chat or for the whole bot,
+// and count a call inside the refused wait as a violation.
+func TestFakeFloodRules(t *testing.T) {
+	s := New(t)
+	s.SetRetryUnit(20 * time.Millisecond)
+	s.AddRule(Rule{Methods: []string{"sendMessage"}, PerChat: true, Limit: 1, Window: time.Hour, RetryAfter: 5})
+	send := func(chat string) envelope {
+		_, env := post(t, s, Token, "sendMessage", "application/json", `{"chat_id":`+chat+`,"text":"x"}`)
+		return env
+	}
+	if env := send("1"); !env.OK {
+		t.Fatalf("first call refused: %+v", env)
+	}
+	if env := send("2"); !env.OK {
+		t.Fatalf("another chat's first call refused: %+v", env)
+	}
+	env := send("1")
+	if env.OK || env.ErrorCode != 429 || env.Parameters.RetryAfter != 5 || env.Description != "Too Many Requests: retry after 5" {
+		t.Fatalf("over the limit: %+v", env)
+	}
+	if env := send("1"); env.OK || env.ErrorCode != 429 {
+		t.Fatalf("call inside the wait: %+v", env)
+	}
+	if got := s.Flood(); got != (FloodStats{Refused: 2, Violations: 1}) {
+		t.Fatalf("books %v", got)
+	}
+	time.Sleep(110 * time.Millisecond) // 5 units of 20 ms
+	send("1")                          // honoured; refused again by the hourly limit
+	if got := s.Flood(); got.Honoured != 1 || got.Violations != 1 {
+		t.Fatalf("books after the wait %v", got)
+	}
+
+	// A global flood holds every chat.
+	s.ClearRules()
+	s.AddRule(Rule{Refuse: 1, RetryAfter: 65})
+	if env := send("3"); env.ErrorCode != 429 || env.Parameters.RetryAfter != 65 {
+		t.Fatalf("global flood: %+v", env)
+	}
+	if env := send("4"); env.ErrorCode != 429 {
+		t.Fatalf("another chat during a global flood: %+v", env)
+	}
+	if got := s.Flood(); got.Violations != 2 {
+		t.Fatalf("books %v, want the other chat's call counted as a violation", got)
+	}
+}
+
+// A confirmed update can be delivered again; an album is several updates
+// with one media_group_id.
+func TestFakeRedeliverAndAlbum(t *testing.T) {
+	s := New(t)
+	u := User(7, "Ann")
+	id := s.Text(PrivateChat(u), u, "hello")
+	poll := func(offset string) []map[string]any {
+		_, env := post(t, s, Token, "getUpdates", "application/json", `{"offset":`+offset+`}`)
+		var ups []map[string]any
+		json.Unmarshal(env.Result, &ups)
+		return ups
+	}
+	if ups := poll("0"); len(ups) != 1 {
+		t.Fatalf("updates %v", ups)
+	}
+	if ups := poll("102"); len(ups) != 0 {
+		t.Fatalf("confirmed update still there: %v", ups)
+	}
+	s.Redeliver(id)
+	if ups := poll("0"); len(ups) != 1 || ups[0]["update_id"].(float64) != float64(id) {
+		t.Fatalf("redelivered %v", ups)
+	}
+	ids := s.Album(PrivateChat(u), u, "two cats", []byte("A"), []byte("B"))
+	ups := poll("102")
+	if len(ids) != 2 || len(ups) != 2 {
+		t.Fatalf("album ids %v updates %v", ids, ups)
+	}
+	m0, m1 := ups[0]["message"].(map[string]any), ups[1]["message"].(map[string]any)
+	if m0["media_group_id"] == nil || m0["media_group_id"] != m1["media_group_id"] || m0["caption"] != "two cats" || m1["caption"] != nil {
+		t.Fatalf("album messages %v / %v", m0, m1)
+	}
+}

@@ -375,13 +375,12 @@ func (v *Vault) Search(ctx context.Context, q string, limit int) ([]Hit, error) 
 	if match == "" {
 		return out, nil
 	}
-	// ORDER BY rank on the FTS table lets FTS5 sort by itself and run
-	// snippet() and the path lookup only for the rows returned, not for
-	// every match (a join with vault_notes would defeat that: 5× slower).
-	// The rank function is configured at Open; title and tags come from
-	// the FTS row itself.
-	rows, err := v.db.QueryContext(ctx, `SELECT (SELECT path FROM vault_notes WHERE id = vault_fts.rowid), title, tags,
-			snippet(vault_fts, -1, '**', '**', '…', 16), rank
+	// ORDER BY rank on the FTS table lets FTS5 sort by itself and run the
+	// path lookup only for the rows returned, not for every match (a join
+	// with vault_notes would defeat that: 5× slower). The rank function is
+	// configured at Open; title and tags come from the FTS row itself.
+	terms := queryTerms(q)
+	rows, err := v.db.QueryContext(ctx, `SELECT (SELECT path FROM vault_notes WHERE id = vault_fts.rowid), title, tags, body, rank
 		FROM vault_fts WHERE vault_fts MATCH ? ORDER BY rank LIMIT ?`, match, limit)
 	if err != nil {
 		return nil, fmt.Errorf("search %q: %w", q, err)
@@ -389,15 +388,16 @@ func (v *Vault) Search(ctx context.Context, q string, limit int) ([]Hit, error) 
 	defer rows.Close()
 	for rows.Next() {
 		var h Hit
-		var tags string
+		var tags, body string
 		var p sql.NullString
-		if err := rows.Scan(&p, &h.Title, &tags, &h.Snippet, &h.Score); err != nil {
+		if err := rows.Scan(&p, &h.Title, &tags, &body, &h.Score); err != nil {
 			return nil, fmt.Errorf("search %q: %w", q, err)
 		}
 		if !p.Valid {
 			continue // an FTS row without its note: never written so, but never shown
 		}
 		h.Path, h.Tags = p.String, strings.Fields(tags)
+		h.Snippet = snippet(body, terms)
 		h.Score = -h.Score // bm25 is lower-is-better; clients expect higher-is-better
 		out = append(out, h)
 	}

@@ -98,19 +98,11 @@ func generate(mem string) error {
 	return nil
 }
 
-// grepP50 is `grep -ril` for a two-word query over the folder (the files
-// with the first word, then those of them with the second): p50 of 5 runs
-// on a warm page cache, measured right before the figure it is compared
-// with (the machine is shared: load changes within a run).
-func grepP50(b *testing.B, q [2]string) time.Duration {
-	b.Helper()
-	wall, _ := grepTimes(b, q)
-	return wall
-}
-
-// grepTimes is grepP50 with the p50 CPU time (user+system of the shell,
-// grep and xargs) beside the wall time: on a machine shared with other
-// builds the CPU figure is the steadier one.
+// grepTimes is `grep -ril` for a two-word query over the folder (the files
+// with the first word, then those of them with the second): p50 wall and
+// CPU time (user+system of the shell, grep and xargs) of 5 runs on a warm
+// page cache, measured right before the figure it is compared with. The
+// machine is shared with other builds: the CPU figure is the steadier.
 func grepTimes(b *testing.B, q [2]string) (wall, cpu time.Duration) {
 	b.Helper()
 	wall, cpu, err := grepBaseline(benchCorpus(b), q)
@@ -210,7 +202,7 @@ func rssMB() float64 {
 // BenchmarkVaultColdIndex: a full index of 10,000 notes from nothing.
 func BenchmarkVaultColdIndex(b *testing.B) {
 	mem := benchCorpus(b)
-	grep := grepP50(b, bench.typical)
+	grep, grepCPU := grepTimes(b, bench.typical)
 	var total, cpu time.Duration
 	var heap uint64
 	for b.Loop() {
@@ -240,6 +232,7 @@ func BenchmarkVaultColdIndex(b *testing.B) {
 	b.ReportMetric(rssMB(), "rss-MB")
 	b.ReportMetric(float64(heap)/(1<<20), "alloc-MB/index")
 	b.ReportMetric(float64(per)/float64(grep), "x-grep-time")
+	b.ReportMetric(float64(cpu/time.Duration(b.N))/float64(grepCPU), "x-grep-cpu")
 }
 
 // BenchmarkVaultSearch: a two-word query, p50/p99, against grep -ril for
@@ -285,8 +278,9 @@ func BenchmarkVaultSearch(b *testing.B) {
 // resolved).
 func BenchmarkVaultGraph(b *testing.B) {
 	v := indexedVault(b)
-	grep := grepP50(b, bench.typical)
+	grep, grepCPU := grepTimes(b, bench.typical)
 	var edges int
+	cpu0 := cpuTime()
 	for b.Loop() {
 		g, err := v.Graph(context.Background())
 		if err != nil {
@@ -295,9 +289,12 @@ func BenchmarkVaultGraph(b *testing.B) {
 		edges = len(g.Edges)
 	}
 	per := b.Elapsed() / time.Duration(b.N)
+	cpu := (cpuTime() - cpu0) / time.Duration(b.N)
 	b.ReportMetric(float64(edges), "edges")
 	b.ReportMetric(float64(per.Microseconds())/1000, "ms/graph")
+	b.ReportMetric(float64(cpu.Microseconds())/1000, "cpu-ms/graph")
 	b.ReportMetric(float64(per)/float64(grep), "x-grep-time")
+	b.ReportMetric(float64(cpu)/float64(grepCPU), "x-grep-cpu")
 }
 
 // BenchmarkVaultExternalEdit: a note written with os.WriteFile (as

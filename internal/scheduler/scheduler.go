@@ -244,6 +244,14 @@ func (s *Scheduler) Register(key, expr, tz string, fn func(slot time.Time)) erro
 	return nil
 }
 
+// Scheduled reports whether a schedule is registered under key.
+func (s *Scheduler) Scheduled(key string) bool {
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	_, ok := s.jobs[key]
+	return ok
+}
+
 // Unregister stops the schedule under key, if any.
 func (s *Scheduler) Unregister(key string) {
 	s.jobMu.Lock()

@@ -37,7 +37,7 @@ func startEnv(t *testing.T, dir string, tools Tools) *env {
 func (ev *env) stop() { ev.Stop(ev.e.Wait) }
 
 // graph decodes a JSON graph literal.
-func graph(t *testing.T, js string) *Graph {
+func graph(t testing.TB, js string) *Graph {
 	t.Helper()
 	var g Graph
 	if err := json.Unmarshal([]byte(js), &g); err != nil {

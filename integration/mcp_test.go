@@ -328,3 +328,44 @@ func TestMCPInterruptAndRestart(t *testing.T) {
 		t.Errorf("reply after the restart: %q", resp.Text)
 	}
 }
+
+// TestSessionsSendTool: the agent, in one session, sends a message into
+// another session through the built-in sessions_send; the owner's device
+// gets it there. A session outside tools.sessions_send.allow is refused.
+func TestSessionsSendTool(t *testing.T) {
+	fake := providertest.NewOpenAI(t,
+		providertest.Response{Text: []string{"inbox ready"}},
+		providertest.Response{ToolCalls: []providertest.ToolCall{
+			{ID: "s1", Name: "sessions_send", Arguments: `{"session_id":"inbox","text":"reminder: buy milk"}`},
+			{ID: "s2", Name: "sessions_send", Arguments: `{"session_id":"elsewhere","text":"sneaky"}`},
+		}},
+		providertest.QuoteToolResults(),
+	)
+	dir := newAgent(t, false)
+	useFakeOpenAI(t, dir, fake)
+	appendConfig(t, dir, "    allow: []", "    allow: [inbox]")
+	startServe(t, dir)
+	ws := ownerWS(t, dir)
+	wsTurn(t, ws, "inbox", "hello")
+	if err := ws.Send(wire.TextFinal{Text: "remind me in my inbox", SessionID: "work"}); err != nil {
+		t.Fatal(err)
+	}
+	// The pushed message and the turn's reply arrive in either order.
+	got := map[string]string{}
+	ctx := ctx30(t)
+	for got["work"] == "" || got["inbox"] == "" {
+		m, err := ws.Recv(ctx)
+		if err != nil {
+			t.Fatalf("waiting for the reply and the pushed message: %v (got %v)", err, got)
+		}
+		if r, ok := m.(wire.Response); ok {
+			got[r.SessionID] = r.Text
+		}
+	}
+	if got["inbox"] != "reminder: buy milk" {
+		t.Errorf("pushed into inbox: %q", got["inbox"])
+	}
+	if !strings.Contains(got["work"], "sent to inbox") || !strings.Contains(got["work"], "not in tools.sessions_send.allow") {
+		t.Errorf("reply in work: %q", got["work"])
+	}
+}

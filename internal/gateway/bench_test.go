@@ -30,7 +30,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 // bareEchoServer is a plain gorilla echo server: the floor a WebSocket round
 // trip costs on this machine.
-func bareEchoServer(b *testing.B) *httptest.Server {
+func bareEchoServer(b testing.TB) *httptest.Server {
 	up := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)

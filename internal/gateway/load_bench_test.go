@@ -3,6 +3,8 @@ package gateway
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,10 +26,11 @@ import (
 // model), and the same load client, in the same run, does as many round
 // trips against a bare gorilla echo server and a bare aiohttp echo server
 // (testdata/aiohttp_echo.py; python3-aiohttp, installed by make
-// bench-setup). It reports agentd's lost turns, p50 and p99 of
-// text_final → turn_complete and turns/s, each baseline's round trips/s
-// and p99, and agentd's turns/s over each baseline's (x-gorilla,
-// x-aiohttp).
+// bench-setup). Each server is a process of its own, apart from the load
+// client. It reports agentd's lost turns, p50 and p99 of text_final →
+// turn_complete and turns/s, each baseline's round trips/s and p99, every
+// server's CPU-seconds per 10k round trips and RSS at the end, and
+// agentd's turns/s over each baseline's (x-gorilla, x-aiohttp).
 //
 // Profile (go test -bench ConcurrentClients -benchtime 1x -cpuprofile, 2
 // cores shared with a load average of ~20, so turns/s here measured the
@@ -44,16 +47,26 @@ func BenchmarkConcurrentClients(b *testing.B) {
 	if s := os.Getenv("AGENTD_BENCH_CLIENTS"); s != "" {
 		clients, _ = strconv.Atoi(s)
 	}
-	aiohttpURL := aiohttpEcho(b)
 	for i := 0; i < b.N; i++ {
-		e := newEnv(b, envOpts{})
+		srv := startLoadServer(b, os.Args[0], "-test.run=^TestHelperLoadServer$", "AGENTD_LOAD_SERVER=agentd")
 		conns := make([]*client, clients)
 		for j := range conns {
-			conns[j] = e.dialRawQuiet(fmt.Sprintf("user%d", j))
+			conns[j] = dialLoad(b, srv.url, fmt.Sprintf("user%d", j))
+			if _, ok := conns[j].next().(wire.AuthOK); !ok {
+				b.Fatal("no auth_ok")
+			}
 		}
 		agentd := runLoad(conns, turns, agentdTurn)
-		gorilla := echoLoad(b, "ws"+strings.TrimPrefix(bareEchoServer(b).URL, "http"), clients, turns)
-		aio := echoLoad(b, aiohttpURL, clients, turns)
+		agentd.usage(b, srv, "agentd")
+		for _, c := range conns {
+			c.ws.Close()
+		}
+		gsrv := startLoadServer(b, os.Args[0], "-test.run=^TestHelperLoadServer$", "AGENTD_LOAD_SERVER=gorilla")
+		gorilla := echoLoad(b, gsrv.url, clients, turns)
+		gorilla.usage(b, gsrv, "gorilla")
+		asrv := startLoadServer(b, pythonFor(), filepath.Join("testdata", "aiohttp_echo.py"))
+		aio := echoLoad(b, asrv.url, clients, turns)
+		aio.usage(b, asrv, "aiohttp")
 		b.ReportMetric(float64(agentd.lost), "lost-turns")
 		b.ReportMetric(float64(agentd.p99.Milliseconds()), "ms-p99")
 		b.ReportMetric(float64(agentd.p50.Milliseconds()), "ms-p50")
@@ -67,14 +80,110 @@ func BenchmarkConcurrentClients(b *testing.B) {
 		if gorilla.lost+aio.lost > 0 {
 			b.Fatalf("baselines lost round trips: gorilla %d, aiohttp %d", gorilla.lost, aio.lost)
 		}
-		for _, c := range conns {
-			c.ws.Close()
+	}
+}
+
+// TestHelperLoadServer is a server process of BenchmarkConcurrentClients:
+// agentd's gateway and session manager, or the bare gorilla echo
+// (AGENTD_LOAD_SERVER), until its stdin closes. It prints "url <ws url>".
+func TestHelperLoadServer(t *testing.T) {
+	var url string
+	switch os.Getenv("AGENTD_LOAD_SERVER") {
+	case "agentd":
+		url = newEnv(t, envOpts{}).srv.URL + "/ws"
+	case "gorilla":
+		url = bareEchoServer(t).URL
+	default:
+		t.Skip("helper process for BenchmarkConcurrentClients")
+	}
+	fmt.Printf("url ws%s\n", strings.TrimPrefix(url, "http"))
+	io.Copy(io.Discard, os.Stdin)
+}
+
+// loadServer is a server process under load.
+type loadServer struct {
+	url string
+	pid int
+}
+
+// startLoadServer runs the command, waits for its "url" line (or, for the
+// aiohttp script, its port) and stops it at cleanup.
+func startLoadServer(b *testing.B, name string, args ...string) *loadServer {
+	var env []string
+	if len(args) > 0 && strings.HasPrefix(args[len(args)-1], "AGENTD_LOAD_SERVER=") {
+		env, args = args[len(args)-1:], args[:len(args)-1]
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start %s (the aiohttp baseline needs python3-aiohttp: make bench-setup): %v", name, err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		line := strings.TrimSpace(lines.Text())
+		if u, ok := strings.CutPrefix(line, "url "); ok {
+			go io.Copy(io.Discard, out)
+			return &loadServer{url: u, pid: cmd.Process.Pid}
+		}
+		if port, err := strconv.Atoi(line); err == nil {
+			go io.Copy(io.Discard, out)
+			return &loadServer{url: fmt.Sprintf("ws://127.0.0.1:%d/ws", port), pid: cmd.Process.Pid}
+		}
+	}
+	b.Fatalf("%s %v printed no address (the aiohttp baseline needs python3-aiohttp: make bench-setup)", name, args)
+	return nil
+}
+
+// usage reports the server's CPU-seconds per 10k round trips and its RSS,
+// from /proc (CPU in clock ticks of 1/100 s, Linux's USER_HZ).
+func (r loadResult) usage(b *testing.B, s *loadServer, name string) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	b.ReportMetric((utime+stime)/100/float64(r.n)*10_000, name+"-cpu-s/10k")
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if kb, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(kb), " kB"), 64)
+			b.ReportMetric(n/1024, name+"-MB-rss")
 		}
 	}
 }
 
+// dialLoad connects to a load server, as the chat identity who for agentd
+// (the test identity header).
+func dialLoad(b *testing.B, url, who string) *client {
+	h := http.Header{}
+	if who != "" {
+		h.Set("X-Test-Identity", who)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		b.Fatalf("dial %s: %v", url, err)
+	}
+	return &client{t: b, ws: ws}
+}
+
 // loadResult is one run of the load.
 type loadResult struct {
+	n        int // round trips
 	lost     int64
 	p50, p99 time.Duration
 	perSec   float64
@@ -107,7 +216,7 @@ func runLoad(conns []*client, turns int, turn func(c *client, j, k int) bool) lo
 	}
 	wg.Wait()
 	el := time.Since(start)
-	return loadResult{lost: lost.Load(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99),
+	return loadResult{n: len(conns) * turns, lost: lost.Load(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99),
 		perSec: float64(len(conns)*turns) / el.Seconds()}
 }
 
@@ -139,11 +248,7 @@ func agentdTurn(c *client, j, k int) bool {
 func echoLoad(b *testing.B, url string, clients, turns int) loadResult {
 	conns := make([]*client, clients)
 	for j := range conns {
-		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
-		if err != nil {
-			b.Fatalf("dial %s: %v", url, err)
-		}
-		conns[j] = &client{t: b, ws: ws}
+		conns[j] = dialLoad(b, url, "")
 	}
 	defer func() {
 		for _, c := range conns {
@@ -161,32 +266,11 @@ func echoLoad(b *testing.B, url string, clients, turns int) loadResult {
 	})
 }
 
-// aiohttpEcho starts testdata/aiohttp_echo.py and returns its /ws URL.
-func aiohttpEcho(b *testing.B) string {
-	script, err := filepath.Abs(filepath.Join("testdata", "aiohttp_echo.py"))
-	if err != nil {
-		b.Fatal(err)
+// pythonFor returns the python3 that has Debian's python3-aiohttp, which a
+// python3 earlier in PATH (pyenv, a venv) may hide.
+func pythonFor() string {
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
 	}
-	// Debian's python3-aiohttp is for Debian's python3, which a python3
-	// earlier in PATH (pyenv, a venv) may hide.
-	python := "/usr/bin/python3"
-	if _, err := os.Stat(python); err != nil {
-		python = "python3"
-	}
-	cmd := exec.Command(python, script)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start the aiohttp baseline (python3 and python3-aiohttp: make bench-setup): %v", err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	port, perr := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || perr != nil {
-		b.Fatalf("the aiohttp baseline did not start (python3-aiohttp missing? make bench-setup): %q %v", line, err)
-	}
-	return fmt.Sprintf("ws://127.0.0.1:%d/ws", port)
+	return "python3"
 }

@@ -65,6 +65,13 @@ func (n *names) remove(p string) {
 	}
 }
 
+// replace takes over the tables of fresh.
+func (n *names) replace(fresh *names) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.byPath, n.byBase = fresh.byPath, fresh.byBase
+}
+
 // closer orders paths: fewer folders first, then alphabetically.
 func closer(a, b string) bool {
 	da, db := strings.Count(a, "/"), strings.Count(b, "/")

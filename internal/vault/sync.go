@@ -92,8 +92,29 @@ func (v *Vault) Sync(ctx context.Context) (SyncStats, error) {
 		st.Removed += len(ch)
 		v.notify(ch)
 	}
+	if err := v.reloadNames(ctx); err != nil {
+		return st, err
+	}
 	st.Elapsed = time.Since(start)
 	return st, nil
+}
+
+// reloadNames rebuilds the name table from the index. Two notes whose paths
+// differ only in case share a key and only the first is filed; when it
+// goes, the other is filed again here.
+func (v *Vault) reloadNames(ctx context.Context) error {
+	v.wmu.Lock() // no change may slip in between the load and the swap
+	defer v.wmu.Unlock()
+	rows, err := loadRows(ctx, v.db)
+	if err != nil {
+		return err
+	}
+	fresh := newNames()
+	for p := range rows {
+		fresh.add(p)
+	}
+	v.names.replace(fresh)
+	return nil
 }
 
 // rel turns an absolute path below the vault into a vault path.

@@ -3,7 +3,6 @@ package vault
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strings"
@@ -24,11 +23,18 @@ import (
 // too; they change nothing because the index already has their mtime, size
 // and hash.
 func (v *Vault) Run(ctx context.Context) error {
+	// Without a watcher (inotify instances used up) the vault still works:
+	// outside changes then wait for the rescan.
+	var events <-chan fsnotify.Event
+	var errs <-chan error
 	w, err := fsnotify.NewBufferedWatcher(4096)
 	if err != nil {
-		return fmt.Errorf("watch vault: %w", err)
+		v.log.Error("vault: no file watcher; changes made outside agentd show up at the next rescan", "every", v.opts.Rescan, "err", err)
+		w = nil
+	} else {
+		defer w.Close()
+		events, errs = w.Events, w.Errors
 	}
-	defer w.Close()
 	dw := &dirWatch{w: w, v: v}
 	full := func() {
 		v.watchTree(dw.add)
@@ -57,7 +63,7 @@ func (v *Vault) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-events:
 			if !ok {
 				return nil
 			}
@@ -73,7 +79,7 @@ func (v *Vault) Run(ctx context.Context) error {
 			// debounce periods after its first event.
 			wait := min(v.opts.Debounce, max(4*v.opts.Debounce-time.Since(first), 0))
 			settle.Reset(wait)
-		case err, ok := <-w.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return nil
 			}
@@ -110,20 +116,30 @@ func (v *Vault) settle(ctx context.Context, pending map[string]bool, dw *dirWatc
 	}
 }
 
-// dirWatch adds and drops the watches of folders.
+// dirWatch adds and drops the watches of folders (nothing without a
+// watcher). Only the first failure to add one is logged: past the
+// system's inotify watch limit every further folder fails alike.
 type dirWatch struct {
-	w *fsnotify.Watcher
-	v *Vault
+	w      *fsnotify.Watcher
+	v      *Vault
+	failed bool
 }
 
 func (d *dirWatch) add(rel string) {
-	if err := d.w.Add(d.abs(rel)); err != nil {
-		d.v.log.Warn("vault: cannot watch folder", "folder", rel, "err", err)
+	if d.w == nil {
+		return
+	}
+	if err := d.w.Add(d.abs(rel)); err != nil && !d.failed {
+		d.failed = true
+		d.v.log.Warn("vault: cannot watch folder; changes in unwatched folders show up at the next rescan (raise fs.inotify.max_user_watches)", "folder", rel, "err", err)
 	}
 }
 
 // drop removes the watches of rel and every folder below it.
 func (d *dirWatch) drop(rel string) {
+	if d.w == nil {
+		return
+	}
 	root := d.abs(rel)
 	for _, p := range d.w.WatchList() {
 		if p == root || strings.HasPrefix(p, root+string(filepath.Separator)) {

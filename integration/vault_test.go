@@ -267,6 +267,24 @@ func TestVaultRESTWriteConflictAndTraversal(t *testing.T) {
 		t.Errorf("create-only PUT over an existing note: %d %s", st, body)
 	}
 
+	// Content that is not a text note changes nothing.
+	for _, tc := range []struct {
+		content string
+		status  int
+		code    string
+	}{
+		{"nul\x00byte", http.StatusUnprocessableEntity, "invalid_content"},
+		{strings.Repeat("a", vault.MaxNoteBytes+1), http.StatusRequestEntityTooLarge, "too_large"},
+	} {
+		st, body, _ := e.raw(t, "PUT", "/api/vault/notes/Bad", map[string]any{"content": tc.content}, nil)
+		if st != tc.status || !strings.Contains(string(body), `"code":"`+tc.code+`"`) {
+			t.Errorf("PUT %d bytes: %d %.200s", len(tc.content), st, body)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.mem, "Bad.md")); err == nil {
+		t.Errorf("refused content was written")
+	}
+
 	// DELETE moves the note to .trash/ and tells everyone.
 	st, body, _ = e.raw(t, "DELETE", "/api/vault/notes/New%20Folder/First.md", nil, nil)
 	if st != 200 || !strings.Contains(string(body), `"ok":true`) {

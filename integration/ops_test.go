@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/agentd/agentd/client"
 	"github.com/agentd/agentd/devicecert"
@@ -493,4 +498,146 @@ func checkLogs(t *testing.T, d *client.Dialer, query, component, wantMsg string)
 	if !found {
 		t.Errorf("GET /api/logs?%s: no %q among %v", query, wantMsg, es)
 	}
+}
+
+// freeTCPAddr is a loopback address nobody listens on (for metrics.listen).
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrape parses a Prometheus text answer with the real parser.
+func scrape(t *testing.T, body io.Reader) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(body)
+	if err != nil {
+		t.Fatalf("parse metrics: %v", err)
+	}
+	return fams
+}
+
+// value is the sum of the family's samples whose labels include want.
+func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	var v float64
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+	for _, m := range f.GetMetric() {
+		ok := true
+		for k, w := range want {
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || (l.GetName() == k && l.GetValue() == w)
+			}
+			ok = ok && found
+		}
+		if !ok {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			v += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			v += m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			v += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return v
+}
+
+// TestMetrics: /api/metrics is admin-only; the loopback metrics.listen
+// serves /metrics alone; values move after a turn; no label holds a user,
+// session or device id.
+func TestMetrics(t *testing.T) {
+	fake := providertest.NewOpenAI(t, providertest.Response{Text: []string{"hel", "lo"}, Usage: &providertest.Usage{PromptTokens: 10, CompletionTokens: 20}})
+	dir := newAgent(t, false)
+	useFakeOpenAI(t, dir, fake)
+	addr := freeTCPAddr(t)
+	p := filepath.Join(dir, "openagent.yaml")
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, []byte(strings.Replace(string(b), "metrics:\n  listen: \"\"", "metrics:\n  listen: "+addr, 1)), 0o600)
+	chat := issueDevice(t, dir, "phone", "chat")
+	startServe(t, dir)
+	owner := ownerClient(t, dir)
+	if err := chat.GetJSON(ctx30(t), "/api/metrics", nil); !client.IsStatus(err, 403) {
+		t.Fatalf("chat cert GET /api/metrics: %v, want 403", err)
+	}
+	local := func(path string) (*http.Response, error) { return http.Get("http://" + addr + path) }
+	get := func() map[string]*dto.MetricFamily {
+		resp, err := local("/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return scrape(t, resp.Body)
+	}
+	if resp, err := local("/api/agent-info"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("metrics listener serves more than /metrics: %v %v", resp, err)
+	}
+	ok := map[string]string{"model": "fake-model", "source": "cli", "status": "ok"}
+	before := get()
+	if v := value(before, "agentd_turns_finished_total", ok); v > 0 {
+		t.Fatalf("turns finished before any turn: %v", v)
+	}
+	ws := ownerWS(t, dir)
+	turnFrames(t, ws, "metrics-session", "hello")
+
+	// The same registry over the authenticated route.
+	req, _ := http.NewRequestWithContext(ctx30(t), "GET", client.BaseURL+"/api/metrics", nil)
+	resp, err := owner.HTTPClient().Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /api/metrics: %v %v", resp, err)
+	}
+	after := scrape(t, resp.Body)
+	resp.Body.Close()
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"agentd_turns_started_total", map[string]string{"model": "fake-model", "source": "cli"}, 1},
+		{"agentd_turns_finished_total", ok, 1},
+		{"agentd_turn_duration_seconds", map[string]string{"model": "fake-model"}, 1},
+		{"agentd_turn_first_delta_seconds", map[string]string{"model": "fake-model"}, 1},
+		{"agentd_tokens_total", map[string]string{"model": "fake-model", "kind": "completion"}, 20},
+		{"agentd_store_write_seconds", nil, 1},
+		{"agentd_queue_depth", nil, 0},
+		{"agentd_iroh_sidecar_restarts_total", nil, 0},
+	} {
+		if got := value(after, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if got := value(after, "agentd_cost_usd_total", map[string]string{"model": "fake-model"}); math.Abs(got-0.00005) > 1e-12 {
+		t.Errorf("cost = %v, want 0.00005", got)
+	}
+	if got := value(after, "agentd_connections", map[string]string{"transport": "unix"}); got < 1 {
+		t.Errorf("unix connections = %v with a WebSocket open", got)
+	}
+	ownerID := ownerIdentityID(t, dir)
+	for name, f := range after {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v := l.GetValue(); v == "metrics-session" || v == ownerID || strings.Contains(v, "metrics-session") {
+					t.Errorf("%s has label %s=%q: an id", name, l.GetName(), v)
+				}
+			}
+		}
+	}
+}
+
+func ownerIdentityID(t *testing.T, dir string) string {
+	id, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.ClientID()
 }

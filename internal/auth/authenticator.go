@@ -101,6 +101,20 @@ func (a *Authenticator) verify(certWire []byte, transport string) (*Identity, *d
 // track registers c under its client id. It reports false if the device
 // was revoked meanwhile (the revoke hook may have run between Check and
 // here), in which case the caller must drop the stream.
+// Streams counts the authenticated streams open now, by transport (for
+// metrics).
+func (a *Authenticator) Streams() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]int{}
+	for _, set := range a.conns {
+		for c := range set {
+			out[c.transport]++
+		}
+	}
+	return out
+}
+
 func (a *Authenticator) track(c *Conn) bool {
 	id := c.id.ClientID
 	a.mu.Lock()

@@ -46,10 +46,11 @@ type NodeIDer interface{ RemoteNodeID() string }
 // an anonymous stream.
 type Conn struct {
 	net.Conn
-	id      *Identity
-	a       *Authenticator
-	once    sync.Once
-	release func() // frees the stream's slot in the connection cap
+	id        *Identity
+	a         *Authenticator
+	transport string // unix, tcp, iroh
+	once      sync.Once
+	release   func() // frees the stream's slot in the connection cap
 
 	// mu guards expiry, which the timer's own goroutine may race to read.
 	mu     sync.Mutex
@@ -237,7 +238,7 @@ func (l *listener) serve(c net.Conn, p *pendingConn) {
 	}
 	c.SetDeadline(time.Time{})
 	handed = true
-	ac := &Conn{Conn: c, id: id, a: l.a, release: l.a.cap.release}
+	ac := &Conn{Conn: c, id: id, a: l.a, transport: l.transport, release: l.a.cap.release}
 	if id != nil {
 		if !l.a.track(ac) {
 			refuse(c, ErrRevoked)

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"github.com/goccy/go-yaml/ast"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -28,7 +29,16 @@ type Config struct {
 	Voice     Voice             `yaml:"voice"`
 	Scheduler Scheduler         `yaml:"scheduler"`
 	Alerts    Alerts            `yaml:"alerts"`
+	Metrics   Metrics           `yaml:"metrics"`
 	Limits    Limits            `yaml:"limits"`
+}
+
+// Metrics configures the Prometheus endpoint besides GET /api/metrics.
+type Metrics struct {
+	// Listen, when set, is a loopback host:port where a plain HTTP
+	// listener (no certificate: the machine's own scraper) serves /metrics
+	// alone. Applies at restart.
+	Listen string `yaml:"listen"`
 }
 
 // Agent describes the agent itself.
@@ -395,6 +405,13 @@ func (c *Config) Validate() error {
 	if tz := c.Scheduler.Timezone; tz != "" {
 		if _, err := time.LoadLocation(tz); err != nil || tz == "Local" {
 			return fe("scheduler.timezone", "unknown time zone %q (want an IANA name such as Europe/Berlin, or empty for the machine's)", tz)
+		}
+	}
+	if a := c.Metrics.Listen; a != "" {
+		host, port, err := net.SplitHostPort(a)
+		ip := net.ParseIP(host)
+		if err != nil || port == "" || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fe("metrics.listen", "%q: want a loopback address such as 127.0.0.1:9464 (it has no authentication)", a)
 		}
 	}
 	l := c.Limits

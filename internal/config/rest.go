@@ -106,7 +106,7 @@ func (w *Watcher) change(rw http.ResponseWriter, fn func(eff map[string]any) (ma
 		return
 	}
 	route.JSON(rw, http.StatusOK, map[string]any{
-		"ok": true, "restart_required": !reflect.DeepEqual(old.Listeners, cfg.Listeners), "config": view,
+		"ok": true, "restart_required": !reflect.DeepEqual(old.Listeners, cfg.Listeners) || old.Metrics != cfg.Metrics, "config": view,
 	})
 }
 

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/agentdir"
 	"github.com/agentd/agentd/internal/alert"
@@ -30,6 +32,7 @@ import (
 	"github.com/agentd/agentd/internal/iroh"
 	"github.com/agentd/agentd/internal/logfile"
 	"github.com/agentd/agentd/internal/mcp"
+	"github.com/agentd/agentd/internal/metrics"
 	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/internal/scheduler"
 	"github.com/agentd/agentd/internal/session"
@@ -153,6 +156,8 @@ type daemon struct {
 	srv    *http.Server
 	sched  *scheduler.Scheduler
 	flows  *workflow.Engine
+	// metrics is the Prometheus registry (GET /api/metrics, metrics.listen).
+	metrics *metrics.Metrics
 
 	// mu guards listeners and iroh.
 	mu        sync.Mutex
@@ -202,9 +207,10 @@ func (d *daemon) open(ctx context.Context) error {
 		OnAlert:  d.budgetAlert,
 		OnChange: func(res, action, id string) { d.gw.ResourceEvent(res, action, id) },
 	})
+	d.metrics = metrics.New()
 	d.mgr, err = session.New(session.Options{
-		Budget: d.usage,
-		DB:     d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root, AttachRoots: attachRoots,
+		Budget: d.usage, Metrics: d.metrics,
+		DB: d.st.DB(), Config: d.cfg, Agent: ag, AgentDir: d.dir.Root, AttachRoots: attachRoots,
 		Providers: d.cat.Registry(), Catalog: d.cat,
 		Log:     d.log.With("component", "session"),
 		Bridges: d.coord.BridgeClient,
@@ -245,6 +251,8 @@ func (d *daemon) open(ctx context.Context) error {
 	d.gw.Mount(config.Routes(d.cfg)...)
 	d.gw.Mount(usage.Routes(d.usage)...)
 	d.gw.Mount(d.lifecycleRoutes()...)
+	d.gw.Mount(metrics.Routes(d.metrics)...)
+	d.registerMetrics()
 	d.gw.Mount(upload.Routes(&upload.Uploads{
 		Dir: d.dir.Uploads(), Log: d.log.With("component", "upload"),
 		Limit:      func() int64 { return d.cfg.Current().Limits.UploadMaxBytes },
@@ -275,6 +283,63 @@ func (d *daemon) open(ctx context.Context) error {
 		IdleTimeout: cfg.Limits.IdleTimeout.D(),
 		ErrorLog:    slog.NewLogLogger(d.log.With("component", "http").Handler(), slog.LevelDebug),
 	}
+	return nil
+}
+
+// registerMetrics adds the series read at scrape time from the running
+// parts (labels: transports, bridge names and states, never user ids).
+func (d *daemon) registerMetrics() {
+	d.metrics.Family("agentd_connections", "Authenticated streams open, by transport.", prometheus.GaugeValue,
+		[]string{"transport"}, func() []metrics.Sample {
+			var out []metrics.Sample
+			for tr, n := range d.authn.Streams() {
+				out = append(out, metrics.Sample{Labels: []string{tr}, Value: float64(n)})
+			}
+			return out
+		})
+	d.metrics.Gauge("agentd_queue_depth", "Turns waiting behind a running one.", func() float64 { return float64(d.mgr.QueueDepth()) })
+	d.metrics.Family("agentd_bridge_state", "1 for each bridge's current state.", prometheus.GaugeValue,
+		[]string{"bridge", "state"}, func() []metrics.Sample {
+			var out []metrics.Sample
+			for _, b := range d.sup.List() {
+				out = append(out, metrics.Sample{Labels: []string{b.Name, string(b.State)}, Value: 1})
+			}
+			return out
+		})
+	d.metrics.Family("agentd_bridge_restarts_total", "Restarts of each bridge process since agentd started.", prometheus.CounterValue,
+		[]string{"bridge"}, func() []metrics.Sample {
+			var out []metrics.Sample
+			for _, b := range d.sup.List() {
+				out = append(out, metrics.Sample{Labels: []string{b.Name}, Value: float64(b.Restarts)})
+			}
+			return out
+		})
+	d.metrics.Counter("agentd_iroh_sidecar_restarts_total", "Restarts of the iroh sidecar since agentd started.", func() float64 {
+		if il := d.irohL(); il != nil {
+			return float64(il.sidecar.Status().Restarts)
+		}
+		return 0
+	})
+}
+
+// serveMetrics starts the plain loopback listener of metrics.listen, which
+// serves /metrics alone; config validation allows loopback addresses only.
+func (d *daemon) serveMetrics(addr string, wg *sync.WaitGroup) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: d.metrics.Mux(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(d.log.With("component", "metrics").Handler(), slog.LevelDebug)}
+	d.mu.Lock()
+	d.listeners = append(d.listeners, ln)
+	d.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Serve(ln) // ends when shutdown closes ln
+	}()
+	d.log.Info("listening", "listener", "metrics", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -431,6 +496,11 @@ func (d *daemon) serve(ctx context.Context) error {
 			return stop(fmt.Errorf("listen tcp %s: %w", cfg.Listeners.TCP.Address, err))
 		}
 		goServe("tcp", auth.NewListener(ln, auth.ModeNonce, d.authn, d.log.With("listener", "tcp")))
+	}
+	if addr := cfg.Metrics.Listen; addr != "" {
+		if err := d.serveMetrics(addr, &wg); err != nil {
+			return stop(err)
+		}
 	}
 
 	// Background loops, each owned by ctx.

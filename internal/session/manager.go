@@ -28,6 +28,7 @@ import (
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/metrics"
 	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/wire"
@@ -85,6 +86,14 @@ type Options struct {
 	// Voice transcribes voice turns and speaks their replies; nil means
 	// voice messages are answered with "please type".
 	Voice Voice
+	// Metrics receives turn events; nil means none.
+	Metrics TurnMetrics
+}
+
+// TurnMetrics is what internal/metrics records of turns.
+type TurnMetrics interface {
+	TurnStarted(model, source string)
+	TurnFinished(metrics.Turn)
 }
 
 // Budget is the spending check of internal/usage.
@@ -120,6 +129,7 @@ type Manager struct {
 	log         *slog.Logger
 	bridges     BridgeResolver
 	budget      Budget
+	metrics     TurnMetrics
 	voice       Voice
 	// voiceModes are the sessions answered with speech (command voice on).
 	voiceModes voiceModes
@@ -165,10 +175,23 @@ type run struct {
 	turn   *turn
 	cancel context.CancelCauseFunc
 
-	// mu guards stopped; a delta is delivered only while holding it with
-	// stopped false, so nothing streams after Interrupt returns.
-	mu      sync.Mutex
-	stopped bool
+	// mu guards stopped and firstDelta; a delta is delivered only while
+	// holding it with stopped false, so nothing streams after Interrupt
+	// returns.
+	mu         sync.Mutex
+	stopped    bool
+	firstDelta time.Time // when the first reply text went out (metrics)
+}
+
+// QueueDepth is the number of turns waiting behind a running one.
+func (m *Manager) QueueDepth() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, l := range m.lanes {
+		n += len(l.queue)
+	}
+	return n
 }
 
 // New returns a manager over the session tables of db.
@@ -202,6 +225,7 @@ func New(opts Options) (*Manager, error) {
 		log:         opts.Log,
 		bridges:     opts.Bridges,
 		budget:      opts.Budget,
+		metrics:     opts.Metrics,
 		lanes:       map[string]*lane{},
 		pending:     map[string][]wire.Attachment{},
 		sinks:       map[string]map[Sink]struct{}{},

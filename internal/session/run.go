@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/metrics"
 	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/wire"
@@ -49,6 +51,7 @@ func (m *Manager) resolve(cfg *config.Config, pinned string) (model, provider.Pr
 func (m *Manager) execute(ctx context.Context, r *run) {
 	t := r.turn
 	defer t.end()
+	started := time.Now()
 	cfg := m.cfg.Current()
 	o := outcome{}
 	var out *agent.Outcome
@@ -74,6 +77,9 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	if err == nil {
 		mo, prov, err = m.resolve(cfg, row.Pinned)
 		o.Model = mo.ID
+	}
+	if err == nil && m.metrics != nil {
+		m.metrics.TurnStarted(mo.ID, usage.Source(t.SessionID))
 	}
 	if err == nil && !t.ephemeral {
 		hist, err = m.db.history(rctx, t.SessionID)
@@ -125,11 +131,13 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	// Store first: a reply the client saw must be in history.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
+	wstart := time.Now()
 	if err := m.db.finishTurn(sctx, t, o); err != nil {
 		m.log.Error("store finished turn", "session", t.SessionID, "turn", t.ID, "err", err)
 	} else if m.budget != nil {
 		m.budget.TurnRecorded(sctx, t.SessionID, o.Model)
 	}
+	m.observe(r, o, started, time.Since(wstart))
 	used := wire.Usage{
 		PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens,
 		TotalTokens: o.Usage.Total(), CostUSD: o.CostUSD,
@@ -159,6 +167,35 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	m.deliverFinal(t, append(append([]wire.Message{resp}, spoken...), done)...)
 }
 
+// observe reports a finished turn to the metrics.
+func (m *Manager) observe(r *run, o outcome, started time.Time, storeWrite time.Duration) {
+	if m.metrics == nil {
+		return
+	}
+	status := o.status()
+	if usage.IsBudget(o.Err) {
+		status = "budget"
+	}
+	tools := 0
+	for _, msg := range o.Messages {
+		if msg.Role == provider.RoleTool {
+			tools++
+		}
+	}
+	r.mu.Lock()
+	var first time.Duration
+	if !r.firstDelta.IsZero() {
+		first = r.firstDelta.Sub(started)
+	}
+	r.mu.Unlock()
+	m.metrics.TurnFinished(metrics.Turn{
+		Model: o.Model, Source: usage.Source(r.turn.SessionID), Status: status,
+		Duration: time.Since(started), FirstDelta: first, ToolCalls: tools,
+		PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens,
+		CostUSD: o.CostUSD, StoreWrite: storeWrite,
+	})
+}
+
 // beforeCall is the turn's budget check before each model call.
 func (m *Manager) beforeCall(sessionID string, mo model) func(context.Context, *provider.Request, provider.Usage) error {
 	if m.budget == nil {
@@ -185,6 +222,9 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 		}
 		switch e := ev.(type) {
 		case agent.Delta:
+			if r.firstDelta.IsZero() {
+				r.firstDelta = time.Now()
+			}
 			m.stream(ctx, t.ClientID, wire.Delta{Text: e.Text, SessionID: t.SessionID})
 		case agent.Status:
 			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})

@@ -85,7 +85,14 @@ type daemon struct {
 // on its unix socket. At cleanup the daemon must stop within 10 s of SIGTERM.
 func startServe(tb testing.TB, dir string, env ...string) *daemon {
 	tb.Helper()
-	cmd := exec.Command(agentdBin(), "serve", dir)
+	return startServeArgs(tb, dir, nil, env...)
+}
+
+// startServeArgs is startServe with extra arguments (e.g. --init, which
+// creates dir: the owner identity appears once serve has made it).
+func startServeArgs(tb testing.TB, dir string, args []string, env ...string) *daemon {
+	tb.Helper()
+	cmd := exec.Command(agentdBin(), append([]string{"serve", dir}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	buf := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
@@ -100,12 +107,7 @@ func startServe(tb testing.TB, dir string, env ...string) *daemon {
 			tb.Error(err)
 		}
 	})
-	owner, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c := client.Unix(filepath.Join(dir, "agentd.sock"), owner)
-	defer c.CloseIdle()
+	var c *client.Dialer
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -113,6 +115,18 @@ func startServe(tb testing.TB, dir string, env ...string) *daemon {
 			d.done <- err
 			tb.Fatalf("agentd serve exited early: %v\n%s", err, buf.String())
 		default:
+		}
+		if c == nil {
+			owner, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
+			if err != nil {
+				if len(args) == 0 {
+					tb.Fatal(err)
+				}
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			c = client.Unix(filepath.Join(dir, "agentd.sock"), owner)
+			defer c.CloseIdle()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := c.GetJSON(ctx, "/api/agent-info", nil)

@@ -641,3 +641,40 @@ func ownerIdentityID(t *testing.T, dir string) string {
 	}
 	return id.ClientID()
 }
+
+// TestServeInitAndJSON: the README's first command works the first time and
+// every time after (serve --init); status and bridge list speak JSON.
+func TestServeInitAndJSON(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fresh", "my-agent")
+	env := []string{"OPENAI_API_KEY=", "ANTHROPIC_API_KEY="}
+	d := startServeArgs(t, dir, []string{"--init"}, env...)
+	if !strings.Contains(d.stderr.String(), "created agent \"my-agent\"") {
+		t.Errorf("serve --init did not say it created the agent:\n%s", d.stderr.String())
+	}
+	var status struct {
+		AgentInfo map[string]any `json:"agent_info"`
+		Sessions  struct {
+			Sessions []any `json:"sessions"`
+		} `json:"sessions"`
+		Bridges map[string]any `json:"bridges"`
+	}
+	r := agentd(t, nil, "status", dir, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &status); r.code != 0 || err != nil || status.AgentInfo["name"] != "my-agent" || status.Bridges["bridges"] == nil {
+		t.Errorf("status --json: %d %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	r = agentd(t, nil, "bridge", "list", dir, "--json")
+	var bridges struct {
+		Bridges []any `json:"bridges"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &bridges); r.code != 0 || err != nil || bridges.Bridges == nil {
+		t.Errorf("bridge list --json: %d %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	if _, err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The second time the same command serves the agent already there.
+	d = startServeArgs(t, dir, []string{"--init"}, env...)
+	if strings.Contains(d.stderr.String(), "created agent") {
+		t.Errorf("serve --init created the agent again:\n%s", d.stderr.String())
+	}
+}

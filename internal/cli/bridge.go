@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"github.com/agentd/agentd/internal/supervisor"
@@ -20,9 +21,14 @@ platform status (e.g. "logged out"). enable and disable also write
 bridges.NAME.enabled to openagent.yaml (comments kept); restart restarts one
 bridge and touches no other. list and restart need the daemon running;
 enable and disable only edit the file when it is not.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&bridgeJSON, "json", false, "list: print GET /api/bridges as JSON (for scripts)")
+		},
 		run: runBridge,
 	})
 }
+
+var bridgeJSON bool
 
 // bridgeStatus mirrors supervisor.Status as served by GET /api/bridges.
 type bridgeStatus struct {
@@ -69,6 +75,13 @@ func runBridge(_ *flag.FlagSet, args []string) error {
 	defer d.CloseIdle()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if op == "list" && bridgeJSON {
+		var raw json.RawMessage
+		if err := d.GetJSON(ctx, "/api/bridges", &raw); err != nil {
+			return explainDial(err, dir)
+		}
+		return printJSON(raw)
+	}
 	if op == "list" {
 		var out struct {
 			Bridges []bridgeStatus `json:"bridges"`

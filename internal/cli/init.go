@@ -39,7 +39,7 @@ func runInit(_ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	dir, err := agentdir.Open(arg)
+	dir, err := createAgent(arg, initName)
 	if err != nil {
 		return err
 	}
@@ -47,25 +47,37 @@ func runInit(_ *flag.FlagSet, args []string) error {
 	if name == "" {
 		name = filepath.Base(dir.Root)
 	}
+	fmt.Fprintf(stdout, "created agent %q in %s\n\nnext:\n  agentd serve %s      # run it\n  agentd chat %s -m hi  # talk to it\n",
+		name, dir.Root, arg, arg)
+	return nil
+}
+
+// createAgent makes a new agent directory at arg (init, serve --init).
+func createAgent(arg, name string) (agentdir.Dir, error) {
+	dir, err := agentdir.Open(arg)
+	if err != nil {
+		return dir, err
+	}
+	if name == "" {
+		name = filepath.Base(dir.Root)
+	}
 	text, err := config.Template(name, os.LookupEnv)
 	if err != nil {
-		return err
+		return dir, err
 	}
 	if err := dir.Create(text); err != nil {
-		return err
+		return dir, err
 	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, dir.DB())
 	if err != nil {
-		return err
+		return dir, err
 	}
 	defer st.Close()
 	if err := coordinator.Bootstrap(ctx, dir.Root, st, name); err != nil {
-		return fmt.Errorf("create network: %w", err)
+		return dir, fmt.Errorf("create network: %w", err)
 	}
-	fmt.Fprintf(stdout, "created agent %q in %s\n\nnext:\n  agentd serve %s      # run it\n  agentd chat %s -m hi  # talk to it\n",
-		name, dir.Root, arg, arg)
-	return nil
+	return dir, nil
 }
 
 // errNotRunning is returned by commands that need the daemon.

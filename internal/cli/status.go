@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,9 @@ func init() {
 Asks the agentd serving DIR over its unix socket, as the owner, for its
 health, listeners, iroh NodeId, bridges, devices and sessions. Exits 0 when
 it is up, 1 with a clear message when it is not.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&statusJSON, "json", false, "print one JSON object for scripts: agent_info and the sessions, devices and bridges lists")
+		},
 		run: runStatus,
 	})
 }
@@ -80,6 +84,17 @@ func runStatus(_ *flag.FlagSet, args []string) error {
 	var info map[string]any
 	if err := d.GetJSON(ctx, "/api/agent-info", &info); err != nil {
 		return explainDial(err, dir)
+	}
+	if statusJSON {
+		out := map[string]any{"agent_info": info}
+		for _, sec := range statusSections {
+			var v any
+			if err := d.GetJSON(ctx, sec.path, &v); err != nil {
+				v = map[string]any{"error": err.Error()}
+			}
+			out[sec.title] = v
+		}
+		return printJSON(out)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "agentd\tup\n")
@@ -175,3 +190,10 @@ func listOf(v any, key string) []any {
 }
 
 func countList(v any, key string) int { return len(listOf(v, key)) }
+
+// printJSON writes v indented on stdout (the --json flags).
+func printJSON(v any) error {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -57,9 +57,7 @@ func runUsage(_ *flag.FlagSet, args []string) error {
 	}
 	raw.Budgets = budgets.Budgets
 	if usageJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(raw)
+		return printJSON(raw)
 	}
 	var m usage.Month
 	var bs []usage.Status

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -90,6 +91,13 @@ func Open(ctx context.Context, db *sql.DB, dir string, opts Options) (*Vault, er
 		opts.Logger = slog.Default()
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open vault: %w", err)
+	}
+	// memories/ may itself be a symlink to the owner's Obsidian vault
+	// elsewhere: work on the folder it names (a walk does not enter a
+	// symlinked root, and watch events carry the real path).
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
 		return nil, fmt.Errorf("open vault: %w", err)
 	}
 	root, err := os.OpenRoot(dir)

@@ -435,3 +435,39 @@ func TestIncrementalSync(t *testing.T) {
 		t.Errorf("resync of an unchanged folder: %+v", st)
 	}
 }
+
+// TestVaultFolderIsASymlink: memories/ linked to an Obsidian vault kept
+// elsewhere is indexed and watched like a plain folder.
+func TestVaultFolderIsASymlink(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "Obsidian", "My vault")
+	copyFixture(t, real)
+	link := filepath.Join(base, "memories")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(base, "test.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	v, err := Open(ctx, st.DB(), link, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	ev := &events{}
+	v.OnChange(ev.hook)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- v.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	<-v.Ready()
+	notes, _ := v.List(ctx)
+	if len(notes) != 19 {
+		t.Fatalf("%d notes indexed through the symlinked folder", len(notes))
+	}
+	os.WriteFile(filepath.Join(link, "Through link.md"), []byte("linked"), 0o644)
+	ev.wait(t, "vault created Through link.md")
+}

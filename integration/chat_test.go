@@ -92,7 +92,7 @@ var (
 
 // needNodePeers returns the node binary; testpeers' packages are installed
 // by `make setup` (and installed here if missing, as CI starts clean).
-func needNodePeers(t *testing.T) string {
+func needNodePeers(t testing.TB) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {

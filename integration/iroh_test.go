@@ -33,7 +33,7 @@ type irohAgent struct {
 	addrs  []string
 }
 
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -43,14 +43,14 @@ func freeUDPPort(t *testing.T) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-func startIrohAgent(t *testing.T) *irohAgent {
+func startIrohAgent(t testing.TB) *irohAgent {
 	t.Helper()
 	return startIrohAgentEditing(t, nil)
 }
 
 // startIrohAgentEditing is startIrohAgent with edit applied to the agent
 // directory before agentd starts (nil: none).
-func startIrohAgentEditing(t *testing.T, edit func(dir string)) *irohAgent {
+func startIrohAgentEditing(t testing.TB, edit func(dir string)) *irohAgent {
 	t.Helper()
 	dir := newAgent(t, true)
 	if edit != nil {
@@ -90,7 +90,7 @@ type irohStatus struct {
 }
 
 // waitIroh polls /api/agent-info until ok(iroh status) holds.
-func (a *irohAgent) waitIroh(t *testing.T, ok func(irohStatus) bool) irohStatus {
+func (a *irohAgent) waitIroh(t testing.TB, ok func(irohStatus) bool) irohStatus {
 	t.Helper()
 	var last irohStatus
 	deadline := time.Now().Add(30 * time.Second)
@@ -116,7 +116,7 @@ func (a *irohAgent) waitIroh(t *testing.T, ok func(irohStatus) bool) irohStatus 
 	return last
 }
 
-func (a *irohAgent) invite(t *testing.T, args ...string) string {
+func (a *irohAgent) invite(t testing.TB, args ...string) string {
 	t.Helper()
 	r := agentd(t, nil, append([]string{"invite", a.dir, "--no-qr"}, args...)...)
 	if r.code != 0 {
@@ -136,7 +136,7 @@ type device struct {
 	id   *devicecert.Identity
 }
 
-func enrollDevice(t *testing.T, ticket string) *device {
+func enrollDevice(t testing.TB, ticket string) *device {
 	t.Helper()
 	cfg := t.TempDir()
 	dev := &device{env: []string{"XDG_CONFIG_HOME=" + cfg, "AGENTD_IDENTITY="}, path: filepath.Join(cfg, "agentd", "identity.json")}
@@ -323,7 +323,7 @@ func TestIrohProxyRESTAndWebSocket(t *testing.T) {
 }
 
 // irohClient runs the third-party Node client (no project code).
-func irohClient(t *testing.T, node string, a *irohAgent, identityFile string, extra ...string) (int, string) {
+func irohClient(t testing.TB, node string, a *irohAgent, identityFile string, extra ...string) (int, string) {
 	t.Helper()
 	args := []string{filepath.Join(repoRoot(), "testpeers", "iroh-client.mjs"), "--identity", identityFile, "--node", a.nodeID, "--timeout-ms", "30000"}
 	for _, ad := range a.addrs {

@@ -62,7 +62,7 @@ func BenchmarkAuthenticateStream(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		c.r.Reset(pre.Bytes())
-		if id, _, err := l.handshake(c, time.Now().Add(time.Minute)); err != nil || id == nil {
+		if id, _, err := l.handshake(c, nil, time.Now().Add(time.Minute)); err != nil || id == nil {
 			b.Fatal(err)
 		}
 	}

@@ -201,7 +201,7 @@ func (l *listener) loop() {
 			continue
 		}
 		// Registered here, in accept order, so that eviction is oldest first.
-		p := l.pending.add(c, source(c))
+		p := l.pending.add(c, source(c), l.a.cap.release)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -216,7 +216,7 @@ func (l *listener) serve(c net.Conn, p *pendingConn) {
 	handed := false
 	defer func() {
 		if !handed {
-			l.a.cap.release()
+			p.release()
 		}
 	}()
 	// Closing the listener must also stop a handshake stuck in a read.
@@ -224,8 +224,8 @@ func (l *listener) serve(c net.Conn, p *pendingConn) {
 	defer stop()
 	deadline := time.Now().Add(PreambleTimeout)
 	c.SetDeadline(deadline)
-	id, cert, err := l.handshake(c, deadline)
-	l.pending.done(p)
+	id, cert, err := l.handshake(c, p, deadline)
+	l.pending.done(p) // after a failed read; a read preamble left already
 	if err != nil {
 		l.refusals.Info(err.Error(), "stream refused", "transport", l.transport, "remote", c.RemoteAddr().String(), "err", err)
 		refuse(c, err)
@@ -238,7 +238,7 @@ func (l *listener) serve(c net.Conn, p *pendingConn) {
 	}
 	c.SetDeadline(time.Time{})
 	handed = true
-	ac := &Conn{Conn: c, id: id, a: l.a, transport: l.transport, release: l.a.cap.release}
+	ac := &Conn{Conn: c, id: id, a: l.a, transport: l.transport, release: p.release}
 	if id != nil {
 		if !l.a.track(ac) {
 			refuse(c, ErrRevoked)
@@ -259,7 +259,14 @@ func (l *listener) serve(c net.Conn, p *pendingConn) {
 	}
 }
 
-func (l *listener) handshake(c net.Conn, deadline time.Time) (*Identity, *devicecert.Cert, error) {
+// handshake reads the preamble through p (which counts its bytes; nil:
+// read c directly), takes c out of the pending set once it is read, and
+// checks it.
+func (l *listener) handshake(c net.Conn, p *pendingConn, deadline time.Time) (*Identity, *devicecert.Cert, error) {
+	var r io.Reader = c
+	if p != nil {
+		r = p
+	}
 	var nonce []byte
 	if l.mode == ModeNonce {
 		nonce = make([]byte, devicecert.NonceSize)
@@ -270,7 +277,7 @@ func (l *listener) handshake(c net.Conn, deadline time.Time) (*Identity, *device
 			return nil, nil, fmt.Errorf("send nonce: %w", err)
 		}
 	}
-	wire, err := devicecert.ReadPreamble(c)
+	wire, err := devicecert.ReadPreamble(r)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -280,9 +287,12 @@ func (l *listener) handshake(c net.Conn, deadline time.Time) (*Identity, *device
 	var sig []byte
 	if l.mode == ModeNonce {
 		sig = make([]byte, devicecert.SignatureSize)
-		if _, err := io.ReadFull(c, sig); err != nil {
+		if _, err := io.ReadFull(r, sig); err != nil {
 			return nil, nil, fmt.Errorf("read challenge signature: %w", err)
 		}
+	}
+	if p != nil {
+		l.pending.done(p) // read in full: no longer idle, not evictable
 	}
 	select {
 	case verifySlots <- struct{}{}:

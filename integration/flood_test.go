@@ -359,3 +359,67 @@ func TestPreauthFloodIroh(t *testing.T) {
 	}
 	t.Logf("flood at the end: %s", strings.TrimSpace(out))
 }
+
+// TestRefusalFloodLog: thousands of refused streams of a few kinds — a
+// bogus certificate, a close before the preamble, a preamble that never
+// comes — over tcp (each from its own port) and unix leave a few lines in
+// agentd.log, not one per stream.
+func TestRefusalFloodLog(t *testing.T) {
+	const n = 1500
+	raiseNoFile(t, 2*n+512)
+	dir := newAgent(t, false)
+	tcpAddr := enableTCP(t, dir)
+	startServe(t, dir)
+	logPath := filepath.Join(dir, "logs", "agentd.log")
+	before, _ := os.ReadFile(logPath)
+
+	bogus := append([]byte{0, 0, 0, 100}, make([]byte, 100+devicecert.SignatureSize)...)
+	var wg sync.WaitGroup
+	for _, target := range []struct{ network, addr string }{{"tcp", tcpAddr}, {"unix", filepath.Join(dir, "agentd.sock")}} {
+		for kind := 0; kind < 3; kind++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var idle []net.Conn
+				defer func() {
+					for _, c := range idle {
+						c.Close()
+					}
+				}()
+				for i := 0; i < n/3; i++ {
+					c, err := net.DialTimeout(target.network, target.addr, 5*time.Second)
+					if err != nil {
+						t.Errorf("dial %s: %v", target.network, err)
+						return
+					}
+					switch kind {
+					case 0: // a certificate that does not parse
+						c.SetDeadline(time.Now().Add(5 * time.Second))
+						io.ReadFull(c, make([]byte, devicecert.NonceSize))
+						c.Write(bogus)
+						io.Copy(io.Discard, c)
+						c.Close()
+					case 1: // gone before the preamble
+						c.Close()
+					case 2: // never sends it: dropped at the preamble deadline
+						idle = append(idle, c)
+					}
+				}
+				if kind == 2 {
+					f := &flood{conns: idle}
+					f.dropped(8 * time.Second)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	time.Sleep(500 * time.Millisecond) // the last refusals reach the log
+	after, _ := os.ReadFile(logPath)
+	added := string(after[len(before):])
+	lines := strings.Count(added, "\n")
+	refused := strings.Count(added, "stream refused")
+	t.Logf("%d refused streams wrote %d lines (%d bytes) to agentd.log, %d of them \"stream refused\"", 2*n, lines, len(added), refused)
+	if refused > 60 || len(added) > 64<<10 {
+		t.Errorf("a refusal flood of %d streams wrote %d \"stream refused\" lines (%d bytes) to agentd.log; want a few per reason", 2*n, refused, len(added))
+	}
+}

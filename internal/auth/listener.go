@@ -227,7 +227,7 @@ func (l *listener) serve(c net.Conn, p *pendingConn) {
 	id, cert, err := l.handshake(c, p, deadline)
 	l.pending.done(p) // after a failed read; a read preamble left already
 	if err != nil {
-		l.refusals.Info(err.Error(), "stream refused", "transport", l.transport, "remote", c.RemoteAddr().String(), "err", err)
+		l.refusals.Info(refusalKey(err), "stream refused", "transport", l.transport, "remote", c.RemoteAddr().String(), "err", err)
 		refuse(c, err)
 		return
 	}
@@ -333,6 +333,18 @@ func (l *listener) verifyProof(c net.Conn, wire, nonce, sig []byte) (*Identity, 
 		return nil, nil, ErrRevoked
 	}
 	return id, cert, nil
+}
+
+// refusalKey is what identical refusals share in the log's repeat count:
+// the error without the addresses a network error names (each tcp stream
+// has its own port, so the raw text would make every refusal distinct).
+func refusalKey(err error) string {
+	s := err.Error()
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		s = strings.Replace(s, oe.Error(), oe.Op+" "+oe.Net+": "+oe.Err.Error(), 1)
+	}
+	return s
 }
 
 // deniedMessage is the one answer to a revoked device and to a stream that

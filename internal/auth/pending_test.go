@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -119,5 +122,20 @@ func TestPendingGraceAndRelease(t *testing.T) {
 	p.add(&closeConn{}, "s", func() { freed++ }) // over the listener bound
 	if !cs[0].closed || freed != 1 {
 		t.Fatalf("listener bound: oldest closed %v, slots freed %d", cs[0].closed, freed)
+	}
+}
+
+func TestRefusalKeyDropsAddresses(t *testing.T) {
+	mk := func(port int) error {
+		return fmt.Errorf("read preamble length: %w", &net.OpError{Op: "read", Net: "tcp",
+			Source: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8765}, Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port},
+			Err: os.ErrDeadlineExceeded})
+	}
+	a, b := refusalKey(mk(40001)), refusalKey(mk(40002))
+	if a != b || strings.Contains(a, "40001") {
+		t.Fatalf("keys %q and %q", a, b)
+	}
+	if k := refusalKey(ErrExpired); k != ErrExpired.Error() {
+		t.Fatalf("plain error key %q", k)
 	}
 }

@@ -17,8 +17,9 @@ all: build
 setup: setup-apt setup-go setup-npm
 
 # Debian packages the tests use: the voice engines (espeak-ng, pocketsphinx
-# + its English model, ffmpeg). protoc is only needed by `make proto`.
-APT_PACKAGES ?= espeak-ng pocketsphinx pocketsphinx-en-us ffmpeg protobuf-compiler
+# + its English model, ffmpeg), chromium for the web app tests (driven by
+# chromedp; never a downloaded browser). protoc is only needed by `make proto`.
+APT_PACKAGES ?= espeak-ng pocketsphinx pocketsphinx-en-us ffmpeg chromium protobuf-compiler
 
 setup-apt:
 	@missing=""; for p in $(APT_PACKAGES); do \

@@ -42,6 +42,7 @@ import (
 	"github.com/agentd/agentd/internal/usage"
 	"github.com/agentd/agentd/internal/vault"
 	"github.com/agentd/agentd/internal/voice"
+	"github.com/agentd/agentd/internal/web"
 	"github.com/agentd/agentd/internal/workflow"
 )
 
@@ -229,6 +230,7 @@ func (d *daemon) open(ctx context.Context) error {
 	d.gw.Mount(enroll.Routes(d.coord, d.irohInfo)...)
 	d.gw.Mount(catalog.Routes(d.cat)...)
 	d.gw.Mount(voice.Routes(d.voice)...)
+	d.gw.Mount(web.Routes(web.Options{FileRoots: []string{d.dir.Uploads(), d.dir.Memories()}})...)
 	d.cat.OnChange(d.gw.ResourceEvent)
 	d.gw.Mount(vault.Routes(d.vault)...)
 	d.vault.OnChange(d.gw.ResourceEvent)

@@ -76,10 +76,29 @@ func ExtractAttachments(text string, roots []string) (clean string, atts []Attac
 	return tidy(clean), atts, refused
 }
 
+// Bounds of a path an attachment may name: resolving one costs a system
+// call per component and prefix, so a megabyte of "a/a/a/…" in a frame or a
+// reply would keep a CPU busy for minutes (found by FuzzAttachmentPaths).
+const (
+	maxPathBytes = 4096 // PATH_MAX
+	maxPathDepth = 64
+)
+
+// checkShape refuses paths beyond maxPathBytes or maxPathDepth.
+func checkShape(p string) error {
+	if len(p) > maxPathBytes || strings.Count(p, "/") > maxPathDepth {
+		return fmt.Errorf("%w (at most %d bytes and %d levels)", ErrAttachTooLong, maxPathBytes, maxPathDepth)
+	}
+	return nil
+}
+
 // allowedPath validates a marker path and returns its resolved form.
 func allowedPath(raw string, roots []string) (string, error) {
 	if !filepath.IsAbs(raw) {
 		return "", errors.New("not an absolute path")
+	}
+	if err := checkShape(raw); err != nil {
+		return "", err
 	}
 	if slices.Contains(strings.FieldsFunc(filepath.ToSlash(raw), func(r rune) bool { return r == '/' }), "..") {
 		return "", errors.New("path traversal (..) refused")
@@ -216,6 +235,7 @@ var (
 	ErrAttachMissing    = errors.New("attachment does not exist")
 	ErrAttachOutside    = errors.New("attachment is outside the folders attachments may come from")
 	ErrAttachNotRegular = errors.New("attachment is not a regular file")
+	ErrAttachTooLong    = errors.New("attachment path too long")
 )
 
 // InboundAttachment checks a path a client attaches to a turn and returns
@@ -227,6 +247,9 @@ var (
 func InboundAttachment(p string, roots, denied []string) (string, error) {
 	if p == "" || !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
 		return "", ErrAttachRelative
+	}
+	if err := checkShape(p); err != nil {
+		return "", err
 	}
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {

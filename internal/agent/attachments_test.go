@@ -227,6 +227,8 @@ func TestInboundAttachment(t *testing.T) {
 		{"symlink to the key", link, ErrAttachOutside},
 		{"dot-dot out of uploads", filepath.Join(up, "..", "keys", "coordinator.key"), ErrAttachOutside},
 		{"missing in uploads", filepath.Join(up, "nope"), ErrAttachMissing},
+		{"too deep", up + strings.Repeat("/a", 70), ErrAttachTooLong},
+		{"too long", up + "/" + strings.Repeat("a", 5000), ErrAttachTooLong},
 		{"missing outside", filepath.Join(keys, "nope"), ErrAttachOutside},
 		{"a root itself", up, ErrAttachOutside},
 		{"directory", func() string { p := filepath.Join(up, "d"); os.Mkdir(p, 0o700); return p }(), ErrAttachNotRegular},

@@ -76,7 +76,7 @@ func FuzzAttachmentPaths(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		for _, p := range []string{filepath.Join(dir, s), s, dir + "/" + s} {
+		for _, p := range []string{dir + "/" + s, s} {
 			if real, err := InboundAttachment(p, roots, denied); err == nil {
 				check(t, "inbound", real)
 				if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
@@ -87,7 +87,7 @@ func FuzzAttachmentPaths(f *testing.F) {
 		if strings.ContainsAny(s, "]\n") {
 			return
 		}
-		_, atts, _ := ExtractAttachments("see [FILE:"+dir+"/"+s+"] and [IMAGE:"+s+"]", roots)
+		_, atts, _ := ExtractAttachments("see [FILE:"+dir+"/"+s+"]", roots)
 		for _, a := range atts {
 			if inside(a.Path, denied) {
 				continue // the agent drops these with DeniedRoots

@@ -206,6 +206,8 @@ func (m *Manager) checkAttachment(p string) error {
 		return fmt.Errorf("%w: attachment path must be absolute", ErrInvalid)
 	case errors.Is(err, agent.ErrAttachMissing):
 		return fmt.Errorf("%w: attachment %s does not exist", ErrInvalid, p)
+	case errors.Is(err, agent.ErrAttachTooLong):
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	case errors.Is(err, agent.ErrAttachNotRegular):
 		return fmt.Errorf("%w: attachment %s is not a regular file", ErrInvalid, p)
 	case len(m.attachRoots) > 0:

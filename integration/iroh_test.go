@@ -197,7 +197,7 @@ func TestIrohEnrollAndRemoteChat(t *testing.T) {
 }
 
 // startProxy runs `agentd proxy` for dev and returns its base URL.
-func startProxy(t *testing.T, dev *device, extra ...string) string {
+func startProxy(t testing.TB, dev *device, extra ...string) string {
 	t.Helper()
 	cmd := exec.Command(agentdBin(), append([]string{"proxy", "--listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(os.Environ(), dev.env...)

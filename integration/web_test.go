@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"image/png"
@@ -21,7 +22,7 @@ import (
 
 // browser starts Debian's chromium (never a downloaded one) headless with
 // the flags this machine needs, and returns a chromedp context.
-func browser(t *testing.T) context.Context {
+func browser(t testing.TB) context.Context {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
@@ -53,7 +54,7 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
-func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+func run(t testing.TB, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -62,7 +63,7 @@ func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Actio
 	}
 }
 
-func eval[T any](t *testing.T, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
+func eval[T any](t testing.TB, ctx context.Context, expr string, opts ...chromedp.EvaluateOption) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
@@ -72,7 +73,7 @@ func eval[T any](t *testing.T, ctx context.Context, expr string, opts ...chromed
 }
 
 // waitText waits until the element sel contains want.
-func waitText(t *testing.T, ctx context.Context, sel, want string) string {
+func waitText(t testing.TB, ctx context.Context, sel, want string) string {
 	t.Helper()
 	var got string
 	deadline := time.Now().Add(60 * time.Second)
@@ -90,7 +91,7 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) string {
 // screenshot saves a full-page PNG of the current page as a test artefact
 // (under $AGENTD_ARTIFACTS or the temp dir, never the repo) and checks it
 // is not blank.
-func screenshot(t *testing.T, ctx context.Context, name string) {
+func screenshot(t testing.TB, ctx context.Context, name string) {
 	t.Helper()
 	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -229,4 +230,46 @@ func TestWebApp(t *testing.T) {
 	if !hidden || status != 403 {
 		t.Fatalf("chat device: admin links hidden %v, GET /api/devices %d", hidden, status)
 	}
+}
+
+// BenchmarkWebApp loads the app through the loopback proxy over iroh: time
+// to first contentful paint and to an interactive chat (the page's ready
+// mark and a connected WebSocket), against loading a bare JSON route
+// through the same proxy in the same run; and the JS+CSS bytes shipped,
+// gzipped, against the 150 KB budget.
+func BenchmarkWebApp(b *testing.B) {
+	a := startIrohAgent(b)
+	base := startProxy(b, enrollDevice(b, a.invite(b, "--role", "admin")))
+	ctx := browser(b)
+	var bare, paint, ready time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		run(b, ctx, "bare", chromedp.Navigate(base+"/api/agent-info"), chromedp.WaitReady(chromedp.CSS("body")))
+		bare += time.Since(start)
+		start = time.Now()
+		run(b, ctx, "app", chromedp.Navigate(base+"/#/chat"), chromedp.WaitVisible(chromedp.CSS("body[data-ready=chat]")))
+		waitText(b, ctx, "#conn", "connected")
+		ready += time.Since(start)
+		fcp := eval[float64](b, ctx, `(performance.getEntriesByName('first-contentful-paint')[0] || {startTime: 0}).startTime`)
+		paint += time.Duration(fcp * float64(time.Millisecond))
+	}
+	n := time.Duration(b.N)
+	b.ReportMetric(float64((bare/n).Microseconds())/1000, "ms-bare-json")
+	b.ReportMetric(float64((paint/n).Microseconds())/1000, "ms-first-paint")
+	b.ReportMetric(float64((ready/n).Microseconds())/1000, "ms-interactive")
+	b.ReportMetric(float64(ready)/float64(bare), "x-bare")
+	size := 0
+	for _, f := range []string{"app.js", "md.js", "style.css", "index.html"} {
+		data, err := os.ReadFile(filepath.Join(repoRoot(), "internal", "web", "static", f))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var gz bytes.Buffer
+		w := gzip.NewWriter(&gz)
+		w.Write(data)
+		w.Close()
+		size += gz.Len()
+	}
+	b.ReportMetric(float64(size)/1024, "KB-gzipped")
+	b.ReportMetric(float64(size)/(150*1024), "x-budget")
 }

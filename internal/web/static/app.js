@@ -349,7 +349,16 @@ async function pageTasks(main) {
   main.append(h('h1', {}, 'Scheduled tasks and workflows'));
   await section(main, 'Tasks', '/api/scheduled-tasks', 'tasks', [['name', r => r.name], ['schedule', r => r.cron_expression], ['next run', r => r.next_run_iso || fmtTime(r.next_run)], ['last', r => r.last_status]],
     me.admin ? r => act('Run now', () => api('POST', `/api/scheduled-tasks/${r.id}/run`), () => route()) : null);
-  await section(main, 'Workflows', '/api/workflows', 'workflows', [['name', r => r.name], ['description', r => r.description], ['enabled', r => r.enabled ? 'yes' : 'no']]);
+  const runs = h('div', { 'aria-live': 'polite' });
+  await section(main, 'Workflows', '/api/workflows', 'workflows', [['name', r => r.name], ['description', r => r.description], ['enabled', r => r.enabled ? 'yes' : 'no']],
+    r => h('button', { onclick: async () => {
+      runs.replaceChildren(h('h2', {}, 'Runs of ' + r.name));
+      try {
+        const d = await api('GET', `/api/workflows/${encodeURIComponent(r.id)}/runs`);
+        runs.append(table([['started', x => fmtTime(x.started_at)], ['trigger', x => x.trigger], ['status', x => x.status], ['blocks', x => (x.trace || []).map(n => `${n.node_id}:${n.status}`).join(' ')], ['error', x => x.error]], d.runs || []));
+      } catch (e) { runs.append(h('p', { class: 'err' }, e.message)); }
+    } }, 'Runs'));
+  main.append(runs);
 }
 
 async function pageBridges(main) {

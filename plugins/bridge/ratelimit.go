@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -60,6 +61,9 @@ var ErrRejected = errors.New("rejected by the platform")
 // the platform said; callers check Until before every call.
 type limiter struct {
 	now func() time.Time
+	// save, if set, persists a new wait (key "bot" or "chat:<id>"), so a
+	// restarted bridge keeps honouring it; called outside mu.
+	save func(key string, until time.Time)
 
 	// mu guards bot and chats.
 	mu    sync.Mutex
@@ -100,14 +104,28 @@ func (l *limiter) note(chatID string, err error) (*RateLimited, bool) {
 		return nil, false
 	}
 	until := l.now().Add(max(rl.RetryAfter, 0))
+	key := "bot"
+	if rl.Scope != ScopeBot {
+		key = "chat:" + chatID
+	}
+	if l.hold(key, until) && l.save != nil {
+		l.save(key, until)
+	}
+	return rl, true
+}
+
+// hold makes key ("bot" or "chat:<id>") wait until until, unless it
+// already waits longer; it reports whether the wait changed.
+func (l *limiter) hold(key string, until time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if rl.Scope == ScopeBot {
+	changed := false
+	if key == "bot" {
 		if until.After(l.bot) {
-			l.bot = until
+			l.bot, changed = until, true
 		}
-	} else if until.After(l.chats[chatID]) {
-		l.chats[chatID] = until
+	} else if c, ok := strings.CutPrefix(key, "chat:"); ok && until.After(l.chats[c]) {
+		l.chats[c], changed = until, true
 	}
 	// Forget chats whose wait is over, so the map stays small.
 	now := l.now()
@@ -116,5 +134,5 @@ func (l *limiter) note(chatID string, err error) (*RateLimited, bool) {
 			delete(l.chats, c)
 		}
 	}
-	return rl, true
+	return changed
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,6 +271,9 @@ func (r *Runner) openStore(ctx context.Context) (*store.Store, func(), error) {
 	}, nil
 }
 
+// waitKey prefixes the store values that keep the platform's waits.
+const waitKey = "bridge/wait/"
+
 // resume loads the chats' sessions and the send queue a previous process
 // left: replies still to show go to their chats, acks still to send wait
 // for the next connection.
@@ -281,6 +285,21 @@ func (r *Runner) resume(ctx context.Context) error {
 	pending, err := r.st.Pending(ctx)
 	if err != nil {
 		return err
+	}
+	// The platform's waits a previous process was told of still hold.
+	waits, err := r.st.Values(ctx, waitKey)
+	if err != nil {
+		return err
+	}
+	for k, v := range waits {
+		if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+			r.lim.hold(strings.TrimPrefix(k, waitKey), time.UnixMilli(ms))
+		}
+	}
+	r.lim.save = func(key string, until time.Time) {
+		if err := r.st.SetValue(context.Background(), waitKey+key, strconv.FormatInt(until.UnixMilli(), 10)); err != nil {
+			r.log.Error("bridge store", "err", err)
+		}
 	}
 	r.mu.Lock()
 	for chat, sid := range moved {

@@ -206,6 +206,24 @@ func (s *Store) Value(ctx context.Context, key string) (v string, ok bool, err e
 	return v, true, nil
 }
 
+// Values returns the values whose key starts with prefix.
+func (s *Store) Values(ctx context.Context, prefix string) (map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, value FROM kv WHERE substr(key, 1, length(?)) = ?`, prefix, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("read values %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("read values %s*: %w", prefix, err)
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
+
 // SetValue sets the platform value of key.
 func (s *Store) SetValue(ctx context.Context, key, value string) error {
 	s.wmu.Lock()

@@ -109,6 +109,7 @@ type Server struct {
 	flood     FloodStats
 	retryUnit time.Duration
 	conflicts int // getUpdates answered 409
+	holds     []*hold
 	commands  []models.BotCommand
 }
 
@@ -245,6 +246,39 @@ func (s *Server) Album(c models.Chat, u models.User, caption string, photos ...[
 		ids = append(ids, s.Push(m))
 	}
 	return ids
+}
+
+// hold is a call to keep unanswered.
+type hold struct {
+	method  string
+	skip    int // calls of method to let through first
+	arrived chan struct{}
+}
+
+// Hold makes the call of method after the next skip ones hang unanswered
+// (and not carried out) until its caller goes away; the channel is closed
+// when it arrives. A test kills the bridge then, to cut it at a known step.
+func (s *Server) Hold(method string, skip int) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := &hold{method: method, skip: skip, arrived: make(chan struct{})}
+	s.holds = append(s.holds, h)
+	return h.arrived
+}
+
+func (s *Server) takeHold(method string) *hold {
+	for i, h := range s.holds {
+		if h.method != method {
+			continue
+		}
+		if h.skip > 0 {
+			h.skip--
+			continue
+		}
+		s.holds = append(s.holds[:i], s.holds[i+1:]...)
+		return h
+	}
+	return nil
 }
 
 // Conflicts reports how many getUpdates calls were answered 409 because
@@ -422,8 +456,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		f, s.fail[method] = &q[0], q[1:]
 	}
 	latency := s.latency
+	var h *hold
+	if f == nil {
+		h = s.takeHold(method)
+	}
 	s.bump()
 	s.mu.Unlock()
+	if h != nil {
+		// Held: never answered, never carried out; the test kills the
+		// caller meanwhile (the call was in flight when it died).
+		close(h.arrived)
+		<-r.Context().Done()
+		return
+	}
 	if f != nil {
 		writeErr(w, &apiError{code: f.code, desc: f.desc, retryAfter: f.retryAfter})
 		return

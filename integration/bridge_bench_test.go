@@ -169,3 +169,58 @@ func BenchmarkBridgeKillRecovery(b *testing.B) {
 	b.ReportMetric(float64(running)/float64(n)/1e6, "kill-to-running-ms")
 	b.ReportMetric(float64(served)/float64(n)/1e6, "kill-to-answer-ms")
 }
+
+// BenchmarkBridgeFloodThroughput: the messages per second (sendMessage and
+// editMessageText calls Telegram accepted) one bridge sustains into 1 and
+// into 20 chats while the fake enforces a per-chat limit of 1 per second,
+// against the platform's ideal, limit × chats, printed as a ratio. Each
+// chat gets a burst of messages at once (replies, queued notices and
+// streamed edits all count); the window runs until the last reply is
+// complete.
+func BenchmarkBridgeFloodThroughput(b *testing.B) {
+	for _, chats := range []int{1, 20} {
+		b.Run(fmt.Sprintf("chats=%d", chats), func(b *testing.B) {
+			e := newBridgeEnvAllowing(b, "*", "")
+			e.tg.AddRule(telegramtest.Rule{Methods: []string{"sendMessage", "editMessageText"}, PerChat: true, Limit: 1, Window: time.Second})
+			const burst = 3
+			var accepted int
+			var elapsed time.Duration
+			iter := 0
+			for b.Loop() {
+				calls := len(e.tg.Calls("sendMessage")) + len(e.tg.Calls("editMessageText"))
+				refused := e.tg.Flood().Refused
+				t0 := time.Now()
+				type sent struct {
+					chat int64
+					text string
+				}
+				var all []sent
+				for k := range burst {
+					for i := range chats {
+						c, u := benchChat(100_000 + iter*chats + i)
+						text := fmt.Sprintf("flood %d/%d", iter, k)
+						e.tg.Text(c, u, text)
+						all = append(all, sent{c.ID, text})
+					}
+				}
+				e.tg.Wait(5*time.Minute, "every reply complete", func() bool {
+					for _, s := range all {
+						if !answered(e.tg.Messages(s.chat), s.text) {
+							return false
+						}
+					}
+					return true
+				})
+				elapsed += time.Since(t0)
+				accepted += len(e.tg.Calls("sendMessage")) + len(e.tg.Calls("editMessageText")) - calls - (e.tg.Flood().Refused - refused)
+				iter++
+			}
+			rate := float64(accepted) / elapsed.Seconds()
+			b.ReportMetric(rate, "msgs/s")
+			b.ReportMetric(float64(chats), "ideal-msgs/s")
+			b.ReportMetric(rate/float64(chats), "x-ideal")
+			b.ReportMetric(float64(e.tg.Flood().Violations), "violations")
+			b.ReportMetric(float64(e.tg.Flood().Refused), "429s")
+		})
+	}
+}

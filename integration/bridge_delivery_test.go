@@ -19,8 +19,8 @@ import (
 
 	"github.com/go-telegram/bot/models"
 
-	istore "github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/internal/provider"
+	istore "github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/plugins/bridge/telegram"
 	"github.com/agentd/agentd/plugins/bridge/telegram/telegramtest"
 )
@@ -134,7 +134,7 @@ func TestBridgeRetryAfterLongerThanAMinute(t *testing.T) {
 // a refused wait.
 func TestBridgeFloodTwoChatsNoViolation(t *testing.T) {
 	e := newFloodEnv(t, "*")
-	e.tg.AddRule(telegramtest.Rule{Methods: []string{"sendMessage", "editMessageText"}, Limit: 3, Window: time.Second})
+	e.tg.AddRule(telegramtest.Rule{Methods: []string{"sendMessage", "editMessageText"}, Limit: 1, Window: time.Second})
 	e.tg.AddRule(telegramtest.Rule{Methods: []string{"sendMessage", "editMessageText"}, PerChat: true, Limit: 1, Window: time.Second, RetryAfter: 120})
 	bob := telegramtest.User(1002, "Bob")
 	chats := []struct {

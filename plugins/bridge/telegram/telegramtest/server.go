@@ -248,6 +248,9 @@ func (s *Server) Album(c models.Chat, u models.User, caption string, photos ...[
 	return ids
 }
 
+// holdMax bounds how long a held call waits for its caller to go.
+const holdMax = time.Minute
+
 // hold is a call to keep unanswered.
 type hold struct {
 	method  string
@@ -466,8 +469,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		// Held: never answered, never carried out; the test kills the
 		// caller meanwhile (the call was in flight when it died).
 		close(h.arrived)
-		<-r.Context().Done()
-		return
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(holdMax): // the test forgot it: answer, never hang
+			writeErr(w, &apiError{code: 500, desc: "Internal Server Error: call held too long"})
+			return
+		}
 	}
 	if f != nil {
 		writeErr(w, &apiError{code: f.code, desc: f.desc, retryAfter: f.retryAfter})

@@ -13,6 +13,7 @@ package bridge
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/agentd/agentd/plugins/bridge/store"
 	"github.com/agentd/agentd/wire"
@@ -97,6 +98,13 @@ type MessageEditor interface {
 // Typer shows a typing indicator.
 type Typer interface {
 	SendTyping(ctx context.Context, chatID string) error
+}
+
+// TypingRenewer is implemented by platforms whose typing indicator lasts
+// longer or shorter than Telegram's five seconds: TypingEvery is how often
+// the SDK renews it while the agent works (Discord's lasts ten: every 8 s).
+type TypingRenewer interface {
+	TypingEvery() time.Duration
 }
 
 // FileSender sends attachments (images, documents, video).

@@ -87,6 +87,7 @@ type Runner struct {
 
 	editor  MessageEditor
 	typer   Typer
+	typeIvl time.Duration // how often typing is renewed (TypingRenewer)
 	files   FileSender
 	voice   VoiceSender
 	maxText int
@@ -175,6 +176,10 @@ func NewRunner(p Platform, cfg RunnerConfig) *Runner {
 	}
 	r.editor, _ = p.(MessageEditor)
 	r.typer, _ = p.(Typer)
+	r.typeIvl = typingEvery
+	if t, ok := p.(TypingRenewer); ok && t.TypingEvery() > 0 {
+		r.typeIvl = t.TypingEvery()
+	}
 	r.files, _ = p.(FileSender)
 	r.voice, _ = p.(VoiceSender)
 	if m, ok := p.(MaxTextLen); ok {

@@ -14,7 +14,8 @@ import (
 
 const (
 	// typingEvery is how often a typing indicator is renewed while the
-	// agent works (Telegram shows one for about five seconds).
+	// agent works (Telegram shows one for about five seconds), unless the
+	// platform says otherwise (TypingRenewer).
 	typingEvery = 4 * time.Second
 	// workerIdle is how long a chat's worker lingers without events.
 	workerIdle = 5 * time.Minute
@@ -370,7 +371,7 @@ func (w *chatWorker) finish(ctx context.Context, rep *store.Reply) {
 
 func (w *chatWorker) typing(ctx context.Context) {
 	r := w.r
-	if r.typer == nil || time.Since(w.lastTyping) < typingEvery || r.lim.wait(w.chatID) > 0 {
+	if r.typer == nil || time.Since(w.lastTyping) < r.typeIvl || r.lim.wait(w.chatID) > 0 {
 		return
 	}
 	w.lastTyping = time.Now()

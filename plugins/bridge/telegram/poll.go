@@ -3,14 +3,11 @@ package telegram
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -516,53 +513,12 @@ func (p *Platform) fetch(ctx context.Context, fileID, name string) (string, erro
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("telegram file download: HTTP %d", resp.StatusCode)
 	}
-	dir := filepath.Join(p.cfg.UploadsDir, "telegram")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("telegram file download: %w", err)
-	}
 	if name == "" {
 		name = filepath.Base(f.FilePath)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	// The user's file name is kept for humans, stripped of any path so it
-	// cannot escape the uploads directory.
-	dst := filepath.Join(dir, hex.EncodeToString(rnd[:])+"-"+sanitize(name))
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	dst, err := bridge.SaveUpload(p.cfg.UploadsDir, "telegram", name, resp.Body, maxDownload)
 	if err != nil {
-		return "", fmt.Errorf("telegram file download: %w", err)
-	}
-	n, err := io.Copy(out, io.LimitReader(resp.Body, maxDownload+1))
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && n > maxDownload {
-		err = errors.New("file larger than 20 MB")
-	}
-	if err != nil {
-		os.Remove(dst)
 		return "", fmt.Errorf("telegram file download: %w", err)
 	}
 	return dst, nil
-}
-
-func sanitize(name string) string {
-	name = filepath.Base(strings.ReplaceAll(name, "\\", "/"))
-	var b strings.Builder
-	for _, r := range name {
-		switch {
-		case r == '/' || r == 0 || r < 32:
-			b.WriteRune('_')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	s := strings.TrimLeft(b.String(), ".")
-	if s == "" {
-		s = "file"
-	}
-	if len(s) > 100 {
-		s = s[len(s)-100:]
-	}
-	return s
 }

@@ -330,3 +330,58 @@ func TestRunnerAcksShownTurns(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// limitedPlatform refuses its first send with a bot-wide RateLimited and
+// records when every call came.
+type limitedPlatform struct {
+	*runnerPlatform
+	wait time.Duration
+
+	// mu guards refusedAt and calls.
+	mu        sync.Mutex
+	refusedAt time.Time
+	calls     []time.Time
+}
+
+func (p *limitedPlatform) SendText(ctx context.Context, chat, text string) (string, error) {
+	p.mu.Lock()
+	now := time.Now()
+	p.calls = append(p.calls, now)
+	first := p.refusedAt.IsZero()
+	if first {
+		p.refusedAt = now
+	}
+	p.mu.Unlock()
+	if first {
+		return "", fmt.Errorf("send: %w", &bridge.RateLimited{RetryAfter: p.wait, Scope: bridge.ScopeBot})
+	}
+	return p.runnerPlatform.SendText(ctx, chat, text)
+}
+
+// A bot-wide refusal in one chat holds every chat: no call anywhere before
+// the wait is over, and the refused reply is delivered after it.
+func TestRunnerBotWideWaitHoldsEveryChat(t *testing.T) {
+	gw := clienttest.New(t)
+	p := &limitedPlatform{runnerPlatform: newRunnerPlatform("pl", 0), wait: 300 * time.Millisecond}
+	r := bridge.NewRunner(p, bridge.RunnerConfig{Dialer: gw.Dialer(gw.BridgeIdentity("pl")), AllowedUsers: []string{"u1"},
+		Logger: slog.New(slog.DiscardHandler), DataDir: t.TempDir()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-p.ready
+	for _, c := range []string{"c1", "c2"} {
+		if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: c, UserID: "u1", Text: "hi " + c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.waitTexts(t, "c1", 1)
+	p.waitTexts(t, "c2", 1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, at := range p.calls[1:] {
+		if at.Before(p.refusedAt.Add(p.wait)) {
+			t.Fatalf("a call %v after the refusal, inside its %v wait", at.Sub(p.refusedAt), p.wait)
+		}
+	}
+}

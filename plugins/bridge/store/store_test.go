@@ -97,6 +97,11 @@ func TestStateSurvivesReopen(t *testing.T) {
 	if _, ok, _ := s.Value(ctx, "nope"); ok {
 		t.Fatal("unset value reported set")
 	}
+	s.SetValue(ctx, "wait/bot", "1")
+	s.SetValue(ctx, "wait/chat:c1", "2")
+	if m, err := s.Values(ctx, "wait/"); err != nil || fmt.Sprint(m) != "map[wait/bot:1 wait/chat:c1:2]" {
+		t.Fatalf("Values = %v, %v", m, err)
+	}
 	pend, err := s.Pending(ctx)
 	if err != nil || len(pend) != 1 {
 		t.Fatalf("Pending = %+v, %v", pend, err)

@@ -99,6 +99,16 @@ func (s *Server) limited(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		path := strings.TrimPrefix(r.URL.Path, api)
 		route := r.Method + " " + path
+		s.mu.Lock()
+		delay := s.latency[r.Method]
+		s.mu.Unlock()
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		now := time.Now()
 		s.mu.Lock()
 		for k, until := range s.blocked {

@@ -52,6 +52,7 @@ type Server struct {
 	blocked   map[string]time.Time
 	violation []string
 	maxUpload int64
+	latency   map[string]time.Duration                  // method → delay before answering a message call
 	commands  map[string][]discordgo.ApplicationCommand // "" global, else guild id
 	inter     map[string]*Interaction                   // token → interaction
 	files     map[string][]byte                         // attachment name → content
@@ -105,7 +106,7 @@ func New(t testing.TB) *Server {
 		channels: map[string]discordgo.Channel{}, msgs: map[string][]*Msg{},
 		blocked: map[string]time.Time{}, maxUpload: 10 << 20, nextID: 1000,
 		commands: map[string][]discordgo.ApplicationCommand{}, inter: map[string]*Interaction{},
-		files: map[string][]byte{},
+		files: map[string][]byte{}, latency: map[string]time.Duration{},
 	}
 	s.gw.sessions = map[string]*gwSession{}
 	mux := http.NewServeMux()
@@ -147,6 +148,15 @@ func (s *Server) SetMaxUpload(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maxUpload = n
+}
+
+// SetLatency delays every message call (POST, PATCH) of method by d
+// before it is handled; a request whose client goes away meanwhile is
+// dropped unhandled, as if it never reached Discord.
+func (s *Server) SetLatency(method string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency[method] = d
 }
 
 // RateLimitNext makes the next request whose method is method and whose

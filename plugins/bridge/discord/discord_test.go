@@ -36,11 +36,12 @@ const (
 )
 
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	dc       *discordtest.Server
 	gw       *clienttest.Gateway
 	uploads  string
 	settings map[string]string
+	editIvl  time.Duration // RunnerConfig.EditInterval; 0: 100 ms
 	cancel   context.CancelFunc
 	done     chan error
 
@@ -49,7 +50,7 @@ type env struct {
 	events   []string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	e := &env{t: t, dc: discordtest.New(t), gw: clienttest.New(t), uploads: t.TempDir()}
 	e.settings = map[string]string{"token": e.dc.Token, "api_url": e.dc.URL(), "listen_channels": listen, "reconnect_min": "50ms"}
 	e.dc.AddChannel(discordgo.Channel{ID: general, GuildID: guild, Type: discordgo.ChannelTypeGuildText})
@@ -58,7 +59,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
@@ -70,6 +71,9 @@ func (e *env) start() {
 	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p := discord.New()
 	allowed := []string{alice.ID}
+	if e.editIvl == 0 {
+		e.editIvl = 100 * time.Millisecond
+	}
 	if err := p.Configure(bridge.PlatformConfig{Settings: e.settings, AllowedUsers: allowed, UploadsDir: e.uploads, Logger: log}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -77,7 +81,7 @@ func (e *env) start() {
 		Dialer:       e.gw.Dialer(e.gw.BridgeIdentity("dc")),
 		AllowedUsers: allowed,
 		Logger:       log,
-		EditInterval: 100 * time.Millisecond,
+		EditInterval: e.editIvl,
 		OnStatus: func(s string) {
 			e.mu.Lock()
 			e.statuses = append(e.statuses, s)

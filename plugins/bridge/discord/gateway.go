@@ -66,6 +66,7 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 	wait := p.reconnectMin
 	failures := 0
 	var downSince time.Time
+	alerted := false // the operator was told the gateway is down
 	var c *conn
 	for ctx.Err() == nil {
 		if c == nil || failures >= maxResumes {
@@ -88,9 +89,10 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 			err = nil // a late Disconnect of an old connection: this one is up
 		}
 		if err == nil {
-			if !downSince.IsZero() && time.Since(downSince) > downAlertAfter {
+			if alerted {
 				host.Event("status", "connected to Discord again as @"+p.name())
 			}
+			alerted = false
 			p.status(host, "connected")
 			downSince, failures, wait = time.Time{}, 0, p.reconnectMin
 			why := p.watch(ctx, c)
@@ -120,7 +122,8 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 		}
 		failures++
 		p.log.Warn("gateway connect failed", "err", err, "attempt", failures, "retry_in", wait)
-		if time.Since(downSince) > downAlertAfter && time.Since(downSince)-wait <= downAlertAfter {
+		if !alerted && time.Since(downSince) > downAlertAfter {
+			alerted = true
 			host.Event("status", fmt.Sprintf("Discord unreachable for over a minute: %v", err))
 		}
 		if !sleep(ctx, wait) {

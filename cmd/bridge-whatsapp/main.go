@@ -1,14 +1,10 @@
-// Command bridge-whatsapp will be the WhatsApp bridge. It is not built yet: this main
-// only says so, so that an operator who enables it gets a clear error
-// (agentd shows the bridge as failed with this message) instead of a hang.
+// Command bridge-whatsapp is agentd's WhatsApp bridge (a linked device
+// through whatsmeow). agentd launches it as a plugin; it is not meant to
+// be run by hand. Link it with `agentd bridge login DIR whatsapp`.
 package main
 
 import (
-	"fmt"
-	"os"
+	"github.com/agentd/agentd/plugins/bridge"
 )
 
-func main() {
-	fmt.Fprintln(os.Stderr, "bridge-whatsapp: not built yet: the WhatsApp bridge has not landed in this version of agentd; disable bridges.whatsapp in openagent.yaml")
-	os.Exit(1)
-}
+func main() { bridge.Serve(newPlatform()) }

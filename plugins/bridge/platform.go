@@ -124,3 +124,11 @@ type VoiceSender interface {
 type MaxTextLen interface {
 	MaxTextLen() int
 }
+
+// UserIDNormalizer is implemented by platforms whose allowed users may be
+// written in several forms (WhatsApp's "+39 123 4567" for the id
+// "391234567"); the runner compares Incoming.UserID with the normalised
+// entries.
+type UserIDNormalizer interface {
+	NormalizeUserID(configured string) string
+}

@@ -166,8 +166,12 @@ func NewRunner(p Platform, cfg RunnerConfig) *Runner {
 	if r.editIvl <= 0 {
 		r.editIvl = DefaultEditInterval
 	}
+	norm, _ := p.(UserIDNormalizer)
 	for _, u := range cfg.AllowedUsers {
 		u = strings.TrimSpace(u)
+		if norm != nil && u != AllowEveryone && u != "" {
+			u = norm.NormalizeUserID(u)
+		}
 		if u == AllowEveryone {
 			r.allowAll = true
 		} else if u != "" {

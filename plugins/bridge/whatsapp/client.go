@@ -81,7 +81,7 @@ func openClient(ctx context.Context, dir string, log *slog.Logger) (*realClient,
 }
 
 func (r *realClient) AddEventHandler(h func(evt any)) { r.c.AddEventHandler(h) }
-func (r *realClient) IsLoggedIn() bool               { return r.c.Store.ID != nil }
+func (r *realClient) IsLoggedIn() bool                { return r.c.Store.ID != nil }
 func (r *realClient) GetQRChannel(ctx context.Context) (<-chan whatsmeow.QRChannelItem, error) {
 	return r.c.GetQRChannel(ctx)
 }

@@ -75,9 +75,9 @@ type Platform struct {
 	botID       string
 	botName     string
 	appID       string
-	botRoles    map[string][]string // guild → the bot's roles
-	pending     map[string]*discordgo.Interaction
-	interMsgs   map[string]*discordgo.Interaction // response message id → its interaction
+	botRoles    map[string][]string                 // guild → the bot's roles
+	pending     map[string][]*discordgo.Interaction // chat → deferred slash commands awaiting their answer, oldest first
+	interMsgs   map[string]*discordgo.Interaction   // response message id → its interaction
 	contentWarn bool
 	host        bridge.Host
 }
@@ -151,7 +151,7 @@ func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 	p.allowedGuilds, p.listenChannels = idSet(set["allowed_guilds"]), idSet(set["listen_channels"])
 	p.client = &http.Client{Transport: &transport{p: p, next: http.DefaultTransport}}
 	p.botRoles = map[string][]string{}
-	p.pending = map[string]*discordgo.Interaction{}
+	p.pending = map[string][]*discordgo.Interaction{}
 	p.interMsgs = map[string]*discordgo.Interaction{}
 	return nil
 }
@@ -254,14 +254,39 @@ func (p *Platform) mapErr(what string, err error) error {
 	return fmt.Errorf("discord %s: %w", what, err)
 }
 
-// takeInteraction returns the deferred slash command of chatID waiting
-// for its answer, if any.
+// takeInteraction returns the oldest deferred slash command of chatID
+// waiting for its answer, if any (answers come in the commands' order).
 func (p *Platform) takeInteraction(chatID string) *discordgo.Interaction {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	in := p.pending[chatID]
-	delete(p.pending, chatID)
-	return in
+	q := p.pending[chatID]
+	if len(q) == 0 {
+		return nil
+	}
+	if len(q) == 1 {
+		delete(p.pending, chatID)
+	} else {
+		p.pending[chatID] = q[1:]
+	}
+	return q[0]
+}
+
+// dropInteraction removes i from the waiting ones; false if it was not
+// waiting any more.
+func (p *Platform) dropInteraction(i *discordgo.Interaction) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.pending[i.ChannelID]
+	for k, x := range q {
+		if x == i {
+			p.pending[i.ChannelID] = append(q[:k:k], q[k+1:]...)
+			if len(p.pending[i.ChannelID]) == 0 {
+				delete(p.pending, i.ChannelID)
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // SendText implements bridge.Platform. The first message after a slash

@@ -505,4 +505,9 @@ func TestSlashCommandDeferredThenEdited(t *testing.T) {
 	if e.dc.Interaction(tok).Callback != 5 {
 		t.Errorf("the /model interaction was not deferred: %+v", e.dc.Interaction(tok))
 	}
+	// The agent's answer to a command edits that command's response.
+	tok = e.dc.SlashCommand(aliceDM, "", alice, "clear", nil)
+	e.dc.Wait(waitFor, "the /clear response edited with the agent's answer", func() bool {
+		return strings.Contains(e.dc.Interaction(tok).Edited, "session cleared")
+	})
 }

@@ -63,78 +63,98 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 			p.log.Debug("discordgo: " + fmt.Sprintf(format, a...))
 		}
 	}
-	wait := p.reconnectMin
-	failures := 0
-	var downSince time.Time
-	alerted := false // the operator was told the gateway is down
-	var c *conn
-	for ctx.Err() == nil {
-		if c == nil || failures >= maxResumes {
-			if c != nil {
-				p.log.Warn("gateway session given up after failed resumes; identifying afresh", "failures", failures)
-			}
-			c = p.newConn(q)
-			failures = 0
-		}
-		switch {
-		case downSince.IsZero():
-		case c.identified.Load():
-			p.status(host, "resuming")
-		default:
-			p.status(host, fmt.Sprintf("reconnecting (%d)", failures))
-		}
-		drain(c.down) // Disconnects of the connection before (discordgo emits one per Close)
-		err := c.s.Open()
-		if errors.Is(err, discordgo.ErrWSAlreadyOpen) {
-			err = nil // a late Disconnect of an old connection: this one is up
-		}
-		if err == nil {
-			if alerted {
-				host.Event("status", "connected to Discord again as @"+p.name())
-			}
-			alerted = false
-			p.status(host, "connected")
-			downSince, failures, wait = time.Time{}, 0, p.reconnectMin
-			why := p.watch(ctx, c)
-			if why != "disconnected" { // discordgo closed it already otherwise
-				_ = c.s.Close()
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			p.log.Info("gateway connection lost; reconnecting", "why", why)
-			downSince = time.Now()
-			if why == "watchdog" {
-				c = nil // nothing came for too long: rebuild the session
-			}
-			continue
-		}
-		if reason, ok := fatal(err); ok {
-			_ = c.s.Close()
-			p.log.Error("Discord refused the bot for good", "err", err)
-			p.status(host, "failed: "+reason)
-			host.Event("alert", reason)
-			<-ctx.Done()
-			break
-		}
-		if downSince.IsZero() {
-			downSince = time.Now()
-		}
-		failures++
-		p.log.Warn("gateway connect failed", "err", err, "attempt", failures, "retry_in", wait)
-		if !alerted && time.Since(downSince) > downAlertAfter {
-			alerted = true
-			host.Event("status", fmt.Sprintf("Discord unreachable for over a minute: %v", err))
-		}
-		if !sleep(ctx, wait) {
-			break
-		}
-		wait = min(wait*2, reconnectMax) // Open resumes the same session if it was identified
+	l := &link{p: p, host: host, q: q, wait: p.reconnectMin}
+	for ctx.Err() == nil && l.once(ctx) {
 	}
-	if c != nil {
-		_ = c.s.Close()
+	if l.c != nil {
+		_ = l.c.s.Close()
 	}
 	return nil
+}
+
+// link is Run's state between connection attempts.
+type link struct {
+	p         *Platform
+	host      bridge.Host
+	q         *queue
+	c         *conn
+	wait      time.Duration // before the next attempt
+	failures  int           // failed attempts of c since it was last up
+	downSince time.Time     // zero while up (and before the first connect)
+	alerted   bool          // the operator was told the gateway is down
+}
+
+// once makes one connection attempt and, if it succeeds, holds the
+// connection until it drops. It reports whether to go on.
+func (l *link) once(ctx context.Context) bool {
+	p := l.p
+	if l.c == nil || l.failures >= maxResumes {
+		if l.c != nil {
+			p.log.Warn("gateway session given up after failed resumes; identifying afresh", "failures", l.failures)
+		}
+		l.c, l.failures = p.newConn(l.q), 0
+	}
+	switch {
+	case l.downSince.IsZero():
+	case l.c.identified.Load():
+		p.status(l.host, "resuming")
+	default:
+		p.status(l.host, fmt.Sprintf("reconnecting (%d)", l.failures))
+	}
+	drain(l.c.down) // Disconnects of the connection before (discordgo emits one per Close)
+	err := l.c.s.Open()
+	if errors.Is(err, discordgo.ErrWSAlreadyOpen) {
+		err = nil // a late Disconnect of an old connection: this one is up
+	}
+	if err == nil {
+		return l.up(ctx)
+	}
+	if reason, ok := fatal(err); ok {
+		_ = l.c.s.Close()
+		p.log.Error("Discord refused the bot for good", "err", err)
+		p.status(l.host, "failed: "+reason)
+		l.host.Event("alert", reason)
+		<-ctx.Done()
+		return false
+	}
+	if l.downSince.IsZero() {
+		l.downSince = time.Now()
+	}
+	l.failures++
+	p.log.Warn("gateway connect failed", "err", err, "attempt", l.failures, "retry_in", l.wait)
+	if !l.alerted && time.Since(l.downSince) > downAlertAfter {
+		l.alerted = true
+		l.host.Event("status", fmt.Sprintf("Discord unreachable for over a minute: %v", err))
+	}
+	if !sleep(ctx, l.wait) {
+		return false
+	}
+	l.wait = min(l.wait*2, reconnectMax) // Open resumes the same session if it was identified
+	return true
+}
+
+// up holds a connected session until it drops, ctx ends or the watchdog
+// fires.
+func (l *link) up(ctx context.Context) bool {
+	p := l.p
+	if l.alerted {
+		l.host.Event("status", "connected to Discord again as @"+p.name())
+	}
+	p.status(l.host, "connected")
+	l.downSince, l.failures, l.wait, l.alerted = time.Time{}, 0, p.reconnectMin, false
+	why := p.watch(ctx, l.c)
+	if why != "disconnected" { // discordgo closed it already otherwise
+		_ = l.c.s.Close()
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	p.log.Info("gateway connection lost; reconnecting", "why", why)
+	l.downSince = time.Now()
+	if why == "watchdog" {
+		l.c = nil // nothing came for too long: rebuild the session
+	}
+	return true
 }
 
 func (p *Platform) name() string {

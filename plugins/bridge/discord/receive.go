@@ -18,6 +18,10 @@ import (
 // (a thread's parent, the bot's roles); they are cached.
 const lookupTimeout = 5 * time.Second
 
+// unansweredAfter: a deferred slash command still without an answer this
+// long after it came is settled with "Done." (see settle).
+var unansweredAfter = 10 * time.Second
+
 // contentIntentNote is the operator event for guild messages without
 // content: the privileged intent is off in the Developer Portal.
 const contentIntentNote = "guild messages arrive without their text: enable the Message Content intent in the Developer Portal (Bot → Privileged Gateway Intents); until then the bot answers in DMs and when mentioned"
@@ -174,9 +178,26 @@ func (p *Platform) onInteraction(s *discordgo.Session, q *queue, i *discordgo.In
 		}
 	}
 	p.mu.Lock()
-	p.pending[i.ChannelID] = i
+	p.pending[i.ChannelID] = append(p.pending[i.ChannelID], i)
 	p.mu.Unlock()
+	time.AfterFunc(unansweredAfter, func() { p.settle(i) })
 	q.push(bridge.Incoming{ChatID: i.ChannelID, MessageID: "i" + i.ID, UserID: u.ID, UserName: u.Username, Text: text})
+}
+
+// settle ends a deferred slash command nothing answered (a command the
+// agent carried out without a word): Discord would show "thinking…" for
+// 15 minutes and then "the application did not respond".
+func (p *Platform) settle(i *discordgo.Interaction) {
+	s, err := p.session()
+	if !p.dropInteraction(i) || err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	done := "Done."
+	if _, err := s.InteractionResponseEdit(i, &discordgo.WebhookEdit{Content: &done, AllowedMentions: noMentions()}, discordgo.WithContext(ctx)); err != nil {
+		p.log.Warn("settling an unanswered slash command failed", "err", err)
+	}
 }
 
 // download fetches the attachments into uploads/discord, each capped.

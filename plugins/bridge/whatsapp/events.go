@@ -26,7 +26,7 @@ func (p *Platform) handle(evt any) {
 		p.loggedOut(e)
 	case *events.StreamReplaced:
 		p.setState(StatusStreamReplaced)
-		p.host.Event("alert", "another process uses this WhatsApp session (stream replaced): this bridge stopped and will not fight it; stop the other one, then `agentd bridge restart DIR whatsapp`")
+		p.host.Event("alert", "another process uses this WhatsApp session (stream replaced): this bridge stopped and will not fight it; stop the other one, then `agentd bridge restart "+p.agentDir()+" whatsapp`")
 		p.halt()
 	case *events.TemporaryBan:
 		p.setState("banned: " + e.String())
@@ -68,6 +68,6 @@ func (p *Platform) loggedOut(e *events.LoggedOut) {
 	if e.OnConnect {
 		reason = e.Reason.String()
 	}
-	p.host.Event("logged_out", "WhatsApp was logged out ("+reason+"); run `agentd bridge login DIR whatsapp`")
+	p.host.Event("logged_out", "WhatsApp was logged out ("+reason+"); run `agentd bridge login "+p.agentDir()+" whatsapp`")
 	p.halt()
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +79,14 @@ type Platform struct {
 func New() *Platform {
 	p := &Platform{}
 	p.newClient = func(ctx context.Context) (Client, error) { return openClient(ctx, p.cfg.DataDir, p.log) }
+	return p
+}
+
+// NewWith returns a platform whose client newClient makes in Run from the
+// bridge's DataDir (the test-only build of bridge-whatsapp uses it).
+func NewWith(newClient func(ctx context.Context, dataDir string) (Client, error)) *Platform {
+	p := &Platform{}
+	p.newClient = func(ctx context.Context) (Client, error) { return newClient(ctx, p.cfg.DataDir) }
 	return p
 }
 
@@ -261,7 +270,7 @@ func (p *Platform) followQR(ctx context.Context, qr <-chan whatsmeow.QRChannelIt
 			case "success":
 				return // PairSuccess reports who we are linked as
 			case "timeout":
-				p.host.Event("status", StatusNeedsLogin+": the QR codes expired; run `agentd bridge login DIR whatsapp` for a new round")
+				p.host.Event("status", StatusNeedsLogin+": the QR codes expired; run `agentd bridge login "+p.agentDir()+" whatsapp` for a new round")
 				p.halt()
 				return
 			default:
@@ -269,7 +278,7 @@ func (p *Platform) followQR(ctx context.Context, qr <-chan whatsmeow.QRChannelIt
 				if it.Error != nil {
 					msg += ": " + it.Error.Error()
 				}
-				p.host.Event("status", StatusNeedsLogin+": login failed ("+msg+"); run `agentd bridge login DIR whatsapp` again")
+				p.host.Event("status", StatusNeedsLogin+": login failed ("+msg+"); run `agentd bridge login "+p.agentDir()+" whatsapp` again")
 				p.halt()
 				return
 			}
@@ -305,4 +314,13 @@ func (p *Platform) State() string {
 func (p *Platform) ownJIDs() (pn, lid types.JID) {
 	pn, lid = p.c.OwnID()
 	return pn.ToNonAD(), lid.ToNonAD()
+}
+
+// agentDir is the agent directory for the commands the bridge tells the
+// operator to run: agentd gives a bridge DIR/bridges/<name> as DataDir.
+func (p *Platform) agentDir() string {
+	if p.cfg.DataDir == "" {
+		return "DIR"
+	}
+	return filepath.Dir(filepath.Dir(p.cfg.DataDir))
 }

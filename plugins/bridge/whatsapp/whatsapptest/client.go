@@ -57,6 +57,10 @@ type Client struct {
 	paired    string // the phone PairPhone was called with
 	sendErr   []error
 	changed   chan struct{} // closed and replaced on every change
+	onSend    func(Sent)
+	onLink    func()
+	delay     time.Duration // before each send (SlowSends)
+	onSending func()        // when a send starts
 	nextID    int
 }
 
@@ -130,8 +134,11 @@ func (c *Client) QR(it whatsmeow.QRChannelItem) bool {
 func (c *Client) Link() {
 	c.mu.Lock()
 	c.loggedIn = true
-	q := c.qr
+	q, hook := c.qr, c.onLink
 	c.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	if q != nil {
 		q <- whatsmeow.QRChannelSuccess
 	}
@@ -194,6 +201,13 @@ func (c *Client) PairedPhone() string {
 	return c.paired
 }
 
+// SlowSends makes every send take d before WhatsApp "accepts" it.
+func (c *Client) SlowSends(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.delay = d
+}
+
 // FailSends makes the next sends fail with errs, in order.
 func (c *Client) FailSends(errs ...error) {
 	c.mu.Lock()
@@ -202,7 +216,20 @@ func (c *Client) FailSends(errs ...error) {
 }
 
 // SendMessage implements whatsapp.Client.
-func (c *Client) SendMessage(_ context.Context, to types.JID, msg *waE2E.Message) (whatsmeow.SendResponse, error) {
+func (c *Client) SendMessage(ctx context.Context, to types.JID, msg *waE2E.Message) (whatsmeow.SendResponse, error) {
+	c.mu.Lock()
+	delay, hook := c.delay, c.onSending
+	c.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return whatsmeow.SendResponse{}, ctx.Err()
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.sendErr) > 0 {
@@ -214,6 +241,9 @@ func (c *Client) SendMessage(_ context.Context, to types.JID, msg *waE2E.Message
 	id := fmt.Sprintf("3EB0%08d", c.nextID)
 	c.sent = append(c.sent, Sent{To: to, ID: id, Msg: msg})
 	c.bump()
+	if c.onSend != nil {
+		c.onSend(Sent{To: to, ID: id, Msg: msg})
+	}
 	return whatsmeow.SendResponse{ID: id, Timestamp: time.Now()}, nil
 }
 

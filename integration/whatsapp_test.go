@@ -1,0 +1,257 @@
+package integration
+
+// The real bridge-whatsapp binary under agentd's real supervisor, in its
+// test-only build (-tags whatsappfake): whatsmeow is replaced by the
+// whatsapptest fake, driven through files in bridges/whatsapp/fake, which
+// emits the real events.* values whatsmeow would. No fake of WhatsApp's
+// protocol exists; everything from the plugin handshake to the gateway,
+// the send queue and the alerts is the real thing.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentd/agentd/plugins/bridge/whatsapp/whatsapptest"
+)
+
+const (
+	waAlice  = "391234567" // the WhatsApp user the tests allow
+	waBotLID = "200000000000001"
+	waGroup  = "120363000000000001"
+)
+
+// whatsappFakeBinary builds bridge-whatsapp with the fake client once.
+func whatsappFakeBinary(tb testing.TB) string {
+	tb.Helper()
+	pluginMu.Lock()
+	defer pluginMu.Unlock()
+	out := filepath.Join(binDir, "testplugins", "whatsappfake", "bridge-whatsapp")
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	cmd := exec.Command("go", "build", "-tags", "whatsappfake", "-o", out, "./cmd/bridge-whatsapp")
+	cmd.Dir = repoRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build bridge-whatsapp (whatsappfake): %v\n%s", err, b)
+	}
+	return out
+}
+
+// waEnv is a bridgeEnv with the WhatsApp bridge beside Telegram.
+type waEnv struct {
+	*bridgeEnv
+	fake string // bridges/whatsapp/fake
+	seq  atomic.Int64
+}
+
+func newWAEnv(tb testing.TB, linked bool) *waEnv {
+	tb.Helper()
+	bin := whatsappFakeBinary(tb)
+	section := fmt.Sprintf(`  whatsapp:
+    enabled: true
+    path: %q
+    allowed_users: ["+%s"]
+    settings:
+      max_age: 10m
+`, bin, waAlice)
+	var fake string
+	e := newBridgeEnvEditing(tb, fmt.Sprint(aliceID), section, func(dir string) {
+		fake = filepath.Join(dir, "bridges", "whatsapp", "fake")
+		if err := os.MkdirAll(filepath.Join(fake, "in"), 0o700); err != nil {
+			tb.Fatal(err)
+		}
+		if linked {
+			if err := os.WriteFile(filepath.Join(fake, "linked"), nil, 0o600); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		replaceInConfig(tb, dir, "\nalerts:\n  deliver_to: []\n  after: 60s\n", alertsYAML("60s", fmt.Sprintf("tg:%d", aliceID)))
+	})
+	return &waEnv{bridgeEnv: e, fake: fake}
+}
+
+// do hands the fake one command.
+func (e *waEnv) do(c whatsapptest.Command) {
+	e.tb.Helper()
+	b, err := json.Marshal(c)
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	name := filepath.Join(e.fake, "in", fmt.Sprintf("%06d.json", e.seq.Add(1)))
+	if err := os.WriteFile(name+".tmp", b, 0o600); err != nil {
+		e.tb.Fatal(err)
+	}
+	if err := os.Rename(name+".tmp", name); err != nil {
+		e.tb.Fatal(err)
+	}
+}
+
+// sent is every message the bridge sent, from the fake's log.
+func (e *waEnv) sent() []whatsapptest.SentLine {
+	f, err := os.Open(filepath.Join(e.fake, "sent.jsonl"))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []whatsapptest.SentLine
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l whatsapptest.SentLine
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// echoes counts the complete echo replies of text sent to the JID to.
+func (e *waEnv) echoes(to, text string) int {
+	n := 0
+	for _, l := range e.sent() {
+		if l.To == to && strings.HasPrefix(l.Text, "echo: "+text) && strings.HasSuffix(l.Text, "real answers)") {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *waEnv) waitEcho(to, text string) {
+	e.tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for e.echoes(to, text) == 0 {
+		if time.Now().After(deadline) {
+			e.tb.Fatalf("no echo of %q to %s; sent %+v\nlog:\n%s", text, to, e.sent(), e.bridgeLog("whatsapp"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *waEnv) waitConnected() {
+	e.tb.Helper()
+	e.waitBridge("whatsapp", 30*time.Second, "running, connected to WhatsApp and the gateway", func(b bridgeState) bool {
+		return b.State == "running" && b.GatewayConnected && strings.HasPrefix(b.PlatformStatus, "connected as +")
+	})
+}
+
+func TestWhatsAppDMGroupsAndBacklogUnderSupervisor(t *testing.T) {
+	e := newWAEnv(t, true)
+	e.waitConnected()
+	dmJID := waAlice + "@s.whatsapp.net"
+	groupJID := waGroup + "@g.us"
+	// A backlog message older than max_age and a group message without a
+	// mention come first; then a fresh DM and a LID mention in the group.
+	e.do(whatsapptest.Command{Op: "dm", ID: "OLD1", From: waAlice, Text: "a day-old question", AgeSec: 86400})
+	e.do(whatsapptest.Command{Op: "group", ID: "G1", From: waAlice, Group: waGroup, Text: "chatter without mention"})
+	e.do(whatsapptest.Command{Op: "dm", ID: "M1", From: waAlice, Text: "hello from whatsapp"})
+	e.do(whatsapptest.Command{Op: "group", ID: "G2", From: waAlice, Group: waGroup, Text: "@" + waBotLID + " hi group",
+		Mention: waBotLID + "@lid"})
+	e.waitEcho(dmJID, "hello from whatsapp")
+	e.waitEcho(groupJID, "hi group")
+	for _, l := range e.sent() {
+		if strings.Contains(l.Text, "day-old") || strings.Contains(l.Text, "chatter") {
+			t.Errorf("answered an ignored message: %+v", l)
+		}
+	}
+	ids := e.sessions(e.owner)
+	for _, want := range []string{"wa:" + waAlice, "wa:" + groupJID} {
+		if !contains(ids, want) {
+			t.Errorf("sessions %q lack %q", ids, want)
+		}
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestWhatsAppLoggedOutAlertThroughTelegram(t *testing.T) {
+	e := newWAEnv(t, true)
+	e.waitConnected()
+	before := e.bridge("whatsapp")
+	e.do(whatsapptest.Command{Op: "event", Event: "logged_out"})
+	var alert string
+	e.tg.Wait(30*time.Second, "the logged-out alert in alice's Telegram chat", func() bool {
+		for _, m := range e.tg.Messages(aliceID) {
+			if strings.Contains(m.Text, "logged out") && strings.Contains(m.Text, "agentd bridge login") {
+				alert = m.Text
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(alert, "agentd bridge login "+e.dir+" whatsapp") {
+		t.Errorf("alert %q does not give the login command for this directory", alert)
+	}
+	b := e.waitBridge("whatsapp", 10*time.Second, "logged out, still running", func(b bridgeState) bool {
+		return b.State == "running" && (b.PlatformStatus == "needs_login" || b.PlatformStatus == "logged out")
+	})
+	if b.PID != before.PID || b.Restarts != before.Restarts {
+		t.Errorf("the bridge was restarted after a logout (pid %d→%d): it must wait for a login", before.PID, b.PID)
+	}
+}
+
+func TestWhatsAppQRRoundsVisibleInAPI(t *testing.T) {
+	e := newWAEnv(t, false)
+	e.waitBridge("whatsapp", 30*time.Second, "needs_login", func(b bridgeState) bool {
+		return b.State == "running" && strings.HasPrefix(b.PlatformStatus, "needs_login")
+	})
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@first-code"})
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@second-code"})
+	e.waitBridge("whatsapp", 10*time.Second, "both QR payloads in the events", func(b bridgeState) bool {
+		var n int
+		for _, ev := range b.Events {
+			if ev.Kind == "qr" && (ev.Text == "2@first-code" || ev.Text == "2@second-code") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	e.do(whatsapptest.Command{Op: "qr_timeout"})
+	e.waitBridge("whatsapp", 10*time.Second, "the expiry said", func(b bridgeState) bool {
+		return strings.Contains(b.PlatformStatus, "QR codes expired")
+	})
+}
+
+func TestWhatsAppKillMidReplyDeliveredOnce(t *testing.T) {
+	e := newWAEnv(t, true)
+	e.waitConnected()
+	before := e.bridge("whatsapp")
+	e.do(whatsapptest.Command{Op: "slow_sends", DelayMS: 60000})
+	e.do(whatsapptest.Command{Op: "dm", ID: "K1", From: waAlice, Text: "killed mid reply"})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(filepath.Join(e.fake, "sending.log")); err == nil && len(b) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reply's send never started\n%s", e.bridgeLog("whatsapp"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.waitConnected()
+	e.waitBridge("whatsapp", 10*time.Second, "restarted", func(b bridgeState) bool { return b.PID != before.PID })
+	e.waitEcho(waAlice+"@s.whatsapp.net", "killed mid reply")
+	// A second copy (a re-run turn, a resent reply) would be out by now.
+	time.Sleep(time.Second)
+	if n := e.echoes(waAlice+"@s.whatsapp.net", "killed mid reply"); n != 1 {
+		t.Errorf("%d replies, want 1: %+v", n, e.sent())
+	}
+}

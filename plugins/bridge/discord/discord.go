@@ -77,7 +77,7 @@ type Platform struct {
 	appID       string
 	botRoles    map[string][]string                 // guild → the bot's roles
 	pending     map[string][]*discordgo.Interaction // chat → deferred slash commands awaiting their answer, oldest first
-	interMsgs   map[string]*discordgo.Interaction   // response message id → its interaction
+	interMsgs   map[string]answered                 // response message id → its interaction
 	contentWarn bool
 	host        bridge.Host
 }
@@ -152,7 +152,7 @@ func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 	p.client = &http.Client{Transport: &transport{p: p, next: http.DefaultTransport}}
 	p.botRoles = map[string][]string{}
 	p.pending = map[string][]*discordgo.Interaction{}
-	p.interMsgs = map[string]*discordgo.Interaction{}
+	p.interMsgs = map[string]answered{}
 	return nil
 }
 
@@ -215,6 +215,13 @@ func (p *Platform) session() (*discordgo.Session, error) {
 		return nil, errors.New("discord: not connected yet")
 	}
 	return p.s, nil
+}
+
+// answered is a slash command's response message, edited through the
+// interaction's token while that is valid.
+type answered struct {
+	in *discordgo.Interaction
+	at time.Time
 }
 
 // noMentions: replies never ping anyone (@everyone, @here, roles, users).
@@ -301,7 +308,13 @@ func (p *Platform) SendText(ctx context.Context, chatID, text string) (string, e
 		m, err := s.InteractionResponseEdit(in, &discordgo.WebhookEdit{Content: &text, AllowedMentions: noMentions()}, opt)
 		if err == nil {
 			p.mu.Lock()
-			p.interMsgs[m.ID] = in
+			now := time.Now()
+			for id, a := range p.interMsgs { // its token can no longer edit it
+				if now.Sub(a.at) > interactionTTL {
+					delete(p.interMsgs, id)
+				}
+			}
+			p.interMsgs[m.ID] = answered{in, now}
 			p.mu.Unlock()
 			return m.ID, nil
 		}
@@ -322,7 +335,7 @@ func (p *Platform) EditText(ctx context.Context, chatID, msgID, text string) err
 	}
 	opt := discordgo.WithContext(ctx)
 	p.mu.Lock()
-	in := p.interMsgs[msgID]
+	in := p.interMsgs[msgID].in
 	p.mu.Unlock()
 	if in != nil {
 		_, err := s.InteractionResponseEdit(in, &discordgo.WebhookEdit{Content: &text, AllowedMentions: noMentions()}, opt)

@@ -255,3 +255,104 @@ func TestWhatsAppKillMidReplyDeliveredOnce(t *testing.T) {
 		t.Errorf("%d replies, want 1: %+v", n, e.sent())
 	}
 }
+
+// waitRestarted waits for the whatsapp bridge to run as a pid other than old.
+func (e *waEnv) waitRestarted(old int) bridgeState {
+	e.tb.Helper()
+	return e.waitBridge("whatsapp", 30*time.Second, "relaunched for a login round", func(b bridgeState) bool {
+		return b.State == "running" && b.PID != old && b.PID != 0 && strings.HasPrefix(b.PlatformStatus, "needs_login")
+	})
+}
+
+// `agentd bridge login DIR whatsapp`: QR codes shown in the terminal as
+// they come, a timeout and a new round on Enter, then "linked as +…".
+func TestWhatsAppLoginCLIQRRounds(t *testing.T) {
+	e := newWAEnv(t, false)
+	first := e.waitBridge("whatsapp", 30*time.Second, "needs_login", func(b bridgeState) bool {
+		return b.State == "running" && strings.HasPrefix(b.PlatformStatus, "needs_login")
+	})
+	cmd := exec.Command(agentdBin(), "bridge", "login", e.dir, "whatsapp")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitOut := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the login output:\n%s", what, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	second := e.waitRestarted(first.PID)
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-one-a"})
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-one-b"})
+	waitOut("QR code 2:")
+	e.do(whatsapptest.Command{Op: "qr_timeout"})
+	waitOut("The QR codes expired.")
+	waitOut("Press Enter for a new round")
+	if _, err := stdin.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitRestarted(second.PID)
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-two"})
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(out.String(), "QR code 1:") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no code of the second round:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.do(whatsapptest.Command{Op: "link"})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("login: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("login did not end:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "linked as +15550001111") {
+		t.Errorf("output does not end with the link:\n%s", out.String())
+	}
+	if strings.Count(out.String(), "█") == 0 && strings.Count(out.String(), "▀") == 0 {
+		t.Errorf("no QR code drawn:\n%s", out.String())
+	}
+	e.waitConnected()
+}
+
+// --phone: a pair code instead of QR codes, for that launch only.
+func TestWhatsAppLoginCLIPairCode(t *testing.T) {
+	e := newWAEnv(t, false)
+	e.waitBridge("whatsapp", 30*time.Second, "needs_login", func(b bridgeState) bool {
+		return b.State == "running" && strings.HasPrefix(b.PlatformStatus, "needs_login")
+	})
+	cmd := exec.Command(agentdBin(), "bridge", "login", e.dir, "whatsapp", "--phone", "+1 555 000 1111")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "pair code ABCD-1234") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no pair code in the output:\n%s\n%s", out.String(), e.bridgeLog("whatsapp"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	bad := exec.Command(agentdBin(), "bridge", "login", e.dir, "whatsapp", "--phone", "call me")
+	if b, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(b), "international number") {
+		t.Errorf("bad phone: %v %s", err, b)
+	}
+}

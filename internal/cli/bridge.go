@@ -14,15 +14,19 @@ import (
 func init() {
 	register(&command{
 		name: "bridge",
-		args: "list DIR | enable|disable|restart DIR NAME",
+		args: "list DIR | enable|disable|restart DIR NAME | login DIR NAME [--phone +NUMBER]",
 		summary: `control the chat bridges of the running daemon
 list shows each bridge's state, pid, restarts, uptime, last error and
 platform status (e.g. "logged out"). enable and disable also write
 bridges.NAME.enabled to openagent.yaml (comments kept); restart restarts one
 bridge and touches no other. list and restart need the daemon running;
-enable and disable only edit the file when it is not.`,
+enable and disable only edit the file when it is not. login starts a login
+round on a bridge that links a device (WhatsApp): it shows the QR codes in
+the terminal as they rotate, offers a new round when they expire, and ends
+with "linked as +…"; --phone asks for an 8-character pair code instead.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&bridgeJSON, "json", false, "list: print GET /api/bridges as JSON (for scripts)")
+			fs.StringVar(&bridgePhone, "phone", "", "login: pair-code login for this phone number (+391234567)")
 		},
 		run: runBridge,
 	})
@@ -44,7 +48,7 @@ type bridgeStatus struct {
 
 func runBridge(_ *flag.FlagSet, args []string) error {
 	if len(args) == 0 {
-		return usagef("missing subcommand: list, enable, disable or restart")
+		return usagef("missing subcommand: list, enable, disable, restart or login")
 	}
 	op := args[0]
 	switch op {
@@ -52,7 +56,7 @@ func runBridge(_ *flag.FlagSet, args []string) error {
 		if len(args) != 2 {
 			return usagef("usage: agentd bridge list DIR")
 		}
-	case "enable", "disable", "restart":
+	case "enable", "disable", "restart", "login":
 		if len(args) != 3 {
 			return usagef("usage: agentd bridge %s DIR NAME", op)
 		}
@@ -104,6 +108,9 @@ func runBridge(_ *flag.FlagSet, args []string) error {
 				dash(b.PlatformStatus), dash(b.LastError))
 		}
 		return w.Flush()
+	}
+	if op == "login" {
+		return explainDial(bridgeLogin(d, args[1], args[2]), dir)
 	}
 	path := "/api/bridges/" + url.PathEscape(args[2])
 	var before bridgeStatus

@@ -27,6 +27,20 @@ func Routes(s *Supervisor) []route.Route {
 		{Pattern: "POST /api/bridges/{name}/enable", Cap: admin, Handler: control(s, s.Enable)},
 		{Pattern: "POST /api/bridges/{name}/disable", Cap: admin, Handler: control(s, s.Disable)},
 		{Pattern: "POST /api/bridges/{name}/restart", Cap: admin, Handler: control(s, s.Restart)},
+		// Changes the platform credentials (a new link): admin.
+		{Pattern: "POST /api/bridges/{name}/login", Cap: admin, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var req struct {
+				Phone string `json:"phone"`
+			}
+			if r.ContentLength != 0 && !route.Decode(w, r, &req) {
+				return
+			}
+			if p := req.Phone; p != "" && !phoneLike(p) {
+				route.Error(w, http.StatusBadRequest, "invalid_phone", "phone must be an international number such as +391234567")
+				return
+			}
+			control(s, func(name string) error { return s.Login(name, req.Phone) }).ServeHTTP(w, r)
+		})},
 	}
 }
 
@@ -61,3 +75,18 @@ func writeErr(w http.ResponseWriter, err error) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) { route.JSON(w, status, v) }
+
+// phoneLike: "+", digits, spaces, dashes; 6 to 15 digits.
+func phoneLike(p string) bool {
+	n := 0
+	for i, r := range p {
+		switch {
+		case r >= '0' && r <= '9':
+			n++
+		case r == '+' && i == 0, r == ' ', r == '-':
+		default:
+			return false
+		}
+	}
+	return n >= 6 && n <= 15
+}

@@ -244,7 +244,7 @@ func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, lo
 
 	err = bc.Configure(rctx, &bridgev1.ConfigureRequest{
 		ApiVersion:     api,
-		Settings:       cfg.Settings,
+		Settings:       s.takeLogin(e, cfg.Settings),
 		AllowedUsers:   cfg.AllowedUsers,
 		GatewayNetwork: s.opts.GatewayNetwork,
 		GatewayAddress: s.opts.GatewayAddress,
@@ -479,4 +479,24 @@ func (inst *instance) leaderGone() bool {
 	// Format: pid (comm) state …; comm may contain spaces or parens.
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
+}
+
+// takeLogin is settings plus the one-launch login settings of e (Login),
+// which it clears.
+func (s *Supervisor) takeLogin(e *entry, settings map[string]string) map[string]string {
+	s.mu.Lock()
+	login := e.login
+	e.login = nil
+	s.mu.Unlock()
+	if len(login) == 0 {
+		return settings
+	}
+	out := make(map[string]string, len(settings)+len(login))
+	for k, v := range settings {
+		out[k] = v
+	}
+	for k, v := range login {
+		out[k] = v
+	}
+	return out
 }

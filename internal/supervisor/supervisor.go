@@ -184,6 +184,9 @@ type entry struct {
 	// certRenewed is when a refused certificate last made it relaunch
 	// with a fresh one (certRefused).
 	certRenewed time.Time
+	// login are settings for the next launch only (Login: a pair-code
+	// phone); the launch takes them.
+	login map[string]string
 }
 
 // loop is a running supervision goroutine of one bridge.
@@ -385,6 +388,24 @@ func (s *Supervisor) Restart(name string) error {
 	s.notify(name, ActionRestarted)
 	s.settled(e, settleTimeout)
 	return nil
+}
+
+// Login restarts the bridge for a new login round: an unlinked WhatsApp
+// bridge then shows fresh QR codes, or with phone a pair code (the setting
+// pair_phone, for that launch only). The codes reach the operator as the
+// bridge's events (GET /api/bridges/{name}, `agentd bridge login`).
+func (s *Supervisor) Login(name, phone string) error {
+	e, err := s.entry(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	e.login = nil
+	if phone != "" {
+		e.login = map[string]string{"pair_phone": phone}
+	}
+	s.mu.Unlock()
+	return s.Restart(name)
 }
 
 // settleTimeout bounds how long Enable and Restart wait for the launch

@@ -432,6 +432,25 @@ func TestGatewayResumesAndLosesNothing(t *testing.T) {
 	}
 }
 
+func TestThreeFailedResumesIdentifyAfresh(t *testing.T) {
+	e := newEnv(t)
+	e.startReady()
+	e.dc.FailResumes(3)
+	e.dc.CloseConnections(4000, "Unknown error.")
+	e.dc.Wait(waitFor, "a fresh identify after three failed resumes", func() bool {
+		n, r := e.dc.Counts()
+		return n == 2 && r == 3 && e.dc.Ready()
+	})
+	e.dc.MessageCreate(discordtest.Message{ChannelID: aliceDM, Author: alice, Content: "new session"})
+	e.waitTexts(aliceDM, "echo: new session")
+	saw := strings.Join(e.status(), ",")
+	for _, want := range []string{"resuming", "reconnecting (", "connected"} {
+		if !strings.Contains(saw, want) {
+			t.Errorf("statuses %s: want %s among them", saw, want)
+		}
+	}
+}
+
 func TestWatchdogRebuildsSilentSession(t *testing.T) {
 	e := newEnv(t)
 	e.settings["watchdog"] = "1500ms"

@@ -21,6 +21,7 @@ type gateway struct {
 	identifies int
 	resumes    int
 	intents    discordgo.Intent // of the last identify
+	failResume int              // resumes still to refuse with close 4000
 	nextSess   int
 }
 
@@ -188,6 +189,12 @@ func (s *Server) resume(c *gwConn, d json.RawMessage) bool {
 	}
 	s.mu.Lock()
 	s.gw.resumes++
+	if s.gw.failResume > 0 {
+		s.gw.failResume--
+		s.mu.Unlock()
+		c.closeWith(4000, "Unknown error.")
+		return false
+	}
 	sess := s.gw.sessions[rs.SessionID]
 	if sess == nil {
 		s.mu.Unlock()
@@ -274,6 +281,14 @@ func (s *Server) DropHeartbeatACKs(drop bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gw.dropAcks = drop
+}
+
+// FailResumes makes the next n resumes end in close 4000 (a gateway
+// having trouble) instead of RESUMED.
+func (s *Server) FailResumes(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gw.failResume = n
 }
 
 // DenyMessageContent makes an identify asking for the privileged

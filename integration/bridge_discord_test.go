@@ -98,6 +98,15 @@ func TestBridgeDiscordDMAndGuild(t *testing.T) {
 	if n := len(dc.Messages(dcGeneral)); n != 1 {
 		t.Errorf("%d bot messages in the guild channel, want 1 (the unmentioned message ignored)", n)
 	}
+	// op 7 Reconnect: the bridge resumes, and a message sent meanwhile is
+	// replayed by the resume and answered once.
+	_, resumes := dc.Counts()
+	dc.SendReconnect()
+	dc.MessageCreate(discordtest.Message{ChannelID: dcAliceDM, Author: dcAliceUser, Content: "sent during the reconnect"})
+	dc.Wait(15*time.Second, "the reply after the resume", func() bool { return dcReplies(dc, dcAliceDM, "sent during the reconnect") == 1 })
+	if ids, r := dc.Counts(); ids != 1 || r <= resumes {
+		t.Errorf("identifies %d, resumes %d (before: %d): want one identify and a resume", ids, r, resumes)
+	}
 	// The telegram bridge beside it is unaffected.
 	if b := e.bridge("telegram"); b.State != "running" || !b.GatewayConnected {
 		t.Errorf("telegram bridge = %+v", b)

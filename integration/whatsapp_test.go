@@ -9,6 +9,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -221,10 +222,29 @@ func TestWhatsAppQRRoundsVisibleInAPI(t *testing.T) {
 		}
 		return n == 2
 	})
+	var raw struct {
+		PlatformStatus string `json:"platform_status"`
+		LoginQR        string `json:"login_qr"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.owner.GetJSON(ctx, "/api/bridges/whatsapp", &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.LoginQR != "2@second-code" || !strings.HasPrefix(raw.PlatformStatus, "needs_login") {
+		t.Errorf("GET /api/bridges/whatsapp: status %q, login_qr %q; want needs_login and the current code", raw.PlatformStatus, raw.LoginQR)
+	}
 	e.do(whatsapptest.Command{Op: "qr_timeout"})
 	e.waitBridge("whatsapp", 10*time.Second, "the expiry said", func(b bridgeState) bool {
 		return strings.Contains(b.PlatformStatus, "QR codes expired")
 	})
+	raw.LoginQR = "" // absent from the answer when cleared
+	if err := e.owner.GetJSON(ctx, "/api/bridges/whatsapp", &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.LoginQR != "" {
+		t.Errorf("login_qr %q after the codes expired", raw.LoginQR)
+	}
 }
 
 func TestWhatsAppKillMidReplyDeliveredOnce(t *testing.T) {

@@ -74,7 +74,7 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 		if err == nil {
 			started := time.Now()
 			s.setState(e, StateRunning, func(st *Status) {
-				st.PID, st.StartedAt = inst.pid, started
+				st.PID, st.StartedAt, st.LoginQR = inst.pid, started, ""
 			})
 			s.log.Info("bridge running", "bridge", e.name, "pid", inst.pid, "launch", time.Since(t0).Round(time.Microsecond))
 			// Back up: at once after a first launch, but after quick

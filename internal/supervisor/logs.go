@@ -64,10 +64,12 @@ func (h *hostServer) Event(_ context.Context, r *bridgev1.EventRequest) (*bridge
 		st.Events = append(st.Events[:0:0], st.Events[n-maxEvents:]...)
 	}
 	switch kind {
+	case "qr":
+		st.LoginQR = text
 	case "status":
-		st.PlatformStatus = text
+		st.PlatformStatus, st.LoginQR = text, ""
 	case "logged_out":
-		st.PlatformStatus = "logged out"
+		st.PlatformStatus, st.LoginQR = "logged out", ""
 	}
 	prefix := st.SessionPrefix
 	h.s.mu.Unlock()

@@ -153,6 +153,10 @@ type Status struct {
 	SessionPrefix    string    `json:"session_prefix,omitempty"`
 	Path             string    `json:"path,omitempty"`
 	Events           []Event   `json:"events"`
+	// LoginQR is the newest QR code payload of a bridge waiting for a
+	// login (WhatsApp), for a page to draw; cleared by the bridge's next
+	// status event (expired, linked) and by a relaunch.
+	LoginQR string `json:"login_qr,omitempty"`
 }
 
 // Supervisor owns the bridge processes.
@@ -533,7 +537,7 @@ func (s *Supervisor) stopLoop(e *entry) {
 	l.cancel()
 	<-l.done
 	s.setState(e, StateStopped, func(st *Status) {
-		st.PID, st.StartedAt, st.GatewayConnected = 0, time.Time{}, false
+		st.PID, st.StartedAt, st.GatewayConnected, st.LoginQR = 0, time.Time{}, false, ""
 	})
 }
 

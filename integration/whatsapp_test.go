@@ -56,16 +56,23 @@ type waEnv struct {
 
 func newWAEnv(tb testing.TB, linked bool) *waEnv {
 	tb.Helper()
+	return newWAEnvAllowing(tb, linked, fmt.Sprint(aliceID), "+"+waAlice)
+}
+
+// newWAEnvAllowing is newWAEnv with Telegram's and WhatsApp's one allowed
+// user ("*" for everyone).
+func newWAEnvAllowing(tb testing.TB, linked bool, tgAllowed, waAllowed string) *waEnv {
+	tb.Helper()
 	bin := whatsappFakeBinary(tb)
 	section := fmt.Sprintf(`  whatsapp:
     enabled: true
     path: %q
-    allowed_users: ["+%s"]
+    allowed_users: ["%s"]
     settings:
       max_age: 10m
-`, bin, waAlice)
+`, bin, waAllowed)
 	var fake string
-	e := newBridgeEnvEditing(tb, fmt.Sprint(aliceID), section, func(dir string) {
+	e := newBridgeEnvEditing(tb, tgAllowed, section, func(dir string) {
 		fake = filepath.Join(dir, "bridges", "whatsapp", "fake")
 		if err := os.MkdirAll(filepath.Join(fake, "in"), 0o700); err != nil {
 			tb.Fatal(err)

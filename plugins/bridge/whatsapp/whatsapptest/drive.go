@@ -32,11 +32,19 @@ type Command struct {
 // SentLine is one line of <dir>/sent.jsonl, written for every message the
 // bridge sends.
 type SentLine struct {
-	To    string `json:"to"`
-	ID    string `json:"id"`
-	Text  string `json:"text,omitempty"`
-	Voice bool   `json:"voice,omitempty"`
-	File  bool   `json:"file,omitempty"`
+	To    string    `json:"to"`
+	ID    string    `json:"id"`
+	Text  string    `json:"text,omitempty"`
+	Voice bool      `json:"voice,omitempty"`
+	File  bool      `json:"file,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// EmittedLine is one line of <dir>/emitted.jsonl: when a message event
+// was handed to the bridge (for latency benchmarks).
+type EmittedLine struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
 }
 
 // Driven is a fake whose state lives in dir, for the test-only build of
@@ -53,7 +61,8 @@ func Driven(dir, pn, lid string) (*Client, error) {
 	c.onSending = func() { appendLine(filepath.Join(dir, "sending.log"), []byte("send")) }
 	c.onSend = func(s Sent) {
 		l := SentLine{To: s.To.String(), ID: s.ID, Text: s.Msg.GetConversation(),
-			Voice: s.Msg.GetAudioMessage().GetPTT(), File: s.Msg.GetDocumentMessage() != nil || s.Msg.GetImageMessage() != nil}
+			Voice: s.Msg.GetAudioMessage().GetPTT(), File: s.Msg.GetDocumentMessage() != nil || s.Msg.GetImageMessage() != nil,
+			At: time.Now()}
 		b, _ := json.Marshal(l)
 		appendLine(filepath.Join(dir, "sent.jsonl"), b)
 	}
@@ -89,7 +98,7 @@ func Drive(ctx context.Context, c *Client, dir string) {
 			}
 			_ = os.Remove(n)
 			if err == nil {
-				err = c.run(cmd)
+				err = c.run(dir, cmd)
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "fake whatsapp: %s: %v\n", filepath.Base(n), err)
@@ -98,10 +107,12 @@ func Drive(ctx context.Context, c *Client, dir string) {
 	}
 }
 
-func (c *Client) run(cmd Command) error {
+func (c *Client) run(dir string, cmd Command) error {
 	ts := time.Now().Add(-time.Duration(cmd.AgeSec) * time.Second)
 	switch cmd.Op {
 	case "dm":
+		b, _ := json.Marshal(EmittedLine{ID: cmd.ID, At: time.Now()})
+		appendLine(filepath.Join(dir, "emitted.jsonl"), b)
 		c.Emit(DM(cmd.ID, cmd.From, cmd.Text, ts))
 	case "group":
 		from := types.NewJID(cmd.From, types.DefaultUserServer)

@@ -31,7 +31,7 @@ func ChatID(chat types.JID) string {
 func chatJID(chatID string) (types.JID, error) {
 	if strings.Contains(chatID, "@") {
 		j, err := types.ParseJID(chatID)
-		if err != nil || j.Server != types.GroupServer {
+		if err != nil || j.Server != types.GroupServer || !groupUser(j.User) || ChatID(j) != chatID {
 			return types.JID{}, fmt.Errorf("whatsapp: invalid chat id %q (%w)", chatID, bridge.ErrRejected)
 		}
 		return j, nil
@@ -40,6 +40,19 @@ func chatJID(chatID string) (types.JID, error) {
 		return types.JID{}, fmt.Errorf("whatsapp: invalid chat id %q (%w)", chatID, bridge.ErrRejected)
 	}
 	return types.NewJID(chatID, types.DefaultUserServer), nil
+}
+
+// groupUser: a group id is digits, older ones "<creator>-<time>".
+func groupUser(u string) bool {
+	if u == "" {
+		return false
+	}
+	for _, r := range u {
+		if (r < '0' || r > '9') && r != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // skip says why a message is not for the agent ("" when it is).

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.mau.fi/whatsmeow"
 	"go.mau.fi/whatsmeow/proto/waE2E"
@@ -31,16 +32,20 @@ func classify(what string, err error) error {
 	}
 	switch {
 	case errors.Is(err, whatsmeow.ErrIQRateOverLimit):
-		return &bridge.RateLimited{RetryAfter: 0, Scope: bridge.ScopeBot, Err: fmt.Errorf("whatsapp %s: %w", what, err)}
+		// WhatsApp gives no retry time; a minute for the whole account
+		// keeps the bridge from hammering it (a ban risk).
+		return &bridge.RateLimited{RetryAfter: rateLimitWait, Scope: bridge.ScopeBot, Err: fmt.Errorf("whatsapp %s: %w", what, err)}
 	case errors.Is(err, whatsmeow.ErrBroadcastListUnsupported), errors.Is(err, whatsmeow.ErrUnknownServer),
-		errors.Is(err, whatsmeow.ErrRecipientADJID), errors.Is(err, whatsmeow.ErrServerReturnedError),
-		errors.Is(err, whatsmeow.ErrNoSession), errors.Is(err, os.ErrNotExist), errors.Is(err, errTooLarge):
+		errors.Is(err, whatsmeow.ErrRecipientADJID), errors.Is(err, os.ErrNotExist), errors.Is(err, errTooLarge):
 		return fmt.Errorf("whatsapp %s: %w (%w)", what, err, bridge.ErrRejected)
 	}
 	return fmt.Errorf("whatsapp %s: %w", what, err)
 }
 
 var errTooLarge = errors.New("file too large")
+
+// rateLimitWait is how long the account pauses after WhatsApp's rate limit.
+const rateLimitWait = time.Minute
 
 func (p *Platform) ready() error {
 	if p.c == nil {

@@ -130,6 +130,15 @@ func newBridgeEnvEditing(tb testing.TB, allowed, extra string, edit func(dir str
 	return e
 }
 
+// dmAllowlist is an edit for newBridgeEnvEditing that sets the telegram
+// bridge's dm_policy to allowlist: strangers are refused, not offered
+// pairing.
+func dmAllowlist(tb testing.TB) func(dir string) {
+	return func(dir string) {
+		replaceInConfig(tb, dir, "    allowed_users: [", "    dm_policy: allowlist\n    allowed_users: [")
+	}
+}
+
 // setBridges replaces the empty bridges: {} of a fresh openagent.yaml.
 func setBridges(tb testing.TB, dir, section string) {
 	tb.Helper()
@@ -378,7 +387,7 @@ func (l *eventLog) match(tb testing.TB, resource, action, id string, forgetAll b
 // --- 1. the whole path ---------------------------------------------------
 
 func TestBridgeTelegramStreamedReply(t *testing.T) {
-	e := newBridgeEnv(t, "")
+	e := newBridgeEnvEditing(t, fmt.Sprint(aliceID), "", dmAllowlist(t))
 	b := e.bridge("telegram")
 	if b.SessionPrefix != "tg" || b.PID == 0 || b.Restarts != 0 || !b.Enabled {
 		t.Errorf("telegram bridge status = %+v", b)
@@ -412,7 +421,8 @@ func TestBridgeTelegramStreamedReply(t *testing.T) {
 		t.Errorf("owner's GET /api/sessions = %v, want %s among them", ids, want)
 	}
 
-	// A stranger is refused politely and gets no session.
+	// A stranger is refused politely (dm_policy: allowlist) and gets no
+	// session.
 	mallory := telegramtest.User(666, "Mallory")
 	e.tg.Text(telegramtest.PrivateChat(mallory), mallory, "let me in")
 	e.tg.Wait(10*time.Second, "the refusal", func() bool {

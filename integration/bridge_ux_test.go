@@ -41,7 +41,7 @@ func (e *bridgeEnv) chatHas(tb testing.TB, chat int64, what string, cond func(te
 }
 
 func TestBridgeTelegramUserExperience(t *testing.T) {
-	e := newBridgeEnv(t, "")
+	e := newBridgeEnvEditing(t, fmt.Sprint(aliceID), "", dmAllowlist(t))
 
 	t.Run("command menu, /start and /help", func(t *testing.T) {
 		e.tg.Wait(10*time.Second, "setMyCommands", func() bool { return len(e.tg.Commands()) == len(bridge.Commands) })

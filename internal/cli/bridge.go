@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/agentd/agentd/internal/supervisor"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -44,6 +45,7 @@ type bridgeStatus struct {
 	StartedAt      time.Time `json:"started_at"`
 	PlatformStatus string    `json:"platform_status"`
 	Enabled        bool      `json:"enabled"`
+	AllowedUsers   []string  `json:"allowed_users"`
 }
 
 func runBridge(_ *flag.FlagSet, args []string) error {
@@ -98,14 +100,14 @@ func runBridge(_ *flag.FlagSet, args []string) error {
 			return nil
 		}
 		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME\tPLATFORM\tLAST ERROR")
+		fmt.Fprintln(w, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME\tPLATFORM\tALLOWED USERS\tLAST ERROR")
 		for _, b := range out.Bridges {
 			up := "-"
 			if b.State == "running" && !b.StartedAt.IsZero() {
 				up = time.Since(b.StartedAt).Round(time.Second).String()
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", b.Name, b.State, b.PID, b.Restarts, up,
-				dash(b.PlatformStatus), dash(b.LastError))
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", b.Name, b.State, b.PID, b.Restarts, up,
+				dash(b.PlatformStatus), dash(strings.Join(b.AllowedUsers, ",")), dash(b.LastError))
 		}
 		return w.Flush()
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -29,6 +30,7 @@ type Config struct {
 	Voice     Voice             `yaml:"voice"`
 	Scheduler Scheduler         `yaml:"scheduler"`
 	Alerts    Alerts            `yaml:"alerts"`
+	Pairing   Pairing           `yaml:"pairing"`
 	Metrics   Metrics           `yaml:"metrics"`
 	Limits    Limits            `yaml:"limits"`
 }
@@ -113,6 +115,16 @@ type Bridge struct {
 	// AllowedUsers lists platform user ids allowed to talk to the agent;
 	// empty allows nobody.
 	AllowedUsers []string `yaml:"allowed_users"`
+	// DMPolicy is what a user not in the allowed users gets in a direct
+	// chat: pairing (a code the owner approves; default), allowlist (a
+	// refusal), open (everybody; needs allowed_users ["*"]) or disabled
+	// (no direct chats). docs/pairing.md.
+	DMPolicy string `yaml:"dm_policy"`
+	// GroupPolicy is open (any group; default) or allowlist (only
+	// AllowedGroups); in groups only allowed users who mention the bot
+	// are answered, and nobody is ever offered pairing.
+	GroupPolicy   string   `yaml:"group_policy"`
+	AllowedGroups []string `yaml:"allowed_groups"`
 	// Settings are platform-specific (token, …), passed to the plugin.
 	Settings map[string]string `yaml:"settings"`
 }
@@ -210,6 +222,37 @@ type Alerts struct {
 	After Duration `yaml:"after"`
 }
 
+// Pairing tunes chat-user pairing (docs/pairing.md).
+type Pairing struct {
+	// Expiry is how long a pairing code stays valid (default 1h).
+	Expiry Duration `yaml:"expiry"`
+}
+
+// DefaultPairingExpiry is pairing.expiry when the file does not set it.
+const DefaultPairingExpiry = time.Hour
+
+// DM and group policies of a bridge (Bridge.DMPolicy, Bridge.GroupPolicy).
+var (
+	DMPolicies    = []string{"pairing", "allowlist", "open", "disabled"}
+	GroupPolicies = []string{"open", "allowlist"}
+)
+
+func (b Bridge) validate(path string) error {
+	fe := func(path, format string, a ...any) error {
+		return &FieldError{Path: path, Msg: fmt.Sprintf(format, a...)}
+	}
+	if b.DMPolicy != "" && !slices.Contains(DMPolicies, b.DMPolicy) {
+		return fe(path+".dm_policy", "%q: want one of %s", b.DMPolicy, strings.Join(DMPolicies, ", "))
+	}
+	if b.GroupPolicy != "" && !slices.Contains(GroupPolicies, b.GroupPolicy) {
+		return fe(path+".group_policy", "%q: want one of %s", b.GroupPolicy, strings.Join(GroupPolicies, ", "))
+	}
+	if b.DMPolicy == "open" && !slices.Contains(b.AllowedUsers, "*") {
+		return fe(path+".dm_policy", `open lets everybody talk to the agent: write allowed_users: ["*"] too`)
+	}
+	return nil
+}
+
 // DefaultAlertsAfter is alerts.after when the file does not set it.
 const DefaultAlertsAfter = 60 * time.Second
 
@@ -273,6 +316,7 @@ func Default() *Config {
 		Bridges:   map[string]Bridge{},
 		MCPs:      map[string]MCP{},
 		Alerts:    Alerts{After: Duration(DefaultAlertsAfter)},
+		Pairing:   Pairing{Expiry: Duration(DefaultPairingExpiry)},
 		Voice: Voice{
 			Enabled: true, ReplyWithVoice: true,
 			MaxBytes: 25 << 20, MaxDuration: Duration(10 * time.Minute), Timeout: Duration(2 * time.Minute),
@@ -366,10 +410,16 @@ func (c *Config) Validate() error {
 	default:
 		return fe("listeners.iroh.relay", "%q: want default, disabled or a relay URL", r)
 	}
-	for name := range c.Bridges {
+	for name, b := range c.Bridges {
 		if !idRe.MatchString(name) {
 			return fe("bridges."+name, "invalid bridge name")
 		}
+		if err := b.validate("bridges." + name); err != nil {
+			return err
+		}
+	}
+	if c.Pairing.Expiry < 0 {
+		return fe("pairing.expiry", "must not be negative")
 	}
 	for name, m := range c.MCPs {
 		path := "mcps." + name

@@ -71,6 +71,8 @@ func TestParseBad(t *testing.T) {
 		{"bad_alert_target.yaml", `bad_alert_target.yaml:2:24: alerts.deliver_to[1]: "tg:1" is listed twice`},
 		{"bad_alert_after.yaml", `bad_alert_after.yaml:3:10: alerts.after: must be between 0s and 24h`},
 		{"bad_timezone.yaml", `bad_timezone.yaml:2:13: scheduler.timezone: unknown time zone "Mars/Olympus" (want an IANA name such as Europe/Berlin, or empty for the machine's)`},
+		{"bad_dm_open.yaml", `bad_dm_open.yaml:5:16: bridges.telegram.dm_policy: open lets everybody talk to the agent: write allowed_users: ["*"] too`},
+		{"bad_dm_policy.yaml", `bad_dm_policy.yaml:5:16: bridges.telegram.dm_policy: "pairng": want one of pairing, allowlist, open, disabled`},
 		{"bad_duration.yaml", `bad_duration.yaml:2:22: limits.snapshot_interval: invalid duration "soon" (want e.g. 30s, 5m)`},
 	}
 	for _, tt := range tests {

@@ -33,6 +33,7 @@ import (
 	"github.com/agentd/agentd/internal/logfile"
 	"github.com/agentd/agentd/internal/mcp"
 	"github.com/agentd/agentd/internal/metrics"
+	"github.com/agentd/agentd/internal/pairing"
 	"github.com/agentd/agentd/internal/route"
 	"github.com/agentd/agentd/internal/scheduler"
 	"github.com/agentd/agentd/internal/session"
@@ -139,15 +140,17 @@ type daemon struct {
 	// restart is signalled by POST /api/restart.
 	restart chan struct{}
 
-	cfg   *config.Watcher
-	st    *store.Store
-	coord *coordinator.Coordinator
-	cat   *catalog.Catalog
-	vault *vault.Vault
-	voice *voice.Service
-	authn *auth.Authenticator
-	usage *usage.Usage
-	mgr   *session.Manager
+	cfg *config.Watcher
+	// pairing holds chat-user pairing requests and approved users.
+	pairing *pairing.Pairing
+	st      *store.Store
+	coord   *coordinator.Coordinator
+	cat     *catalog.Catalog
+	vault   *vault.Vault
+	voice   *voice.Service
+	authn   *auth.Authenticator
+	usage   *usage.Usage
+	mgr     *session.Manager
 	// alerts is the operator alert service every component reports to.
 	alerts *alert.Alerter
 	gw     *gateway.Gateway
@@ -240,16 +243,23 @@ func (d *daemon) open(ctx context.Context) error {
 		return err
 	}
 
+	d.pairing = pairing.New(pairing.Options{
+		DB: d.st.DB(), Config: d.cfg, Alerts: d.alerts, Log: d.log.With("component", "pairing"),
+	})
+	d.pairing.OnChange(d.gw.ResourceEvent)
 	d.sup, err = supervisor.New(ctx, supervisor.Options{
 		Dir: d.dir.Root, ConfigPath: d.dir.Config(), BinDir: d.opts.BinDir,
 		GatewayNetwork: "unix", GatewayAddress: d.dir.Socket(),
 		Issuer: d.coord, Logger: d.log.With("component", "supervisor"), Alerts: d.alerts,
 		OnChange: func(name, action string) { d.gw.ResourceEvent("bridge", action, name) },
+		Pairing:  d.pairing,
 	})
 	if err != nil {
 		return fmt.Errorf("start bridge supervisor: %w", err)
 	}
+	d.pairing.SetPush(d.sup.SetApproved)
 	d.gw.Mount(supervisor.Routes(d.sup)...)
+	d.gw.Mount(pairing.Routes(d.pairing)...)
 	d.gw.Mount(config.Routes(d.cfg)...)
 	d.gw.Mount(usage.Routes(d.usage)...)
 	d.gw.Mount(d.lifecycleRoutes()...)

@@ -76,6 +76,9 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 			s.setState(e, StateRunning, func(st *Status) {
 				st.PID, st.StartedAt, st.LoginQR = inst.pid, started, ""
 			})
+			s.mu.Lock()
+			e.inst = inst
+			s.mu.Unlock()
 			s.log.Info("bridge running", "bridge", e.name, "pid", inst.pid, "launch", time.Since(t0).Round(time.Microsecond))
 			// Back up: at once after a first launch, but after quick
 			// failures only once it has run StableAfter, so a crash loop
@@ -87,6 +90,9 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 			up := time.AfterFunc(wait, func() { s.backUp(e) })
 			err = s.watch(ctx, e, inst)
 			up.Stop()
+			s.mu.Lock()
+			e.inst = nil
+			s.mu.Unlock()
 			if err == nil { // stopped on request
 				return
 			}
@@ -245,7 +251,10 @@ func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, lo
 	err = bc.Configure(rctx, &bridgev1.ConfigureRequest{
 		ApiVersion:     api,
 		Settings:       s.takeLogin(e, cfg.Settings),
-		AllowedUsers:   cfg.AllowedUsers,
+		AllowedUsers:   allowedUsers(cfg.AllowedUsers, s.approvedUsers(rctx, e)),
+		DmPolicy:       dmPolicy(cfg),
+		GroupPolicy:    cfg.GroupPolicy,
+		AllowedGroups:  cfg.AllowedGroups,
 		GatewayNetwork: s.opts.GatewayNetwork,
 		GatewayAddress: s.opts.GatewayAddress,
 		IdentityPath:   IdentityPath(s.opts.Dir, e.name),

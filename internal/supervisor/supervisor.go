@@ -127,6 +127,10 @@ type Options struct {
 	// Alerts hears of bridges that are down, failed, crash-looping, logged
 	// out or refused by their platform (see alerts.go); nil: none.
 	Alerts *alert.Alerter
+
+	// Pairing answers bridges' pairing requests and supplies the users
+	// approved in the database; nil: no pairing (strangers are refused).
+	Pairing Pairer
 }
 
 // Event is an operator event reported by a bridge.
@@ -157,6 +161,12 @@ type Status struct {
 	// login (WhatsApp), for a page to draw; cleared by the bridge's next
 	// status event (expired, linked) and by a relaunch.
 	LoginQR string `json:"login_qr,omitempty"`
+	// AllowedUsers is the whole allow-list the bridge applies: the
+	// config file's allowed_users and ApprovedUsers (paired in the
+	// database, docs/pairing.md).
+	AllowedUsers  []string `json:"allowed_users"`
+	ApprovedUsers []string `json:"approved_users"`
+	DMPolicy      string   `json:"dm_policy"`
 }
 
 // Supervisor owns the bridge processes.
@@ -184,6 +194,7 @@ type entry struct {
 	cfg     config.Bridge
 	status  Status
 	loopCtl *loop         // nil when no loop runs
+	inst    *instance     // the running launch, nil between launches
 	changed chan struct{} // closed and replaced on every state change
 	// certRenewed is when a refused certificate last made it relaunch
 	// with a fresh one (certRefused).
@@ -281,6 +292,8 @@ func (s *Supervisor) reconcile(e *entry, bc config.Bridge) {
 	old, running := e.cfg, e.loopCtl != nil
 	e.cfg = bc
 	e.status.Enabled = bc.Enabled
+	e.status.AllowedUsers = allowedUsers(bc.AllowedUsers, e.status.ApprovedUsers)
+	e.status.DMPolicy = dmPolicy(bc)
 	s.mu.Unlock()
 	var err error
 	switch {
@@ -312,7 +325,16 @@ func (s *Supervisor) remove(e *entry) {
 
 func sameBridge(a, b config.Bridge) bool {
 	return a.Enabled == b.Enabled && a.Path == b.Path &&
-		slices.Equal(a.AllowedUsers, b.AllowedUsers) && maps.Equal(a.Settings, b.Settings)
+		slices.Equal(a.AllowedUsers, b.AllowedUsers) && maps.Equal(a.Settings, b.Settings) &&
+		a.DMPolicy == b.DMPolicy && a.GroupPolicy == b.GroupPolicy && slices.Equal(a.AllowedGroups, b.AllowedGroups)
+}
+
+// dmPolicy is a bridge's dm_policy with its default.
+func dmPolicy(b config.Bridge) string {
+	if b.DMPolicy == "" {
+		return "pairing"
+	}
+	return b.DMPolicy
 }
 
 // Enable persists bridges.<name>.enabled: true and starts the bridge.
@@ -444,6 +466,11 @@ func (s *Supervisor) Get(name string) (Status, error) {
 func (s *Supervisor) snapshot(e *entry) Status {
 	st := e.status
 	st.Events = slices.Clone(e.status.Events)
+	st.AllowedUsers = slices.Clone(e.status.AllowedUsers)
+	st.ApprovedUsers = slices.Clone(e.status.ApprovedUsers)
+	if st.ApprovedUsers == nil {
+		st.ApprovedUsers = []string{}
+	}
 	if st.State == StateRunning && !st.StartedAt.IsZero() {
 		st.UptimeSeconds = time.Since(st.StartedAt).Seconds()
 	}

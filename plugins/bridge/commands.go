@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"regexp"
@@ -110,14 +109,14 @@ func (s *strangers) due(userID string, now time.Time) bool {
 // and one log line once per user per refusalEvery, silence in between (a
 // stranger who keeps writing must not flood the chat, the platform's rate
 // limit or the log).
-func (r *Runner) refuse(ctx context.Context, m Incoming) {
+func (r *Runner) refuse(ctx context.Context, m Incoming, text string) {
 	if !r.strangers.due(m.UserID, time.Now()) {
 		r.log.Debug("message from a user who is not allowed ignored (already told)", "user_id", m.UserID, "chat_id", m.ChatID)
 		return
 	}
 	r.log.Warn("message from a user who is not allowed refused (told once per hour)", "user_id", m.UserID, "user_name", m.UserName, "chat_id", m.ChatID)
 	// Through the chat's worker: the platform's rate limits hold for it too.
-	r.post(m.ChatID, event{kind: evNotice, text: fmt.Sprintf(Refusal, m.UserID)})
+	r.post(m.ChatID, event{kind: evNotice, text: text})
 }
 
 // absPath matches absolute file paths (two or more components).

@@ -96,6 +96,27 @@ func (h *hostConn) call(ctx context.Context, c *hostCall) {
 	}
 }
 
+// RequestPairing asks agentd for a stranger's pairing code. It is a direct
+// call, not queued: the user's answer depends on it.
+func (h *hostConn) RequestPairing(ctx context.Context, m Incoming) (PairingAnswer, error) {
+	ctx, cancel := context.WithTimeout(ctx, hostRPCTimeout)
+	defer cancel()
+	resp, err := h.rpc.RequestPairing(ctx, &bridgev1.PairingRequest{UserId: m.UserID, UserName: m.UserName, ChatId: m.ChatID})
+	if err != nil {
+		return PairingAnswer{}, fmt.Errorf("pairing request: %w", err)
+	}
+	switch resp.Outcome {
+	case bridgev1.PairingOutcome_PAIRING_OUTCOME_PENDING:
+		return PairingAnswer{Outcome: PairingPending, Code: resp.Code}, nil
+	case bridgev1.PairingOutcome_PAIRING_OUTCOME_FULL:
+		return PairingAnswer{Outcome: PairingFull}, nil
+	case bridgev1.PairingOutcome_PAIRING_OUTCOME_ALLOWED:
+		return PairingAnswer{Outcome: PairingAllowed}, nil
+	default:
+		return PairingAnswer{Outcome: PairingRefused}, nil
+	}
+}
+
 // Event queues an operator event, waiting up to hostEventWait for room.
 func (h *hostConn) Event(kind bridgev1.EventKind, text string) {
 	t := time.NewTimer(hostEventWait)

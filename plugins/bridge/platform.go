@@ -70,6 +70,11 @@ type Host interface {
 	Notify(chatID, text string)
 	// Logger logs to agentd's bridge log.
 	Logger() *slog.Logger
+	// Allowed reports whether a platform user is allowed to talk to the
+	// agent right now (the list changes when the owner approves a
+	// pairing); a platform uses it to skip work for strangers, such as
+	// downloading their files.
+	Allowed(userID string) bool
 }
 
 // Incoming is one message from a platform user.
@@ -81,8 +86,11 @@ type Incoming struct {
 	// restart) is answered only once. "" skips the check.
 	MessageID string
 	UserID    string // checked against the allowed users
-	UserName  string // for logs
-	Text      string
+	UserName  string // for logs and the owner's pairing list
+	// Group is set for a message in a group chat (one the bot was
+	// addressed in); strangers there never start a pairing.
+	Group bool
+	Text  string
 	// Attachments are files the platform already stored in the uploads
 	// directory (the gateway refuses paths outside the agent directory).
 	Attachments []wire.Attachment

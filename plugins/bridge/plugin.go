@@ -129,3 +129,10 @@ func (c *Client) Stop(ctx context.Context) error {
 func (c *Client) Health(ctx context.Context) (*bridgev1.HealthResponse, error) {
 	return c.rpc.Health(ctx, &bridgev1.HealthRequest{})
 }
+
+// SetAllowedUsers pushes a new allow-list to the bridge; welcomeChat, if
+// not empty, is told "You're in.".
+func (c *Client) SetAllowedUsers(ctx context.Context, users []string, welcomeChat string) error {
+	_, err := c.rpc.SetAllowedUsers(ctx, &bridgev1.SetAllowedUsersRequest{AllowedUsers: users, WelcomeChatId: welcomeChat})
+	return err
+}

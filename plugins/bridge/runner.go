@@ -43,6 +43,16 @@ type RunnerConfig struct {
 	// AllowedUsers are the platform user ids allowed to talk to the agent;
 	// AllowEveryone allows all. Others get a polite refusal.
 	AllowedUsers []string
+	// DMPolicy (DMPairing, DMAllowlist, DMOpen, DMDisabled; "" is
+	// DMPairing) says what a stranger in a direct chat gets; GroupPolicy
+	// (GroupOpen, GroupAllowlist; "" is GroupOpen) and AllowedGroups which
+	// groups are answered.
+	DMPolicy      string
+	GroupPolicy   string
+	AllowedGroups []string
+	// Pair asks agentd for a stranger's pairing code (DMPairing); nil:
+	// strangers are refused as with DMAllowlist.
+	Pair func(ctx context.Context, m Incoming) (PairingAnswer, error)
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// OnEvent receives Host.Event calls (operator-visible events); may be nil.
@@ -73,15 +83,19 @@ const heardPrefix = "heard: "
 // agent's frames back on the platform — streamed edits, splitting, files,
 // typing, queue positions.
 type Runner struct {
-	p        Platform
-	dialer   *client.Dialer
-	log      *slog.Logger
-	onEvent  func(kind, text string)
-	onStatus func(text string)
-	allowAll bool
-	allowed  map[string]bool
-	editIvl  time.Duration
-	prefix   string
+	p           Platform
+	dialer      *client.Dialer
+	log         *slog.Logger
+	onEvent     func(kind, text string)
+	onStatus    func(text string)
+	allow       atomic.Pointer[allowSet] // replaced by SetAllowedUsers
+	norm        UserIDNormalizer         // nil unless the platform has one
+	dmPolicy    string
+	groupPolicy string
+	groups      map[string]bool
+	pair        func(ctx context.Context, m Incoming) (PairingAnswer, error)
+	editIvl     time.Duration
+	prefix      string
 	// showHeard: tell the user a voice message's transcript.
 	showHeard bool
 
@@ -96,6 +110,7 @@ type Runner struct {
 	running   atomic.Bool
 
 	strangers strangers // refused users, told once per refusalEvery
+	pairTold  counter   // pairing answers, pairingReplies per refusalEvery
 
 	st      *store.Store // set by Run
 	cfgSt   *store.Store
@@ -145,38 +160,38 @@ func NewRunner(p Platform, cfg RunnerConfig) *Runner {
 		d = &client.Dialer{Network: cfg.Network, Address: cfg.Address, Identity: cfg.Identity}
 	}
 	r := &Runner{
-		p:         p,
-		dialer:    d,
-		log:       log,
-		onEvent:   cfg.OnEvent,
-		onStatus:  cfg.OnStatus,
-		allowed:   map[string]bool{},
-		editIvl:   cfg.EditInterval,
-		showHeard: cfg.ShowTranscript,
-		prefix:    p.SessionPrefix(),
-		connCh:    make(chan struct{}),
-		sessions:  map[string]string{},
-		chats:     map[string]string{},
-		workers:   map[string]*chatWorker{},
-		unacked:   map[ackRef]uint64{},
-		cfgSt:     cfg.Store,
-		dataDir:   cfg.DataDir,
-		lim:       newLimiter(nil),
+		p:           p,
+		dialer:      d,
+		log:         log,
+		onEvent:     cfg.OnEvent,
+		onStatus:    cfg.OnStatus,
+		dmPolicy:    cfg.DMPolicy,
+		groupPolicy: cfg.GroupPolicy,
+		groups:      map[string]bool{},
+		pair:        cfg.Pair,
+		pairTold:    counter{n: pairingReplies},
+		editIvl:     cfg.EditInterval,
+		showHeard:   cfg.ShowTranscript,
+		prefix:      p.SessionPrefix(),
+		connCh:      make(chan struct{}),
+		sessions:    map[string]string{},
+		chats:       map[string]string{},
+		workers:     map[string]*chatWorker{},
+		unacked:     map[ackRef]uint64{},
+		cfgSt:       cfg.Store,
+		dataDir:     cfg.DataDir,
+		lim:         newLimiter(nil),
 	}
 	if r.editIvl <= 0 {
 		r.editIvl = DefaultEditInterval
 	}
-	norm, _ := p.(UserIDNormalizer)
-	for _, u := range cfg.AllowedUsers {
-		u = strings.TrimSpace(u)
-		if norm != nil && u != AllowEveryone && u != "" {
-			u = norm.NormalizeUserID(u)
-		}
-		if u == AllowEveryone {
-			r.allowAll = true
-		} else if u != "" {
-			r.allowed[u] = true
-		}
+	r.norm, _ = p.(UserIDNormalizer)
+	r.allow.Store(newAllowSet(cfg.AllowedUsers, r.norm))
+	if r.dmPolicy == "" {
+		r.dmPolicy = DMPairing
+	}
+	for _, g := range cfg.AllowedGroups {
+		r.groups[strings.TrimSpace(g)] = true
 	}
 	r.editor, _ = p.(MessageEditor)
 	r.typer, _ = p.(Typer)
@@ -213,7 +228,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.prefix == "" || strings.Contains(r.prefix, ":") {
 		return fmt.Errorf("bridge %s: invalid session prefix %q", r.p.Name(), r.prefix)
 	}
-	if !r.allowAll && len(r.allowed) == 0 {
+	if a := r.allow.Load(); !a.all && len(a.users) == 0 && r.dmPolicy != DMPairing {
 		r.log.Warn("no allowed users configured: every platform user will be refused (use \"*\" to allow everyone)")
 	}
 	// Not cancelled: a platform is run (and stopped) even when ctx ended
@@ -342,9 +357,8 @@ type host Runner
 
 func (h *host) Deliver(ctx context.Context, m Incoming) error { return (*Runner)(h).Deliver(ctx, m) }
 func (h *host) Logger() *slog.Logger                          { return h.log }
-func (h *host) Notify(chatID, text string) {
-	(*Runner)(h).post(chatID, event{kind: evNotice, text: text})
-}
+func (h *host) Notify(chatID, text string)                    { (*Runner)(h).Notify(chatID, text) }
+func (h *host) Allowed(userID string) bool                    { return (*Runner)(h).isAllowed(userID) }
 func (h *host) Event(kind, text string) {
 	h.log.Info("bridge event", "kind", kind, "text", text)
 	if h.onEvent != nil {
@@ -364,8 +378,7 @@ func (r *Runner) Deliver(ctx context.Context, m Incoming) error {
 	if m.ChatID == "" {
 		return errors.New("bridge: Incoming without ChatID")
 	}
-	if !r.isAllowed(m.UserID) {
-		r.refuse(ctx, m)
+	if !r.admit(ctx, m) {
 		return nil
 	}
 	text := strings.TrimSpace(m.Text)
@@ -408,10 +421,6 @@ func (r *Runner) Deliver(ctx context.Context, m Incoming) error {
 		r.post(m.ChatID, event{kind: evTyping})
 	}
 	return nil
-}
-
-func (r *Runner) isAllowed(userID string) bool {
-	return r.allowAll || r.allowed[userID]
 }
 
 // Commands that map to command frames. The platform passes them as text

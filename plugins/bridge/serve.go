@@ -154,12 +154,15 @@ func (s *server) Configure(_ context.Context, req *bridgev1.ConfigureRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "configure %s: %v", s.p.Name(), err)
 	}
 	s.cfg = &RunnerConfig{
-		Network:      req.GatewayNetwork,
-		Address:      req.GatewayAddress,
-		Identity:     id,
-		AllowedUsers: req.AllowedUsers,
-		Logger:       logger,
-		OnEvent:      s.onEvent,
+		Network:       req.GatewayNetwork,
+		Address:       req.GatewayAddress,
+		Identity:      id,
+		AllowedUsers:  req.AllowedUsers,
+		DMPolicy:      req.DmPolicy,
+		GroupPolicy:   req.GroupPolicy,
+		AllowedGroups: req.AllowedGroups,
+		Logger:        logger,
+		OnEvent:       s.onEvent,
 		// A setting every bridge shares, not the platform's own.
 		ShowTranscript: req.Settings["show_transcript"] == "true",
 		OnStatus: func(text string) {
@@ -168,6 +171,9 @@ func (s *server) Configure(_ context.Context, req *bridgev1.ConfigureRequest) (*
 			s.mu.Unlock()
 		},
 		Store: s.store,
+	}
+	if s.host != nil {
+		s.cfg.Pair = s.host.RequestPairing
 	}
 	s.state = bridgev1.State_STATE_CONFIGURED
 	s.lastErr = ""
@@ -290,6 +296,24 @@ func (s *server) stop() error {
 	case <-t.C:
 		return fmt.Errorf("bridge %s did not stop within %s", s.p.Name(), stopWait)
 	}
+}
+
+// SetAllowedUsers applies a new allow-list to the running bridge (and to
+// its next start) and welcomes a newly approved user.
+func (s *server) SetAllowedUsers(_ context.Context, req *bridgev1.SetAllowedUsersRequest) (*bridgev1.SetAllowedUsersResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg == nil {
+		return nil, status.Error(codes.FailedPrecondition, "bridge is not configured")
+	}
+	s.cfg.AllowedUsers = slices.Clone(req.AllowedUsers)
+	if s.runner != nil {
+		s.runner.SetAllowedUsers(req.AllowedUsers)
+		if req.WelcomeChatId != "" {
+			s.runner.Notify(req.WelcomeChatId, PairingWelcome)
+		}
+	}
+	return &bridgev1.SetAllowedUsersResponse{}, nil
 }
 
 func (s *server) Health(context.Context, *bridgev1.HealthRequest) (*bridgev1.HealthResponse, error) {

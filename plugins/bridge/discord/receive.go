@@ -44,7 +44,7 @@ func (p *Platform) onMessage(s *discordgo.Session, q *queue, m *discordgo.Messag
 			return
 		}
 	}
-	in := bridge.Incoming{ChatID: m.ChannelID, MessageID: m.ID, UserID: m.Author.ID, UserName: m.Author.Username, Text: text}
+	in := bridge.Incoming{ChatID: m.ChannelID, MessageID: m.ID, UserID: m.Author.ID, UserName: m.Author.Username, Text: text, Group: m.GuildID != ""}
 	if len(m.Attachments) > 0 {
 		atts, err := p.download(m.Attachments)
 		in.Attachments = atts

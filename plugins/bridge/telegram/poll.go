@@ -305,9 +305,11 @@ func (p *Platform) incoming(ctx context.Context, host bridge.Host, head, m *mode
 	if text == "" {
 		text, entities = head.Caption, head.CaptionEntities
 	}
+	group := false
 	switch head.Chat.Type {
 	case models.ChatTypePrivate:
 	case models.ChatTypeGroup, models.ChatTypeSupergroup:
+		group = true
 		var ok bool
 		if text, ok = p.addressed(head, text, entities); !ok {
 			return bridge.Incoming{}, false, nil
@@ -317,10 +319,10 @@ func (p *Platform) incoming(ctx context.Context, host bridge.Host, head, m *mode
 	}
 	userID := strconv.FormatInt(head.From.ID, 10)
 	chatID := strconv.FormatInt(head.Chat.ID, 10)
-	in := bridge.Incoming{ChatID: chatID, MessageID: strconv.Itoa(head.ID), UserID: userID, UserName: userName(head.From), Text: text}
+	in := bridge.Incoming{ChatID: chatID, MessageID: strconv.Itoa(head.ID), UserID: userID, UserName: userName(head.From), Text: text, Group: group}
 	// Files of users who are not allowed are never fetched: the runner
 	// refuses them anyway, and a stranger must not fill our disk.
-	allowed := p.allowAll || p.allowed[userID]
+	allowed := host.Allowed(userID)
 	if allowed {
 		atts, err := p.download(ctx, m)
 		if err != nil {
@@ -405,10 +407,11 @@ func (p *Platform) deliverAlbum(ctx context.Context, host bridge.Host, a *album)
 }
 
 func userName(u *models.User) string {
+	name := strings.TrimSpace(u.FirstName + " " + u.LastName)
 	if u.Username != "" {
-		return u.Username
+		name = strings.TrimSpace(name + " @" + u.Username)
 	}
-	return strings.TrimSpace(u.FirstName + " " + u.LastName)
+	return name
 }
 
 // addressed reports whether a group message is meant for the bot — it

@@ -52,8 +52,6 @@ type Platform struct {
 	pollTimeout time.Duration
 	retryUnit   time.Duration // what one second of retry_after means (tests shrink it)
 	httpClient  *http.Client
-	allowed     map[string]bool
-	allowAll    bool
 	log         *slog.Logger
 
 	b       *bot.Bot
@@ -126,14 +124,6 @@ func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 	p.cfg = cfg
 	p.token, p.apiURL, p.pollTimeout, p.retryUnit = token, apiURL, poll, unit
 	p.log = cfg.Logger.With("platform", "telegram")
-	p.allowed = map[string]bool{}
-	for _, u := range cfg.AllowedUsers {
-		if u = strings.TrimSpace(u); u == bridge.AllowEveryone {
-			p.allowAll = true
-		} else if u != "" {
-			p.allowed[u] = true
-		}
-	}
 	// No client-wide timeout: long polls and uploads set their own limits
 	// through contexts.
 	p.httpClient = &http.Client{}

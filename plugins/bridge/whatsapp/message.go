@@ -181,6 +181,7 @@ func (p *Platform) message(ctx context.Context, e *events.Message) {
 	in := bridge.Incoming{
 		ChatID: ChatID(e.Info.Chat), MessageID: e.Info.ID, UserID: phone,
 		UserName: e.Info.PushName, Text: p.text(e.Message),
+		Group: e.Info.Chat.Server == types.GroupServer,
 	}
 	if dm, ok := media(e.Message); ok {
 		a, err := p.download(ctx, e.Info.ID, dm)

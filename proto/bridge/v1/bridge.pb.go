@@ -91,6 +91,65 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_bridge_proto_rawDescGZIP(), []int{0}
 }
 
+type PairingOutcome int32
+
+const (
+	PairingOutcome_PAIRING_OUTCOME_UNSPECIFIED PairingOutcome = 0
+	// A code is pending for this user (new or the same as before): show it.
+	PairingOutcome_PAIRING_OUTCOME_PENDING PairingOutcome = 1
+	// The bridge has as many pending requests as allowed: try later.
+	PairingOutcome_PAIRING_OUTCOME_FULL PairingOutcome = 2
+	// The owner denied this user's request; it stands until it expires.
+	PairingOutcome_PAIRING_OUTCOME_DENIED PairingOutcome = 3
+	// The user is allowed already (approved a moment ago).
+	PairingOutcome_PAIRING_OUTCOME_ALLOWED PairingOutcome = 4
+)
+
+// Enum value maps for PairingOutcome.
+var (
+	PairingOutcome_name = map[int32]string{
+		0: "PAIRING_OUTCOME_UNSPECIFIED",
+		1: "PAIRING_OUTCOME_PENDING",
+		2: "PAIRING_OUTCOME_FULL",
+		3: "PAIRING_OUTCOME_DENIED",
+		4: "PAIRING_OUTCOME_ALLOWED",
+	}
+	PairingOutcome_value = map[string]int32{
+		"PAIRING_OUTCOME_UNSPECIFIED": 0,
+		"PAIRING_OUTCOME_PENDING":     1,
+		"PAIRING_OUTCOME_FULL":        2,
+		"PAIRING_OUTCOME_DENIED":      3,
+		"PAIRING_OUTCOME_ALLOWED":     4,
+	}
+)
+
+func (x PairingOutcome) Enum() *PairingOutcome {
+	p := new(PairingOutcome)
+	*p = x
+	return p
+}
+
+func (x PairingOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PairingOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_bridge_proto_enumTypes[1].Descriptor()
+}
+
+func (PairingOutcome) Type() protoreflect.EnumType {
+	return &file_bridge_proto_enumTypes[1]
+}
+
+func (x PairingOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PairingOutcome.Descriptor instead.
+func (PairingOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_bridge_proto_rawDescGZIP(), []int{1}
+}
+
 type EventKind int32
 
 const (
@@ -134,11 +193,11 @@ func (x EventKind) String() string {
 }
 
 func (EventKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_bridge_proto_enumTypes[1].Descriptor()
+	return file_bridge_proto_enumTypes[2].Descriptor()
 }
 
 func (EventKind) Type() protoreflect.EnumType {
-	return &file_bridge_proto_enumTypes[1]
+	return &file_bridge_proto_enumTypes[2]
 }
 
 func (x EventKind) Number() protoreflect.EnumNumber {
@@ -147,7 +206,7 @@ func (x EventKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventKind.Descriptor instead.
 func (EventKind) EnumDescriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{1}
+	return file_bridge_proto_rawDescGZIP(), []int{2}
 }
 
 type InfoRequest struct {
@@ -356,7 +415,14 @@ type ConfigureRequest struct {
 	UploadsDir string `protobuf:"bytes,8,opt,name=uploads_dir,json=uploadsDir,proto3" json:"uploads_dir,omitempty"`
 	// host_broker_id is the GRPCBroker stream id on which agentd serves
 	// BridgeHost; 0 means no host service.
-	HostBrokerId  uint32 `protobuf:"varint,9,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
+	HostBrokerId uint32 `protobuf:"varint,9,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
+	// dm_policy: "pairing" (default), "allowlist", "open" or "disabled":
+	// what a user not in allowed_users gets in a direct chat (docs/pairing.md).
+	DmPolicy string `protobuf:"bytes,10,opt,name=dm_policy,json=dmPolicy,proto3" json:"dm_policy,omitempty"`
+	// group_policy: "allowlist" (default: only allowed_groups) or "open"
+	// (any group); in either, only allowed users are answered.
+	GroupPolicy   string   `protobuf:"bytes,11,opt,name=group_policy,json=groupPolicy,proto3" json:"group_policy,omitempty"`
+	AllowedGroups []string `protobuf:"bytes,12,rep,name=allowed_groups,json=allowedGroups,proto3" json:"allowed_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -454,6 +520,116 @@ func (x *ConfigureRequest) GetHostBrokerId() uint32 {
 	return 0
 }
 
+func (x *ConfigureRequest) GetDmPolicy() string {
+	if x != nil {
+		return x.DmPolicy
+	}
+	return ""
+}
+
+func (x *ConfigureRequest) GetGroupPolicy() string {
+	if x != nil {
+		return x.GroupPolicy
+	}
+	return ""
+}
+
+func (x *ConfigureRequest) GetAllowedGroups() []string {
+	if x != nil {
+		return x.AllowedGroups
+	}
+	return nil
+}
+
+type SetAllowedUsersRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AllowedUsers []string               `protobuf:"bytes,1,rep,name=allowed_users,json=allowedUsers,proto3" json:"allowed_users,omitempty"`
+	// welcome_chat_id, if set, gets "You're in." (an approved pairing).
+	WelcomeChatId string `protobuf:"bytes,2,opt,name=welcome_chat_id,json=welcomeChatId,proto3" json:"welcome_chat_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAllowedUsersRequest) Reset() {
+	*x = SetAllowedUsersRequest{}
+	mi := &file_bridge_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAllowedUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAllowedUsersRequest) ProtoMessage() {}
+
+func (x *SetAllowedUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAllowedUsersRequest.ProtoReflect.Descriptor instead.
+func (*SetAllowedUsersRequest) Descriptor() ([]byte, []int) {
+	return file_bridge_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SetAllowedUsersRequest) GetAllowedUsers() []string {
+	if x != nil {
+		return x.AllowedUsers
+	}
+	return nil
+}
+
+func (x *SetAllowedUsersRequest) GetWelcomeChatId() string {
+	if x != nil {
+		return x.WelcomeChatId
+	}
+	return ""
+}
+
+type SetAllowedUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAllowedUsersResponse) Reset() {
+	*x = SetAllowedUsersResponse{}
+	mi := &file_bridge_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAllowedUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAllowedUsersResponse) ProtoMessage() {}
+
+func (x *SetAllowedUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAllowedUsersResponse.ProtoReflect.Descriptor instead.
+func (*SetAllowedUsersResponse) Descriptor() ([]byte, []int) {
+	return file_bridge_proto_rawDescGZIP(), []int{5}
+}
+
 type ConfigureResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -462,7 +638,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_bridge_proto_msgTypes[4]
+	mi := &file_bridge_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +650,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[4]
+	mi := &file_bridge_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +663,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{4}
+	return file_bridge_proto_rawDescGZIP(), []int{6}
 }
 
 type StartRequest struct {
@@ -498,7 +674,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_bridge_proto_msgTypes[5]
+	mi := &file_bridge_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +686,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[5]
+	mi := &file_bridge_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +699,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{5}
+	return file_bridge_proto_rawDescGZIP(), []int{7}
 }
 
 type StartResponse struct {
@@ -534,7 +710,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_bridge_proto_msgTypes[6]
+	mi := &file_bridge_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +722,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[6]
+	mi := &file_bridge_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +735,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{6}
+	return file_bridge_proto_rawDescGZIP(), []int{8}
 }
 
 type StopRequest struct {
@@ -570,7 +746,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_bridge_proto_msgTypes[7]
+	mi := &file_bridge_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +758,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[7]
+	mi := &file_bridge_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +771,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{7}
+	return file_bridge_proto_rawDescGZIP(), []int{9}
 }
 
 type StopResponse struct {
@@ -606,7 +782,7 @@ type StopResponse struct {
 
 func (x *StopResponse) Reset() {
 	*x = StopResponse{}
-	mi := &file_bridge_proto_msgTypes[8]
+	mi := &file_bridge_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +794,7 @@ func (x *StopResponse) String() string {
 func (*StopResponse) ProtoMessage() {}
 
 func (x *StopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[8]
+	mi := &file_bridge_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +807,7 @@ func (x *StopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
 func (*StopResponse) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{8}
+	return file_bridge_proto_rawDescGZIP(), []int{10}
 }
 
 type HealthRequest struct {
@@ -642,7 +818,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_bridge_proto_msgTypes[9]
+	mi := &file_bridge_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +830,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[9]
+	mi := &file_bridge_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +843,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{9}
+	return file_bridge_proto_rawDescGZIP(), []int{11}
 }
 
 type HealthResponse struct {
@@ -685,7 +861,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_bridge_proto_msgTypes[10]
+	mi := &file_bridge_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +873,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[10]
+	mi := &file_bridge_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +886,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{10}
+	return file_bridge_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthResponse) GetState() State {
@@ -741,6 +917,118 @@ func (x *HealthResponse) GetLastError() string {
 	return ""
 }
 
+type PairingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserName      string                 `protobuf:"bytes,2,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	ChatId        string                 `protobuf:"bytes,3,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PairingRequest) Reset() {
+	*x = PairingRequest{}
+	mi := &file_bridge_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PairingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PairingRequest) ProtoMessage() {}
+
+func (x *PairingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PairingRequest.ProtoReflect.Descriptor instead.
+func (*PairingRequest) Descriptor() ([]byte, []int) {
+	return file_bridge_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PairingRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *PairingRequest) GetUserName() string {
+	if x != nil {
+		return x.UserName
+	}
+	return ""
+}
+
+func (x *PairingRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+type PairingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcome       PairingOutcome         `protobuf:"varint,1,opt,name=outcome,proto3,enum=agentd.bridge.v1.PairingOutcome" json:"outcome,omitempty"`
+	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PairingResponse) Reset() {
+	*x = PairingResponse{}
+	mi := &file_bridge_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PairingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PairingResponse) ProtoMessage() {}
+
+func (x *PairingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bridge_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PairingResponse.ProtoReflect.Descriptor instead.
+func (*PairingResponse) Descriptor() ([]byte, []int) {
+	return file_bridge_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PairingResponse) GetOutcome() PairingOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return PairingOutcome_PAIRING_OUTCOME_UNSPECIFIED
+}
+
+func (x *PairingResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
 type LogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// level is a log/slog level: -4 debug, 0 info, 4 warn, 8 error.
@@ -753,7 +1041,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_bridge_proto_msgTypes[11]
+	mi := &file_bridge_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +1053,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[11]
+	mi := &file_bridge_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +1066,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{11}
+	return file_bridge_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LogRequest) GetLevel() int32 {
@@ -812,7 +1100,7 @@ type Attr struct {
 
 func (x *Attr) Reset() {
 	*x = Attr{}
-	mi := &file_bridge_proto_msgTypes[12]
+	mi := &file_bridge_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1112,7 @@ func (x *Attr) String() string {
 func (*Attr) ProtoMessage() {}
 
 func (x *Attr) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[12]
+	mi := &file_bridge_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1125,7 @@ func (x *Attr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attr.ProtoReflect.Descriptor instead.
 func (*Attr) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{12}
+	return file_bridge_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Attr) GetKey() string {
@@ -862,7 +1150,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_bridge_proto_msgTypes[13]
+	mi := &file_bridge_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1162,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[13]
+	mi := &file_bridge_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1175,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{13}
+	return file_bridge_proto_rawDescGZIP(), []int{17}
 }
 
 type EventRequest struct {
@@ -900,7 +1188,7 @@ type EventRequest struct {
 
 func (x *EventRequest) Reset() {
 	*x = EventRequest{}
-	mi := &file_bridge_proto_msgTypes[14]
+	mi := &file_bridge_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1200,7 @@ func (x *EventRequest) String() string {
 func (*EventRequest) ProtoMessage() {}
 
 func (x *EventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[14]
+	mi := &file_bridge_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1213,7 @@ func (x *EventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventRequest.ProtoReflect.Descriptor instead.
 func (*EventRequest) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{14}
+	return file_bridge_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EventRequest) GetKind() EventKind {
@@ -950,7 +1238,7 @@ type EventResponse struct {
 
 func (x *EventResponse) Reset() {
 	*x = EventResponse{}
-	mi := &file_bridge_proto_msgTypes[15]
+	mi := &file_bridge_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1250,7 @@ func (x *EventResponse) String() string {
 func (*EventResponse) ProtoMessage() {}
 
 func (x *EventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bridge_proto_msgTypes[15]
+	mi := &file_bridge_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1263,7 @@ func (x *EventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventResponse.ProtoReflect.Descriptor instead.
 func (*EventResponse) Descriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{15}
+	return file_bridge_proto_rawDescGZIP(), []int{19}
 }
 
 var File_bridge_proto protoreflect.FileDescriptor
@@ -994,7 +1282,7 @@ const file_bridge_proto_rawDesc = "" +
 	"\x05edits\x18\x01 \x01(\bR\x05edits\x12\x14\n" +
 	"\x05files\x18\x02 \x01(\bR\x05files\x12\x14\n" +
 	"\x05voice\x18\x03 \x01(\bR\x05voice\x12\x16\n" +
-	"\x06typing\x18\x04 \x01(\bR\x06typing\"\xbc\x03\n" +
+	"\x06typing\x18\x04 \x01(\bR\x06typing\"\xa3\x04\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12L\n" +
@@ -1006,10 +1294,18 @@ const file_bridge_proto_rawDesc = "" +
 	"\bdata_dir\x18\a \x01(\tR\adataDir\x12\x1f\n" +
 	"\vuploads_dir\x18\b \x01(\tR\n" +
 	"uploadsDir\x12$\n" +
-	"\x0ehost_broker_id\x18\t \x01(\rR\fhostBrokerId\x1a;\n" +
+	"\x0ehost_broker_id\x18\t \x01(\rR\fhostBrokerId\x12\x1b\n" +
+	"\tdm_policy\x18\n" +
+	" \x01(\tR\bdmPolicy\x12!\n" +
+	"\fgroup_policy\x18\v \x01(\tR\vgroupPolicy\x12%\n" +
+	"\x0eallowed_groups\x18\f \x03(\tR\rallowedGroups\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
+	"\x16SetAllowedUsersRequest\x12#\n" +
+	"\rallowed_users\x18\x01 \x03(\tR\fallowedUsers\x12&\n" +
+	"\x0fwelcome_chat_id\x18\x02 \x01(\tR\rwelcomeChatId\"\x19\n" +
+	"\x17SetAllowedUsersResponse\"\x13\n" +
 	"\x11ConfigureResponse\"\x0e\n" +
 	"\fStartRequest\"\x0f\n" +
 	"\rStartResponse\"\r\n" +
@@ -1021,7 +1317,14 @@ const file_bridge_proto_rawDesc = "" +
 	"\x0fplatform_status\x18\x02 \x01(\tR\x0eplatformStatus\x12+\n" +
 	"\x11gateway_connected\x18\x03 \x01(\bR\x10gatewayConnected\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x04 \x01(\tR\tlastError\"b\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\"_\n" +
+	"\x0ePairingRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tuser_name\x18\x02 \x01(\tR\buserName\x12\x17\n" +
+	"\achat_id\x18\x03 \x01(\tR\x06chatId\"a\n" +
+	"\x0fPairingResponse\x12:\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2 .agentd.bridge.v1.PairingOutcomeR\aoutcome\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\"b\n" +
 	"\n" +
 	"LogRequest\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\x05R\x05level\x12\x10\n" +
@@ -1041,23 +1344,31 @@ const file_bridge_proto_rawDesc = "" +
 	"\x10STATE_CONFIGURED\x10\x02\x12\x11\n" +
 	"\rSTATE_RUNNING\x10\x03\x12\x12\n" +
 	"\x0eSTATE_STOPPING\x10\x04\x12\x10\n" +
-	"\fSTATE_FAILED\x10\x05*\x82\x01\n" +
+	"\fSTATE_FAILED\x10\x05*\xa1\x01\n" +
+	"\x0ePairingOutcome\x12\x1f\n" +
+	"\x1bPAIRING_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17PAIRING_OUTCOME_PENDING\x10\x01\x12\x18\n" +
+	"\x14PAIRING_OUTCOME_FULL\x10\x02\x12\x1a\n" +
+	"\x16PAIRING_OUTCOME_DENIED\x10\x03\x12\x1b\n" +
+	"\x17PAIRING_OUTCOME_ALLOWED\x10\x04*\x82\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rEVENT_KIND_QR\x10\x01\x12\x19\n" +
 	"\x15EVENT_KIND_LOGGED_OUT\x10\x02\x12\x14\n" +
 	"\x10EVENT_KIND_ALERT\x10\x03\x12\x15\n" +
-	"\x11EVENT_KIND_STATUS\x10\x042\x83\x03\n" +
+	"\x11EVENT_KIND_STATUS\x10\x042\xeb\x03\n" +
 	"\x06Bridge\x12E\n" +
 	"\x04Info\x12\x1d.agentd.bridge.v1.InfoRequest\x1a\x1e.agentd.bridge.v1.InfoResponse\x12T\n" +
 	"\tConfigure\x12\".agentd.bridge.v1.ConfigureRequest\x1a#.agentd.bridge.v1.ConfigureResponse\x12H\n" +
 	"\x05Start\x12\x1e.agentd.bridge.v1.StartRequest\x1a\x1f.agentd.bridge.v1.StartResponse\x12E\n" +
 	"\x04Stop\x12\x1d.agentd.bridge.v1.StopRequest\x1a\x1e.agentd.bridge.v1.StopResponse\x12K\n" +
-	"\x06Health\x12\x1f.agentd.bridge.v1.HealthRequest\x1a .agentd.bridge.v1.HealthResponse2\x9a\x01\n" +
+	"\x06Health\x12\x1f.agentd.bridge.v1.HealthRequest\x1a .agentd.bridge.v1.HealthResponse\x12f\n" +
+	"\x0fSetAllowedUsers\x12(.agentd.bridge.v1.SetAllowedUsersRequest\x1a).agentd.bridge.v1.SetAllowedUsersResponse2\xf1\x01\n" +
 	"\n" +
 	"BridgeHost\x12B\n" +
 	"\x03Log\x12\x1c.agentd.bridge.v1.LogRequest\x1a\x1d.agentd.bridge.v1.LogResponse\x12H\n" +
-	"\x05Event\x12\x1e.agentd.bridge.v1.EventRequest\x1a\x1f.agentd.bridge.v1.EventResponseB3Z1github.com/agentd/agentd/proto/bridge/v1;bridgev1b\x06proto3"
+	"\x05Event\x12\x1e.agentd.bridge.v1.EventRequest\x1a\x1f.agentd.bridge.v1.EventResponse\x12U\n" +
+	"\x0eRequestPairing\x12 .agentd.bridge.v1.PairingRequest\x1a!.agentd.bridge.v1.PairingResponseB3Z1github.com/agentd/agentd/proto/bridge/v1;bridgev1b\x06proto3"
 
 var (
 	file_bridge_proto_rawDescOnce sync.Once
@@ -1071,54 +1382,64 @@ func file_bridge_proto_rawDescGZIP() []byte {
 	return file_bridge_proto_rawDescData
 }
 
-var file_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_bridge_proto_goTypes = []any{
-	(State)(0),                // 0: agentd.bridge.v1.State
-	(EventKind)(0),            // 1: agentd.bridge.v1.EventKind
-	(*InfoRequest)(nil),       // 2: agentd.bridge.v1.InfoRequest
-	(*InfoResponse)(nil),      // 3: agentd.bridge.v1.InfoResponse
-	(*Capabilities)(nil),      // 4: agentd.bridge.v1.Capabilities
-	(*ConfigureRequest)(nil),  // 5: agentd.bridge.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 6: agentd.bridge.v1.ConfigureResponse
-	(*StartRequest)(nil),      // 7: agentd.bridge.v1.StartRequest
-	(*StartResponse)(nil),     // 8: agentd.bridge.v1.StartResponse
-	(*StopRequest)(nil),       // 9: agentd.bridge.v1.StopRequest
-	(*StopResponse)(nil),      // 10: agentd.bridge.v1.StopResponse
-	(*HealthRequest)(nil),     // 11: agentd.bridge.v1.HealthRequest
-	(*HealthResponse)(nil),    // 12: agentd.bridge.v1.HealthResponse
-	(*LogRequest)(nil),        // 13: agentd.bridge.v1.LogRequest
-	(*Attr)(nil),              // 14: agentd.bridge.v1.Attr
-	(*LogResponse)(nil),       // 15: agentd.bridge.v1.LogResponse
-	(*EventRequest)(nil),      // 16: agentd.bridge.v1.EventRequest
-	(*EventResponse)(nil),     // 17: agentd.bridge.v1.EventResponse
-	nil,                       // 18: agentd.bridge.v1.ConfigureRequest.SettingsEntry
+	(State)(0),                      // 0: agentd.bridge.v1.State
+	(PairingOutcome)(0),             // 1: agentd.bridge.v1.PairingOutcome
+	(EventKind)(0),                  // 2: agentd.bridge.v1.EventKind
+	(*InfoRequest)(nil),             // 3: agentd.bridge.v1.InfoRequest
+	(*InfoResponse)(nil),            // 4: agentd.bridge.v1.InfoResponse
+	(*Capabilities)(nil),            // 5: agentd.bridge.v1.Capabilities
+	(*ConfigureRequest)(nil),        // 6: agentd.bridge.v1.ConfigureRequest
+	(*SetAllowedUsersRequest)(nil),  // 7: agentd.bridge.v1.SetAllowedUsersRequest
+	(*SetAllowedUsersResponse)(nil), // 8: agentd.bridge.v1.SetAllowedUsersResponse
+	(*ConfigureResponse)(nil),       // 9: agentd.bridge.v1.ConfigureResponse
+	(*StartRequest)(nil),            // 10: agentd.bridge.v1.StartRequest
+	(*StartResponse)(nil),           // 11: agentd.bridge.v1.StartResponse
+	(*StopRequest)(nil),             // 12: agentd.bridge.v1.StopRequest
+	(*StopResponse)(nil),            // 13: agentd.bridge.v1.StopResponse
+	(*HealthRequest)(nil),           // 14: agentd.bridge.v1.HealthRequest
+	(*HealthResponse)(nil),          // 15: agentd.bridge.v1.HealthResponse
+	(*PairingRequest)(nil),          // 16: agentd.bridge.v1.PairingRequest
+	(*PairingResponse)(nil),         // 17: agentd.bridge.v1.PairingResponse
+	(*LogRequest)(nil),              // 18: agentd.bridge.v1.LogRequest
+	(*Attr)(nil),                    // 19: agentd.bridge.v1.Attr
+	(*LogResponse)(nil),             // 20: agentd.bridge.v1.LogResponse
+	(*EventRequest)(nil),            // 21: agentd.bridge.v1.EventRequest
+	(*EventResponse)(nil),           // 22: agentd.bridge.v1.EventResponse
+	nil,                             // 23: agentd.bridge.v1.ConfigureRequest.SettingsEntry
 }
 var file_bridge_proto_depIdxs = []int32{
-	4,  // 0: agentd.bridge.v1.InfoResponse.capabilities:type_name -> agentd.bridge.v1.Capabilities
-	18, // 1: agentd.bridge.v1.ConfigureRequest.settings:type_name -> agentd.bridge.v1.ConfigureRequest.SettingsEntry
+	5,  // 0: agentd.bridge.v1.InfoResponse.capabilities:type_name -> agentd.bridge.v1.Capabilities
+	23, // 1: agentd.bridge.v1.ConfigureRequest.settings:type_name -> agentd.bridge.v1.ConfigureRequest.SettingsEntry
 	0,  // 2: agentd.bridge.v1.HealthResponse.state:type_name -> agentd.bridge.v1.State
-	14, // 3: agentd.bridge.v1.LogRequest.attrs:type_name -> agentd.bridge.v1.Attr
-	1,  // 4: agentd.bridge.v1.EventRequest.kind:type_name -> agentd.bridge.v1.EventKind
-	2,  // 5: agentd.bridge.v1.Bridge.Info:input_type -> agentd.bridge.v1.InfoRequest
-	5,  // 6: agentd.bridge.v1.Bridge.Configure:input_type -> agentd.bridge.v1.ConfigureRequest
-	7,  // 7: agentd.bridge.v1.Bridge.Start:input_type -> agentd.bridge.v1.StartRequest
-	9,  // 8: agentd.bridge.v1.Bridge.Stop:input_type -> agentd.bridge.v1.StopRequest
-	11, // 9: agentd.bridge.v1.Bridge.Health:input_type -> agentd.bridge.v1.HealthRequest
-	13, // 10: agentd.bridge.v1.BridgeHost.Log:input_type -> agentd.bridge.v1.LogRequest
-	16, // 11: agentd.bridge.v1.BridgeHost.Event:input_type -> agentd.bridge.v1.EventRequest
-	3,  // 12: agentd.bridge.v1.Bridge.Info:output_type -> agentd.bridge.v1.InfoResponse
-	6,  // 13: agentd.bridge.v1.Bridge.Configure:output_type -> agentd.bridge.v1.ConfigureResponse
-	8,  // 14: agentd.bridge.v1.Bridge.Start:output_type -> agentd.bridge.v1.StartResponse
-	10, // 15: agentd.bridge.v1.Bridge.Stop:output_type -> agentd.bridge.v1.StopResponse
-	12, // 16: agentd.bridge.v1.Bridge.Health:output_type -> agentd.bridge.v1.HealthResponse
-	15, // 17: agentd.bridge.v1.BridgeHost.Log:output_type -> agentd.bridge.v1.LogResponse
-	17, // 18: agentd.bridge.v1.BridgeHost.Event:output_type -> agentd.bridge.v1.EventResponse
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	1,  // 3: agentd.bridge.v1.PairingResponse.outcome:type_name -> agentd.bridge.v1.PairingOutcome
+	19, // 4: agentd.bridge.v1.LogRequest.attrs:type_name -> agentd.bridge.v1.Attr
+	2,  // 5: agentd.bridge.v1.EventRequest.kind:type_name -> agentd.bridge.v1.EventKind
+	3,  // 6: agentd.bridge.v1.Bridge.Info:input_type -> agentd.bridge.v1.InfoRequest
+	6,  // 7: agentd.bridge.v1.Bridge.Configure:input_type -> agentd.bridge.v1.ConfigureRequest
+	10, // 8: agentd.bridge.v1.Bridge.Start:input_type -> agentd.bridge.v1.StartRequest
+	12, // 9: agentd.bridge.v1.Bridge.Stop:input_type -> agentd.bridge.v1.StopRequest
+	14, // 10: agentd.bridge.v1.Bridge.Health:input_type -> agentd.bridge.v1.HealthRequest
+	7,  // 11: agentd.bridge.v1.Bridge.SetAllowedUsers:input_type -> agentd.bridge.v1.SetAllowedUsersRequest
+	18, // 12: agentd.bridge.v1.BridgeHost.Log:input_type -> agentd.bridge.v1.LogRequest
+	21, // 13: agentd.bridge.v1.BridgeHost.Event:input_type -> agentd.bridge.v1.EventRequest
+	16, // 14: agentd.bridge.v1.BridgeHost.RequestPairing:input_type -> agentd.bridge.v1.PairingRequest
+	4,  // 15: agentd.bridge.v1.Bridge.Info:output_type -> agentd.bridge.v1.InfoResponse
+	9,  // 16: agentd.bridge.v1.Bridge.Configure:output_type -> agentd.bridge.v1.ConfigureResponse
+	11, // 17: agentd.bridge.v1.Bridge.Start:output_type -> agentd.bridge.v1.StartResponse
+	13, // 18: agentd.bridge.v1.Bridge.Stop:output_type -> agentd.bridge.v1.StopResponse
+	15, // 19: agentd.bridge.v1.Bridge.Health:output_type -> agentd.bridge.v1.HealthResponse
+	8,  // 20: agentd.bridge.v1.Bridge.SetAllowedUsers:output_type -> agentd.bridge.v1.SetAllowedUsersResponse
+	20, // 21: agentd.bridge.v1.BridgeHost.Log:output_type -> agentd.bridge.v1.LogResponse
+	22, // 22: agentd.bridge.v1.BridgeHost.Event:output_type -> agentd.bridge.v1.EventResponse
+	17, // 23: agentd.bridge.v1.BridgeHost.RequestPairing:output_type -> agentd.bridge.v1.PairingResponse
+	15, // [15:24] is the sub-list for method output_type
+	6,  // [6:15] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_bridge_proto_init() }
@@ -1131,8 +1452,8 @@ func file_bridge_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bridge_proto_rawDesc), len(file_bridge_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   17,
+			NumEnums:      3,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -28,11 +28,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Bridge_Info_FullMethodName      = "/agentd.bridge.v1.Bridge/Info"
-	Bridge_Configure_FullMethodName = "/agentd.bridge.v1.Bridge/Configure"
-	Bridge_Start_FullMethodName     = "/agentd.bridge.v1.Bridge/Start"
-	Bridge_Stop_FullMethodName      = "/agentd.bridge.v1.Bridge/Stop"
-	Bridge_Health_FullMethodName    = "/agentd.bridge.v1.Bridge/Health"
+	Bridge_Info_FullMethodName            = "/agentd.bridge.v1.Bridge/Info"
+	Bridge_Configure_FullMethodName       = "/agentd.bridge.v1.Bridge/Configure"
+	Bridge_Start_FullMethodName           = "/agentd.bridge.v1.Bridge/Start"
+	Bridge_Stop_FullMethodName            = "/agentd.bridge.v1.Bridge/Stop"
+	Bridge_Health_FullMethodName          = "/agentd.bridge.v1.Bridge/Health"
+	Bridge_SetAllowedUsers_FullMethodName = "/agentd.bridge.v1.Bridge/SetAllowedUsers"
 )
 
 // BridgeClient is the client API for Bridge service.
@@ -55,6 +56,10 @@ type BridgeClient interface {
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
 	// Health reports the bridge's state; cheap enough to poll.
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
+	// SetAllowedUsers replaces the allowed users of a configured or running
+	// bridge at once (an owner approved or revoked a pairing), and optionally
+	// tells the newly approved user so.
+	SetAllowedUsers(ctx context.Context, in *SetAllowedUsersRequest, opts ...grpc.CallOption) (*SetAllowedUsersResponse, error)
 }
 
 type bridgeClient struct {
@@ -115,6 +120,16 @@ func (c *bridgeClient) Health(ctx context.Context, in *HealthRequest, opts ...gr
 	return out, nil
 }
 
+func (c *bridgeClient) SetAllowedUsers(ctx context.Context, in *SetAllowedUsersRequest, opts ...grpc.CallOption) (*SetAllowedUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetAllowedUsersResponse)
+	err := c.cc.Invoke(ctx, Bridge_SetAllowedUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BridgeServer is the server API for Bridge service.
 // All implementations must embed UnimplementedBridgeServer
 // for forward compatibility.
@@ -135,6 +150,10 @@ type BridgeServer interface {
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
 	// Health reports the bridge's state; cheap enough to poll.
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
+	// SetAllowedUsers replaces the allowed users of a configured or running
+	// bridge at once (an owner approved or revoked a pairing), and optionally
+	// tells the newly approved user so.
+	SetAllowedUsers(context.Context, *SetAllowedUsersRequest) (*SetAllowedUsersResponse, error)
 	mustEmbedUnimplementedBridgeServer()
 }
 
@@ -159,6 +178,9 @@ func (UnimplementedBridgeServer) Stop(context.Context, *StopRequest) (*StopRespo
 }
 func (UnimplementedBridgeServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
+}
+func (UnimplementedBridgeServer) SetAllowedUsers(context.Context, *SetAllowedUsersRequest) (*SetAllowedUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetAllowedUsers not implemented")
 }
 func (UnimplementedBridgeServer) mustEmbedUnimplementedBridgeServer() {}
 func (UnimplementedBridgeServer) testEmbeddedByValue()                {}
@@ -271,6 +293,24 @@ func _Bridge_Health_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Bridge_SetAllowedUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAllowedUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BridgeServer).SetAllowedUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bridge_SetAllowedUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BridgeServer).SetAllowedUsers(ctx, req.(*SetAllowedUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Bridge_ServiceDesc is the grpc.ServiceDesc for Bridge service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -298,14 +338,19 @@ var Bridge_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Health",
 			Handler:    _Bridge_Health_Handler,
 		},
+		{
+			MethodName: "SetAllowedUsers",
+			Handler:    _Bridge_SetAllowedUsers_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "bridge.proto",
 }
 
 const (
-	BridgeHost_Log_FullMethodName   = "/agentd.bridge.v1.BridgeHost/Log"
-	BridgeHost_Event_FullMethodName = "/agentd.bridge.v1.BridgeHost/Event"
+	BridgeHost_Log_FullMethodName            = "/agentd.bridge.v1.BridgeHost/Log"
+	BridgeHost_Event_FullMethodName          = "/agentd.bridge.v1.BridgeHost/Event"
+	BridgeHost_RequestPairing_FullMethodName = "/agentd.bridge.v1.BridgeHost/RequestPairing"
 )
 
 // BridgeHostClient is the client API for BridgeHost service.
@@ -319,6 +364,10 @@ type BridgeHostClient interface {
 	Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (*LogResponse, error)
 	// Event reports something the operator should see.
 	Event(ctx context.Context, in *EventRequest, opts ...grpc.CallOption) (*EventResponse, error)
+	// RequestPairing asks agentd for a pairing code for a user who is not
+	// allowed and wrote in a direct chat. agentd decides everything (code,
+	// cap, expiry, approval); the bridge only relays the answer.
+	RequestPairing(ctx context.Context, in *PairingRequest, opts ...grpc.CallOption) (*PairingResponse, error)
 }
 
 type bridgeHostClient struct {
@@ -349,6 +398,16 @@ func (c *bridgeHostClient) Event(ctx context.Context, in *EventRequest, opts ...
 	return out, nil
 }
 
+func (c *bridgeHostClient) RequestPairing(ctx context.Context, in *PairingRequest, opts ...grpc.CallOption) (*PairingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PairingResponse)
+	err := c.cc.Invoke(ctx, BridgeHost_RequestPairing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BridgeHostServer is the server API for BridgeHost service.
 // All implementations must embed UnimplementedBridgeHostServer
 // for forward compatibility.
@@ -360,6 +419,10 @@ type BridgeHostServer interface {
 	Log(context.Context, *LogRequest) (*LogResponse, error)
 	// Event reports something the operator should see.
 	Event(context.Context, *EventRequest) (*EventResponse, error)
+	// RequestPairing asks agentd for a pairing code for a user who is not
+	// allowed and wrote in a direct chat. agentd decides everything (code,
+	// cap, expiry, approval); the bridge only relays the answer.
+	RequestPairing(context.Context, *PairingRequest) (*PairingResponse, error)
 	mustEmbedUnimplementedBridgeHostServer()
 }
 
@@ -375,6 +438,9 @@ func (UnimplementedBridgeHostServer) Log(context.Context, *LogRequest) (*LogResp
 }
 func (UnimplementedBridgeHostServer) Event(context.Context, *EventRequest) (*EventResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Event not implemented")
+}
+func (UnimplementedBridgeHostServer) RequestPairing(context.Context, *PairingRequest) (*PairingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestPairing not implemented")
 }
 func (UnimplementedBridgeHostServer) mustEmbedUnimplementedBridgeHostServer() {}
 func (UnimplementedBridgeHostServer) testEmbeddedByValue()                    {}
@@ -433,6 +499,24 @@ func _BridgeHost_Event_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BridgeHost_RequestPairing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PairingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BridgeHostServer).RequestPairing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BridgeHost_RequestPairing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BridgeHostServer).RequestPairing(ctx, req.(*PairingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BridgeHost_ServiceDesc is the grpc.ServiceDesc for BridgeHost service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -447,6 +531,10 @@ var BridgeHost_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Event",
 			Handler:    _BridgeHost_Event_Handler,
+		},
+		{
+			MethodName: "RequestPairing",
+			Handler:    _BridgeHost_RequestPairing_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

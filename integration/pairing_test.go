@@ -172,6 +172,27 @@ func TestPairing(t *testing.T) {
 		}
 	})
 
+	t.Run("a stranger in a group never starts a pairing", func(t *testing.T) {
+		grace := telegramtest.User(2006, "Grace")
+		group := telegramtest.GroupChat(-100777, "friends")
+		e.tg.Text(group, grace, "@agentd_test_bot let me in")
+		got := e.chatHas(t, -100777, "the refusal in the group", func(m telegramtest.Msg) bool { return true })
+		if got.Text != fmt.Sprintf(bridge.Refusal, "2006") {
+			t.Errorf("group stranger got %q", got.Text)
+		}
+		var list struct {
+			Requests []struct {
+				UserID string `json:"user_id"`
+			} `json:"requests"`
+		}
+		if err := e.owner.GetJSON(ctx, "/api/pairing", &list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Requests) != 1 || list.Requests[0].UserID != "2001" {
+			t.Errorf("pairing requests %+v, want only bob's", list.Requests)
+		}
+	})
+
 	carol, dave, erin := telegramtest.User(2002, "Carol"), telegramtest.User(2003, "Dave"), telegramtest.User(2004, "Erin")
 	t.Run("4th pending request: try later", func(t *testing.T) {
 		for _, u := range []models.User{carol, dave, erin} {

@@ -13,7 +13,7 @@ import (
 // compared, each in constant time, so the answer's timing says nothing
 // about how much of a guess was right. p.mu held.
 func (p *Pairing) find(ctx context.Context, code string) (Request, error) {
-	all, err := p.requests(ctx, `SELECT code, bridge, user_id, user_name, chat_id, state, created_at, expires_at FROM pairing_requests`)
+	all, err := p.requests(ctx, selectRequests)
 	if err != nil {
 		return Request{}, err
 	}
@@ -150,8 +150,7 @@ func (p *Pairing) List(ctx context.Context) ([]Request, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	rs, err := p.requests(ctx, `SELECT code, bridge, user_id, user_name, chat_id, state, created_at, expires_at
-		FROM pairing_requests WHERE expires_at > ? ORDER BY created_at, code`, ms(now))
+	rs, err := p.requests(ctx, selectRequests+` WHERE expires_at > ? ORDER BY created_at, code`, ms(now))
 	for i := range rs {
 		rs[i].Code = Format(rs[i].Code)
 		rs[i].AgeSeconds = now.Sub(rs[i].CreatedAt).Seconds()
@@ -201,6 +200,9 @@ func (p *Pairing) approvedIDs(ctx context.Context, bridge string) ([]string, err
 	}
 	return out, rows.Err()
 }
+
+// selectRequests reads every column requests scans.
+const selectRequests = `SELECT code, bridge, user_id, user_name, chat_id, state, created_at, expires_at FROM pairing_requests`
 
 func (p *Pairing) requests(ctx context.Context, q string, args ...any) ([]Request, error) {
 	rows, err := p.db.QueryContext(ctx, q, args...)

@@ -199,8 +199,8 @@ func (p *Pairing) Request(ctx context.Context, bridge, userID, userName, chatID 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	if _, err := p.db.ExecContext(ctx, `DELETE FROM pairing_requests WHERE expires_at <= ?`, ms(now.Add(-keepExpired))); err != nil {
-		return "", "", fmt.Errorf("pairing: purge: %w", err)
+	if err := p.purge(ctx, now); err != nil {
+		return "", "", err
 	}
 	var n int
 	err = p.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM bridge_users WHERE bridge = ? AND user_id = ?`, bridge, userID).Scan(&n)
@@ -240,6 +240,23 @@ func (p *Pairing) Request(ctx context.Context, bridge, userID, userName, chatID 
 	p.changed(ActionRequested, Format(code))
 	p.alerts.Raise("pairing:"+code, requestText(bridge, userID, userName, Format(code)), alert.Immediately())
 	return Pending, Format(code), nil
+}
+
+// purge ends the alerts of expired requests (an alert incident per code
+// would otherwise stay open for ever) and forgets requests expired long
+// ago. p.mu held.
+func (p *Pairing) purge(ctx context.Context, now time.Time) error {
+	expired, err := p.requests(ctx, selectRequests+` WHERE expires_at <= ?`, ms(now))
+	if err != nil {
+		return err
+	}
+	for _, r := range expired {
+		p.alerts.Clear("pairing:"+r.Code, "")
+	}
+	if _, err := p.db.ExecContext(ctx, `DELETE FROM pairing_requests WHERE expires_at <= ?`, ms(now.Add(-keepExpired))); err != nil {
+		return fmt.Errorf("pairing: purge: %w", err)
+	}
+	return nil
 }
 
 // requestText is the operator alert: who asks, and the command to run.

@@ -202,6 +202,9 @@ func TestWebApp(t *testing.T) {
 		t.Fatalf("revoked device still chats: %s", r.stdout)
 	}
 
+	run(t, ctx, "pairing", chromedp.Navigate(base+"/#/pairing"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready=pairing]`)))
+	waitText(t, ctx, "main", "Approved users")
+
 	run(t, ctx, "usage", chromedp.Navigate(base+"/#/usage"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready=usage]`)))
 	waitText(t, ctx, "main", "By model")
 	screenshot(t, ctx, "usage")
@@ -225,7 +228,7 @@ func TestWebApp(t *testing.T) {
 	cbase := startProxy(t, chat)
 	cctx := browser(t)
 	run(t, cctx, "chat app", chromedp.Navigate(cbase+"/#/devices"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready=chat]`)))
-	hidden := eval[bool](t, cctx, `document.querySelector('nav a[data-page=devices]').hidden && document.querySelector('nav a[data-page=bridges]').hidden`)
+	hidden := eval[bool](t, cctx, `document.querySelector('nav a[data-page=devices]').hidden && document.querySelector('nav a[data-page=bridges]').hidden && document.querySelector('nav a[data-page=pairing]').hidden`)
 	status := eval[int](t, cctx, `fetch('/api/devices').then(r => r.status)`, chromedp.EvalAwaitPromise)
 	if !hidden || status != 403 {
 		t.Fatalf("chat device: admin links hidden %v, GET /api/devices %d", hidden, status)

@@ -364,6 +364,17 @@ async function pageTasks(main) {
 async function pageBridges(main) {
   const reload = () => route();
   main.append(h('h1', {}, 'Bridges'));
+  // A bridge waiting for a login shows its current QR code (WhatsApp).
+  try {
+    for (const b of (await api('GET', '/api/bridges')).bridges || []) {
+      if (!b.login_qr) continue;
+      const png = await api('POST', '/api/qr', { text: b.login_qr });
+      main.append(h('section', { 'aria-label': `Log in ${b.name}` }, h('h2', {}, `Link ${b.name}`),
+        h('p', {}, 'Scan this code with the phone (Linked devices → Link a device); it changes every 20 s.'),
+        h('img', { src: URL.createObjectURL(png), alt: `Login QR code for ${b.name}` })));
+      setTimeout(() => location.hash === '#/bridges' && route(), 15000);
+    }
+  } catch {}
   await section(main, 'Bridges', '/api/bridges', 'bridges', [['name', r => r.name], ['state', r => r.state], ['platform', r => r.platform_status], ['restarts', r => r.restarts], ['last error', r => r.last_error]],
     r => [act('Restart', () => api('POST', `/api/bridges/${r.name}/restart`), reload), ' ',
       act(r.enabled ? 'Disable' : 'Enable', () => api('POST', `/api/bridges/${r.name}/${r.enabled ? 'disable' : 'enable'}`), reload)]);
@@ -385,9 +396,21 @@ async function pageDevices(main) {
     r => r.status === 'active' && r.handle !== 'owner' ? act('Revoke', () => confirm(`Revoke ${r.handle}?`) && api('POST', `/api/devices/${encodeURIComponent(r.client_id || r.id)}/revoke`), reload) : null);
 }
 
+async function pagePairing(main) {
+  const reload = () => route();
+  main.append(h('h1', {}, 'Pairing'), h('p', { class: 'mut' }, 'People who wrote to a bridge and wait for your approval, and the users you approved.'));
+  let d;
+  try { d = await api('GET', '/api/pairing'); } catch (e) { main.append(h('p', { class: 'err' }, e.message)); return; }
+  const decide = (code, what) => act(what === 'approve' ? 'Approve' : 'Deny', () => api('POST', `/api/pairing/${encodeURIComponent(code)}/${what}`), reload);
+  main.append(h('h2', {}, 'Requests'), table([['bridge', r => r.bridge], ['who', r => r.user_name], ['user id', r => r.user_id], ['code', r => r.code], ['state', r => r.state], ['expires', r => fmtTime(r.expires_at)]],
+    d.requests || [], r => r.state === 'pending' ? [decide(r.code, 'approve'), ' ', decide(r.code, 'deny')] : null));
+  main.append(h('h2', {}, 'Approved users'), table([['bridge', r => r.bridge], ['who', r => r.user_name], ['user id', r => r.user_id], ['since', r => fmtTime(r.approved_at)]],
+    d.users || [], r => act('Revoke', () => confirm(`Revoke ${r.user_name || r.user_id}?`) && api('DELETE', `/api/pairing/users/${encodeURIComponent(r.bridge)}/${encodeURIComponent(r.user_id)}`), reload)));
+}
+
 // --- router -----------------------------------------------------------------
-const pages = { chat: pageChat, vault: pageVault, usage: pageUsage, models: pageModels, mcps: pageMCPs, tasks: pageTasks, bridges: pageBridges, devices: pageDevices };
-const adminPages = new Set(['bridges', 'devices']);
+const pages = { chat: pageChat, vault: pageVault, usage: pageUsage, models: pageModels, mcps: pageMCPs, tasks: pageTasks, bridges: pageBridges, devices: pageDevices, pairing: pagePairing };
+const adminPages = new Set(['bridges', 'devices', 'pairing']);
 async function route() {
   const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
   let name = path || 'chat';

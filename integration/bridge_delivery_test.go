@@ -116,11 +116,15 @@ func TestBridgeRetryAfterLongerThanAMinute(t *testing.T) {
 	// Killed while waiting out a refusal: the next process keeps the wait.
 	e.tg.AddRule(telegramtest.Rule{Methods: []string{"sendMessage", "editMessageText"}, Refuse: 1, RetryAfter: 300})
 	arrived := len(e.tg.Calls("sendMessage"))
+	before := latestWait(filepath.Join(e.dir, "bridges", "telegram", "bridge.db"))
 	e.tg.Text(aliceChat, alice, "killed while waiting")
 	e.tg.Wait(15*time.Second, "the refused sendMessage", func() bool { return e.tg.Flood().Refused == 3 })
 	if len(e.tg.Calls("sendMessage")) <= arrived {
 		t.Fatal("no sendMessage was refused")
 	}
+	// Kill only once the bridge has read the 429 and stored the wait: a
+	// process killed before the refusal reached it cannot honour it.
+	waitStoredWait(t, filepath.Join(e.dir, "bridges", "telegram", "bridge.db"), before)
 	e.kill()
 	e.waitReply(30*time.Second, "killed while waiting")
 	if n := e.repliesTo("killed while waiting"); n != 1 {
@@ -278,6 +282,30 @@ func waitRecorded(t *testing.T, e *bridgeEnv, n int) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("bridge store never recorded %d parts (%s)", n, p)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// latestWait is the latest platform wait (Unix ms) the bridge store holds.
+func latestWait(path string) int64 {
+	db, err := sql.Open("sqlite", istore.DSN(path))
+	if err != nil {
+		return 0
+	}
+	defer db.Close()
+	var ms sql.NullInt64
+	db.QueryRow(`SELECT MAX(CAST(value AS INTEGER)) FROM kv WHERE key LIKE 'bridge/wait/%'`).Scan(&ms)
+	return ms.Int64
+}
+
+// waitStoredWait waits until the bridge store holds a wait later than prev.
+func waitStoredWait(t *testing.T, path string, prev int64) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for latestWait(path) <= prev {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bridge never stored the platform's wait (%s)", path)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -43,7 +43,7 @@ type conn struct {
 
 	// mu guards queue, writing, room, closeCode, closeText, closed and audio.
 	mu        sync.Mutex
-	queue     [][]byte
+	queue     []frame
 	writing   bool          // the writer goroutine runs
 	room      chan struct{} // closed when the writer takes a batch; Stream waits on it
 	closeCode int           // non-zero: close with this code once queue is written
@@ -56,6 +56,19 @@ type conn struct {
 	writeWait time.Duration
 	ping      *time.Timer
 }
+
+// frame is a queued frame: encoded, or a delta still open to merging.
+type frame struct {
+	b       []byte
+	delta   bool   // an unencoded delta: text of session
+	text    []byte
+	session string
+}
+
+// maxMerged bounds a delta that later deltas are merged into: beyond it
+// they queue as frames of their own, so a client that stops reading still
+// fills its queue (flow control) instead of growing one frame forever.
+const maxMerged = 16 << 10
 
 // logger is built on demand: a logger per idle connection costs memory.
 func (c *conn) logger() *slog.Logger {
@@ -81,10 +94,16 @@ func (c *conn) Send(m wire.Message) bool {
 // under the lock its interrupt needs, and a socket write cannot be cut by
 // ctx without breaking the connection.
 func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
-	b, err := wire.Encode(m)
-	if err != nil {
-		c.logger().Error("encode frame", "type", m.Type(), "err", err)
-		return false
+	var f frame
+	if d, ok := m.(wire.Delta); ok {
+		f = frame{delta: true, text: []byte(d.Text), session: d.SessionID}
+	} else {
+		b, err := wire.Encode(m)
+		if err != nil {
+			c.logger().Error("encode frame", "type", m.Type(), "err", err)
+			return false
+		}
+		f = frame{b: b}
 	}
 	for {
 		c.mu.Lock()
@@ -92,8 +111,11 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 		case c.closed || c.closeCode != 0:
 			c.mu.Unlock()
 			return false
+		case c.mergeLocked(f):
+			c.mu.Unlock()
+			return true
 		case len(c.queue) < c.limit/2:
-			c.queue = append(c.queue, b)
+			c.queue = append(c.queue, f)
 			c.startWriterLocked()
 			c.mu.Unlock()
 			return true
@@ -103,6 +125,23 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 			return false
 		}
 	}
+}
+
+// mergeLocked appends delta f to the last queued frame when that is a
+// delta of the same session the writer has not taken yet: a model that
+// streams faster than the client reads sends fewer, larger deltas, and the
+// client's text is the same. The writer is running whenever the queue is
+// not empty.
+func (c *conn) mergeLocked(f frame) bool {
+	if !f.delta || len(c.queue) == 0 {
+		return false
+	}
+	last := &c.queue[len(c.queue)-1]
+	if !last.delta || last.session != f.session || len(last.text)+len(f.text) > maxMerged {
+		return false
+	}
+	last.text = append(last.text, f.text...)
+	return true
 }
 
 // waitRoom waits until the queue is below half its bound; false if ctx
@@ -167,7 +206,7 @@ func (c *conn) enqueue(b []byte) bool {
 		c.slowConsumerLocked()
 		return false
 	}
-	c.queue = append(c.queue, b)
+	c.queue = append(c.queue, frame{b: b})
 	c.startWriterLocked()
 	return true
 }
@@ -231,12 +270,16 @@ func (c *conn) write() {
 	}
 }
 
-func (c *conn) writeBatch(batch [][]byte) error {
+func (c *conn) writeBatch(batch []frame) error {
 	if len(batch) == 0 {
 		return nil
 	}
 	c.raw.begin()
-	for _, b := range batch {
+	for _, f := range batch {
+		b := f.b
+		if f.delta {
+			b, _ = wire.Encode(wire.Delta{Text: string(f.text), SessionID: f.session}) // a Delta always encodes
+		}
 		if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 			c.raw.end()
 			return err

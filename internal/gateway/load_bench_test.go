@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +87,8 @@ func BenchmarkConcurrentClients(b *testing.B) {
 // TestHelperLoadServer is a server process of BenchmarkConcurrentClients:
 // agentd's gateway and session manager, or the bare gorilla echo
 // (AGENTD_LOAD_SERVER), until its stdin closes. It prints "url <ws url>".
+// With AGENTD_BENCH_PROFILE=path it writes its CPU profile to
+// path.agentd or path.gorilla (go tool pprof path.agentd).
 func TestHelperLoadServer(t *testing.T) {
 	var url string
 	switch os.Getenv("AGENTD_LOAD_SERVER") {
@@ -95,6 +98,15 @@ func TestHelperLoadServer(t *testing.T) {
 		url = bareEchoServer(t).URL
 	default:
 		t.Skip("helper process for BenchmarkConcurrentClients")
+	}
+	if path := os.Getenv("AGENTD_BENCH_PROFILE"); path != "" {
+		f, err := os.Create(path + "." + os.Getenv("AGENTD_LOAD_SERVER"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("url ws%s\n", strings.TrimPrefix(url, "http"))
 	io.Copy(io.Discard, os.Stdin)
@@ -127,7 +139,13 @@ func startLoadServer(b *testing.B, name string, args ...string) *loadServer {
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start %s (the aiohttp baseline needs python3-aiohttp: make bench-setup): %v", name, err)
 	}
-	b.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	b.Cleanup(func() {
+		stdin.Close()
+		// Let a profiling server write its profile; then kill.
+		t := time.AfterFunc(5*time.Second, func() { cmd.Process.Kill() })
+		cmd.Wait()
+		t.Stop()
+	})
 	lines := bufio.NewScanner(out)
 	for lines.Scan() {
 		line := strings.TrimSpace(lines.Text())

@@ -314,14 +314,20 @@ func TestLongOutbox(t *testing.T) {
 // close), and finds the reply in its outbox later; other clients are not
 // slowed down.
 func TestStalledReaderMidReply(t *testing.T) {
-	e := newEnv(t, envOpts{writeTimeout: 500 * time.Millisecond})
+	// Far more than socket buffers hold (~4 MB on loopback), in deltas too
+	// large to be merged while the client does not read.
+	big := make([]string, 400)
+	for i := range big {
+		big[i] = strings.Repeat("w", 32<<10)
+	}
+	fake := providertest.NewOpenAI(t, providertest.Response{Text: big}, providertest.Response{Text: []string{"quick ", "reply"}})
+	e := newEnv(t, envOpts{writeTimeout: 500 * time.Millisecond, openAI: fake.BaseURL(), model: "gpt"})
 	stalled, bob := e.dial("alice"), e.dial("bob")
-	long := strings.Repeat("w ", 200000) // ~200k delta frames, far more than socket buffers hold
-	stalled.send(wire.TextFinal{Text: long, SessionID: "big"})
-	time.Sleep(50 * time.Millisecond)
+	stalled.send(wire.TextFinal{Text: "a long answer", SessionID: "big"})
+	waitFor(t, func() bool { return fake.Remaining() == 1 })
 	start := time.Now()
 	bob.send(wire.TextFinal{Text: "quick", SessionID: "b"})
-	if tf := bob.readTurn(); tf.response.Text != provider.EchoReply("quick") {
+	if tf := bob.readTurn(); tf.response.Text != "quick reply" {
 		t.Fatalf("bob: %+v", tf)
 	}
 	if el := time.Since(start); el > 300*time.Millisecond {
@@ -343,7 +349,7 @@ func TestStalledReaderMidReply(t *testing.T) {
 	})
 	again := e.dial("alice")
 	r, _ := until[wire.Response](again)
-	if r.SessionID != "big" || !strings.HasPrefix(r.Text, "echo: w w w") {
+	if r.SessionID != "big" || !strings.HasPrefix(r.Text, "wwww") {
 		t.Fatalf("reply from the outbox: %.60q", r.Text)
 	}
 }

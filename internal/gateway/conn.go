@@ -60,7 +60,7 @@ type conn struct {
 // frame is a queued frame: encoded, or a delta still open to merging.
 type frame struct {
 	b       []byte
-	delta   bool   // an unencoded delta: text of session
+	delta   bool // an unencoded delta: text of session
 	text    []byte
 	session string
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // EchoNotice ends every echo reply so nobody mistakes it for a model.
@@ -43,9 +44,9 @@ func EchoReply(userText string) string {
 // Stream implements Provider.
 func (e *Echo) Stream(ctx context.Context, req *Request, onEvent func(Event) error) (*Result, error) {
 	last := ""
-	prompt := len(strings.Fields(req.System))
+	prompt := countWords(req.System)
 	for _, m := range req.Messages {
-		prompt += len(strings.Fields(m.Content))
+		prompt += countWords(m.Content)
 		if m.Role == RoleUser {
 			last = m.Content
 		}
@@ -94,4 +95,18 @@ func (e *Echo) Stream(ctx context.Context, req *Request, onEvent func(Event) err
 // ListModels implements Provider.
 func (e *Echo) ListModels(context.Context) ([]ModelInfo, error) {
 	return []ModelInfo{{ID: EchoModel, DisplayName: "Echo (offline demo)", OwnedBy: "agentd"}}, nil
+}
+
+// countWords is len(strings.Fields(s)) without building the slice: the
+// echo provider counts the whole history's words on every turn.
+func countWords(s string) int {
+	n, in := 0, false
+	for _, r := range s {
+		space := unicode.IsSpace(r)
+		if !space && !in {
+			n++
+		}
+		in = !space
+	}
+	return n
 }

@@ -15,8 +15,8 @@ import (
 //
 // There is no writer goroutine: the first caller that finds no commit in
 // progress leads; it takes every pending write (its own included), runs
-// them in one transaction, each in a savepoint so one failing write fails
-// alone, commits, and hands the lead to the next waiting caller, if any.
+// them in one transaction (see commitGroup for how a failing write fails
+// alone), commits, and hands the lead to the next waiting caller, if any.
 // Writes that arrive while a commit runs form the next batch, so a lone
 // write is never delayed and a busy store commits in large batches. Every
 // caller returns only once its write is committed (or failed): the
@@ -77,65 +77,69 @@ func (d *db) inGroup(ctx context.Context, fn func(ctx context.Context, tx *sql.T
 }
 
 // commitGroup runs batch in one transaction and tells each write its
-// result.
+// result. Writes almost never fail, so they share the transaction without
+// savepoints (two statements more per write); when one fails, the
+// transaction is rolled back and each write runs again in one of its own,
+// so the failing write fails alone and the others commit.
 func (d *db) commitGroup(batch []*groupWrite) {
 	errs := make([]error, len(batch))
-	finish := func() {
+	defer func() {
 		for i, w := range batch {
 			w.done <- errs[i]
 		}
+	}()
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if failed := d.commitWrites(batch, errs); !failed || len(batch) == 1 {
+		return
 	}
-	defer finish()
-	fail := func(err error) {
+	clear(errs)
+	for i := range batch {
+		d.commitWrites(batch[i:i+1], errs[i:i+1])
+	}
+}
+
+// commitWrites runs writes in one transaction, stopping at the first that
+// fails; it reports whether one did (errs then says which, or why the
+// transaction failed).
+func (d *db) commitWrites(writes []*groupWrite, errs []error) (failed bool) {
+	fail := func(err error) bool {
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = err
 			}
 		}
+		return true
 	}
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
 	// The writes' own contexts are checked before each runs; the
-	// transaction must not be cut by one of them.
+	// transaction must not be cut by one of them. The statements get a
+	// context that cannot be cancelled: for a cancellable one the driver
+	// starts a watcher goroutine per statement.
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
-		fail(fmt.Errorf("begin: %w", err))
-		return
+		return fail(fmt.Errorf("begin: %w", err))
 	}
 	defer tx.Rollback()
-	savepoints := len(batch) > 1
-	for i, w := range batch {
+	sctx := context.WithoutCancel(ctx)
+	ran := false
+	for i, w := range writes {
 		if err := w.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
-		if savepoints {
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-				fail(fmt.Errorf("savepoint: %w", err))
-				return
-			}
+		if err := w.fn(sctx, tx); err != nil {
+			errs[i] = err
+			return true // rolled back: nothing of a failed write is kept
 		}
-		errs[i] = w.fn(ctx, tx)
-		if !savepoints {
-			if errs[i] != nil {
-				return // rolled back: nothing of a failed write is kept
-			}
-			continue
-		}
-		if errs[i] != nil {
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
-				fail(fmt.Errorf("savepoint: %w", err))
-				return
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `RELEASE w`); err != nil {
-			fail(fmt.Errorf("savepoint: %w", err))
-			return
-		}
+		ran = true
+	}
+	if !ran {
+		return false
 	}
 	if err := tx.Commit(); err != nil {
-		fail(fmt.Errorf("commit: %w", err))
+		return fail(fmt.Errorf("commit: %w", err))
 	}
+	return false
 }

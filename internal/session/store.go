@@ -418,8 +418,10 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 			o.Price.Input, o.Price.Output, usage.Source(t.SessionID)); err != nil {
 			return err
 		}
-		if _, err := tx.StmtContext(ctx, d.delTurn).ExecContext(ctx, t.ID); err != nil {
-			return err
+		if t.ID != 0 { // 0: it ended before it was to be persisted
+			if _, err := tx.StmtContext(ctx, d.delTurn).ExecContext(ctx, t.ID); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.StmtContext(ctx, d.touch).ExecContext(ctx, now, t.SessionID); err != nil {
 			return err

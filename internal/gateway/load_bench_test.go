@@ -51,10 +51,11 @@ func BenchmarkConcurrentClients(b *testing.B) {
 		clients, _ = strconv.Atoi(s)
 	}
 	for i := 0; i < b.N; i++ {
-		srv := startLoadServer(b, os.Args[0], "-test.run=^TestHelperLoadServer$", "AGENTD_LOAD_SERVER=agentd")
+		srv := startLoadServer(b, os.Args[0], "-test.run=^TestHelperLoadServer$", "AGENTD_LOAD_SERVER=agentd",
+			fmt.Sprintf("AGENTD_BENCH_CLIENTS=%d", clients))
 		conns := make([]*client, clients)
 		for j := range conns {
-			conns[j] = dialLoad(b, srv.url, fmt.Sprintf("user%d", j))
+			conns[j] = dialDevice(b, srv, j)
 			if _, ok := conns[j].next().(wire.AuthOK); !ok {
 				b.Fatal("no auth_ok")
 			}
@@ -95,7 +96,7 @@ func TestHelperLoadServer(t *testing.T) {
 	var url string
 	switch os.Getenv("AGENTD_LOAD_SERVER") {
 	case "agentd":
-		url = newEnv(t, envOpts{}).srv.URL + "/ws"
+		url = authUnixServer(t)
 	case "gorilla":
 		url = bareEchoServer(t).URL
 	default:
@@ -110,7 +111,7 @@ func TestHelperLoadServer(t *testing.T) {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Printf("url ws%s\n", strings.TrimPrefix(url, "http"))
+	fmt.Printf("url %s\n", strings.Replace(url, "http", "ws", 1))
 	io.Copy(io.Discard, os.Stdin)
 }
 
@@ -118,14 +119,16 @@ func TestHelperLoadServer(t *testing.T) {
 type loadServer struct {
 	url string
 	pid int
+	// The agentd server's unix socket and its clients' identities.
+	socket, ids string
 }
 
 // startLoadServer runs the command, waits for its "url" line (or, for the
 // aiohttp script, its port) and stops it at cleanup.
 func startLoadServer(b *testing.B, name string, args ...string) *loadServer {
 	var env []string
-	if len(args) > 0 && strings.HasPrefix(args[len(args)-1], "AGENTD_LOAD_SERVER=") {
-		env, args = args[len(args)-1:], args[:len(args)-1]
+	for len(args) > 0 && strings.HasPrefix(args[len(args)-1], "AGENTD_") {
+		env, args = append(env, args[len(args)-1]), args[:len(args)-1]
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -153,7 +156,11 @@ func startLoadServer(b *testing.B, name string, args ...string) *loadServer {
 		line := strings.TrimSpace(lines.Text())
 		if u, ok := strings.CutPrefix(line, "url "); ok {
 			go io.Copy(io.Discard, out)
-			return &loadServer{url: u, pid: cmd.Process.Pid}
+			s := &loadServer{url: u, pid: cmd.Process.Pid}
+			if rest, ok := strings.CutPrefix(u, "unix:"); ok {
+				s.socket, s.ids, _ = strings.Cut(rest, " ids ")
+			}
+			return s
 		}
 		if port, err := strconv.Atoi(line); err == nil {
 			go io.Copy(io.Discard, out)

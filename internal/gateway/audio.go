@@ -2,16 +2,14 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/agentd/agentd/internal/voice"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -164,14 +162,9 @@ func (a *audioIn) stop() {
 	}
 }
 
-// saveAudio writes a voice message as uploads/voice/<yyyy-mm>/<random>-in.audio.
+// saveAudio writes a voice message as uploads/voice/<yyyy-mm>/<random>-in.audio
+// (voice.Files.Save: the one place voice files are named and written).
 func (g *Gateway) saveAudio(data []byte) (string, error) {
-	dir := filepath.Join(g.opts.AgentDir, "uploads", "voice", time.Now().UTC().Format("2006-01"))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	path := filepath.Join(dir, hex.EncodeToString(rnd[:])+"-in.audio")
-	return path, os.WriteFile(path, data, 0o600)
+	f := voice.Files{Dir: filepath.Join(g.opts.AgentDir, "uploads")}
+	return f.Save(voice.Audio{Data: data, Format: "audio"}, "in")
 }

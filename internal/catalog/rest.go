@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -14,7 +13,7 @@ import (
 // Reads need the chat capability; writes, and GET /api/models/available
 // (which calls the providers' APIs with their stored keys), need admin.
 func Routes(c *Catalog) []route.Route {
-	a := &api{c: c}
+	a := &api{c: c, errs: restErrors(c)}
 	chat, admin := auth.CapChat, auth.CapAdmin
 	return []route.Route{
 		{Pattern: "GET /api/providers", Cap: chat, Handler: http.HandlerFunc(a.listProviders)},
@@ -34,7 +33,10 @@ func Routes(c *Catalog) []route.Route {
 	}
 }
 
-type api struct{ c *Catalog }
+type api struct {
+	c    *Catalog
+	errs route.Errors
+}
 
 // ProviderView is a provider as the REST API shows it: never the API key.
 type ProviderView struct {
@@ -98,11 +100,7 @@ func (a *api) createProvider(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := a.c.CreateProvider(r.Context(), in)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, a.view(p))
+	a.errs.Reply(w, err, http.StatusCreated, a.view(p))
 }
 
 func (a *api) updateProvider(w http.ResponseWriter, r *http.Request) {
@@ -114,20 +112,13 @@ func (a *api) updateProvider(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := a.c.UpdateProvider(r.Context(), r.PathValue("id"), body.ProviderPatch)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, a.view(p))
+	a.errs.Reply(w, err, http.StatusOK, a.view(p))
 }
 
 func (a *api) deleteProvider(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := a.c.DeleteProvider(r.Context(), id); err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+	err := a.c.DeleteProvider(r.Context(), id)
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"id": id, "deleted": true})
 }
 
 func (a *api) listModels(w http.ResponseWriter, r *http.Request) {
@@ -200,11 +191,7 @@ func (a *api) createModel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m, err := a.c.CreateModel(r.Context(), in)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, m)
+	a.errs.Reply(w, err, http.StatusCreated, m)
 }
 
 func (a *api) updateModel(w http.ResponseWriter, r *http.Request) {
@@ -216,20 +203,13 @@ func (a *api) updateModel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m, err := a.c.UpdateModel(r.Context(), r.PathValue("id"), body.ModelPatch)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, m)
+	a.errs.Reply(w, err, http.StatusOK, m)
 }
 
 func (a *api) deleteModel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := a.c.DeleteModel(r.Context(), id); err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+	err := a.c.DeleteModel(r.Context(), id)
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"id": id, "deleted": true})
 }
 
 func (a *api) enableModel(w http.ResponseWriter, r *http.Request)  { a.setEnabled(w, r, true) }
@@ -237,34 +217,21 @@ func (a *api) disableModel(w http.ResponseWriter, r *http.Request) { a.setEnable
 
 func (a *api) setEnabled(w http.ResponseWriter, r *http.Request, on bool) {
 	m, err := a.c.SetModelEnabled(r.Context(), r.PathValue("id"), on)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, m)
+	a.errs.Reply(w, err, http.StatusOK, m)
 }
 
-// fail maps catalog errors to statuses.
-func (a *api) fail(w http.ResponseWriter, err error) {
-	var ce *Error
-	if !errors.As(err, &ce) {
-		a.c.log.Error("catalog request failed", "err", err)
-		auth.WriteError(w, http.StatusInternalServerError, "internal", "internal error")
-		return
-	}
-	switch ce.Kind {
-	case ErrInvalid:
-		auth.WriteError(w, http.StatusBadRequest, "bad_request", ce.Msg)
-	case ErrNotFound:
-		auth.WriteError(w, http.StatusNotFound, "not_found", ce.Msg)
-	case ErrExists:
-		auth.WriteError(w, http.StatusConflict, "conflict", ce.Msg)
-	case ErrInUse:
-		auth.WriteError(w, http.StatusConflict, "in_use", ce.Msg)
-	case ErrConfigDefined:
-		auth.WriteError(w, http.StatusConflict, "config_defined", ce.Msg)
-	default:
-		auth.WriteError(w, http.StatusInternalServerError, "internal", ce.Msg)
+// restErrors maps the catalog's refusals to statuses; any other failure
+// is logged and its text kept out of the answer.
+func restErrors(c *Catalog) route.Errors {
+	return route.Errors{
+		Codes: []route.Code{
+			{Err: ErrInvalid, Status: http.StatusBadRequest, Code: "bad_request"},
+			{Err: ErrNotFound, Status: http.StatusNotFound, Code: "not_found"},
+			{Err: ErrExists, Status: http.StatusConflict, Code: "conflict"},
+			{Err: ErrInUse, Status: http.StatusConflict, Code: "in_use"},
+			{Err: ErrConfigDefined, Status: http.StatusConflict, Code: "config_defined"},
+		},
+		Other: route.Logged(c.log, "catalog request failed", "internal error"),
 	}
 }
 

@@ -1,7 +1,6 @@
 package mcp
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/agentd/agentd/internal/auth"
@@ -12,7 +11,7 @@ import (
 // change needs admin, since adding or enabling a server starts a process
 // and its env and headers hold credentials.
 func Routes(p *Pool) []route.Route {
-	a := &api{p: p}
+	a := &api{p: p, errs: restErrors(p)}
 	chat, admin := auth.CapChat, auth.CapAdmin
 	return []route.Route{
 		{Pattern: "GET /api/mcps", Cap: chat, Handler: http.HandlerFunc(a.list)},
@@ -26,7 +25,10 @@ func Routes(p *Pool) []route.Route {
 	}
 }
 
-type api struct{ p *Pool }
+type api struct {
+	p    *Pool
+	errs route.Errors
+}
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	route.JSON(w, http.StatusOK, map[string]any{"mcps": a.p.List()})
@@ -34,11 +36,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	v, err := a.p.Get(r.PathValue("name"))
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"mcp": v})
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"mcp": v})
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request) {
@@ -47,11 +45,7 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := a.p.Create(r.Context(), in)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusCreated, map[string]any{"ok": true, "mcp": v})
+	a.errs.Reply(w, err, http.StatusCreated, map[string]any{"ok": true, "mcp": v})
 }
 
 func (a *api) update(w http.ResponseWriter, r *http.Request) {
@@ -67,19 +61,12 @@ func (a *api) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := a.p.Update(r.Context(), r.PathValue("name"), body.Patch)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"ok": true, "mcp": v})
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"ok": true, "mcp": v})
 }
 
 func (a *api) delete(w http.ResponseWriter, r *http.Request) {
-	if err := a.p.Delete(r.Context(), r.PathValue("name")); err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"ok": true})
+	err := a.p.Delete(r.Context(), r.PathValue("name"))
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"ok": true})
 }
 
 func (a *api) enable(w http.ResponseWriter, r *http.Request)  { a.setEnabled(w, r, true) }
@@ -87,33 +74,23 @@ func (a *api) disable(w http.ResponseWriter, r *http.Request) { a.setEnabled(w, 
 
 func (a *api) setEnabled(w http.ResponseWriter, r *http.Request, on bool) {
 	v, err := a.p.SetEnabled(r.Context(), r.PathValue("name"), on)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"ok": true, "mcp": v})
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"ok": true, "mcp": v})
 }
 
 func (a *api) tools(w http.ResponseWriter, r *http.Request) {
 	route.JSON(w, http.StatusOK, map[string]any{"tools": a.p.Tools()})
 }
 
-// fail maps the pool's errors to statuses.
-func (a *api) fail(w http.ResponseWriter, err error) {
-	var pe *Error
-	if !errors.As(err, &pe) {
-		a.p.log.Error("MCP request failed", "err", err)
-		route.Error(w, http.StatusInternalServerError, "internal", "internal error")
-		return
-	}
-	switch pe.Kind {
-	case ErrNotFound:
-		route.Error(w, http.StatusNotFound, "not_found", pe.Msg)
-	case ErrExists:
-		route.Error(w, http.StatusConflict, "conflict", pe.Msg)
-	case ErrBuiltin:
-		route.Error(w, http.StatusBadRequest, "builtin", pe.Msg)
-	default:
-		route.Error(w, http.StatusBadRequest, "bad_request", pe.Msg)
+// restErrors maps the pool's refusals to statuses; any other failure is
+// logged and its text kept out of the answer.
+func restErrors(p *Pool) route.Errors {
+	return route.Errors{
+		Codes: []route.Code{
+			{Err: ErrNotFound, Status: http.StatusNotFound, Code: "not_found"},
+			{Err: ErrExists, Status: http.StatusConflict, Code: "conflict"},
+			{Err: ErrBuiltin, Status: http.StatusBadRequest, Code: "builtin"},
+			{Err: ErrInvalid, Status: http.StatusBadRequest, Code: "bad_request"},
+		},
+		Other: route.Logged(p.log, "MCP request failed", "internal error"),
 	}
 }

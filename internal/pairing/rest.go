@@ -2,7 +2,6 @@ package pairing
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -25,12 +24,12 @@ func Routes(p *Pairing) []route.Route {
 		{Pattern: "GET /api/pairing", Cap: admin, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			reqs, err := p.List(r.Context())
 			if err != nil {
-				writeErr(w, err)
+				restErrors.Write(w, err)
 				return
 			}
 			users, err := p.Users(r.Context())
 			if err != nil {
-				writeErr(w, err)
+				restErrors.Write(w, err)
 				return
 			}
 			route.JSON(w, http.StatusOK, map[string]any{"requests": reqs, "users": users})
@@ -38,11 +37,8 @@ func Routes(p *Pairing) []route.Route {
 		{Pattern: "POST /api/pairing/{code}/approve", Cap: admin, Handler: decide(lim, p.Approve)},
 		{Pattern: "POST /api/pairing/{code}/deny", Cap: admin, Handler: decide(lim, p.Deny)},
 		{Pattern: "DELETE /api/pairing/users/{bridge}/{user}", Cap: admin, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if err := p.Revoke(r.Context(), r.PathValue("bridge"), r.PathValue("user")); err != nil {
-				writeErr(w, err)
-				return
-			}
-			route.JSON(w, http.StatusOK, map[string]any{"bridge": r.PathValue("bridge"), "user_id": r.PathValue("user"), "revoked": true})
+			err := p.Revoke(r.Context(), r.PathValue("bridge"), r.PathValue("user"))
+			restErrors.Reply(w, err, http.StatusOK, map[string]any{"bridge": r.PathValue("bridge"), "user_id": r.PathValue("user"), "revoked": true})
 		})},
 	}
 }
@@ -56,27 +52,21 @@ func decide(lim *rate.Limiter, op func(context.Context, string) (Request, error)
 			return
 		}
 		req, err := op(r.Context(), r.PathValue("code"))
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		route.JSON(w, http.StatusOK, req)
+		restErrors.Reply(w, err, http.StatusOK, req)
 	})
 }
 
-func writeErr(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, ErrBadInput):
-		route.Error(w, http.StatusBadRequest, "invalid_code", err.Error())
-	case errors.Is(err, ErrUnknownCode):
-		route.Error(w, http.StatusNotFound, "unknown_code", err.Error())
-	case errors.Is(err, ErrExpired):
-		route.Error(w, http.StatusGone, "code_expired", err.Error())
-	case errors.Is(err, ErrDecided):
-		route.Error(w, http.StatusConflict, "already_denied", err.Error())
-	case errors.Is(err, ErrNotApproved):
-		route.Error(w, http.StatusNotFound, "not_approved", err.Error())
-	default:
+// restErrors answers the pairing errors; any other failure is a 500
+// "pairing_error".
+var restErrors = route.Errors{
+	Codes: []route.Code{
+		{Err: ErrBadInput, Status: http.StatusBadRequest, Code: "invalid_code"},
+		{Err: ErrUnknownCode, Status: http.StatusNotFound, Code: "unknown_code"},
+		{Err: ErrExpired, Status: http.StatusGone, Code: "code_expired"},
+		{Err: ErrDecided, Status: http.StatusConflict, Code: "already_denied"},
+		{Err: ErrNotApproved, Status: http.StatusNotFound, Code: "not_approved"},
+	},
+	Other: func(w http.ResponseWriter, err error) {
 		route.Error(w, http.StatusInternalServerError, "pairing_error", err.Error())
-	}
+	},
 }

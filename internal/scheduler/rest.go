@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -27,11 +26,7 @@ func Routes(s *Scheduler) []route.Route {
 
 func (s *Scheduler) restList(w http.ResponseWriter, r *http.Request) {
 	tasks, err := s.List(r.Context())
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"tasks": tasks})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"tasks": tasks})
 }
 
 func (s *Scheduler) restCreate(w http.ResponseWriter, r *http.Request) {
@@ -40,20 +35,12 @@ func (s *Scheduler) restCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err := s.Create(r.Context(), in)
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusCreated, map[string]any{"task": t})
+	restErrors.Reply(w, err, http.StatusCreated, map[string]any{"task": t})
 }
 
 func (s *Scheduler) restGet(w http.ResponseWriter, r *http.Request) {
 	t, err := s.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"task": t})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"task": t})
 }
 
 // restUpdate serves PUT and PATCH alike: the fields sent change, the
@@ -64,28 +51,17 @@ func (s *Scheduler) restUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err := s.Update(r.Context(), r.PathValue("id"), in)
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"task": t})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"task": t})
 }
 
 func (s *Scheduler) restDelete(w http.ResponseWriter, r *http.Request) {
-	if err := s.Delete(r.Context(), r.PathValue("id")); err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"ok": true})
+	err := s.Delete(r.Context(), r.PathValue("id"))
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"ok": true})
 }
 
 func (s *Scheduler) restRun(w http.ResponseWriter, r *http.Request) {
 	id, err := s.RunNow(r.Context(), r.PathValue("id"))
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusAccepted, map[string]any{"run_id": id})
+	restErrors.Reply(w, err, http.StatusAccepted, map[string]any{"run_id": id})
 }
 
 // runJSON is a run as the REST API shows it.
@@ -117,7 +93,7 @@ func (s *Scheduler) restRuns(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	runs, err := s.Runs(r.Context(), id, limit)
 	if err != nil {
-		restError(w, err)
+		restErrors.Write(w, err)
 		return
 	}
 	t, _ := s.db.task(r.Context(), id)
@@ -140,25 +116,10 @@ func (s *Scheduler) restRuns(w http.ResponseWriter, r *http.Request) {
 	route.JSON(w, http.StatusOK, map[string]any{"runs": out})
 }
 
-func restError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		route.Error(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, ErrInvalid):
-		route.Error(w, http.StatusBadRequest, "invalid_task", trimSentinel(err, ErrInvalid))
-	case errors.Is(err, ErrRunning):
-		route.Error(w, http.StatusConflict, "running", err.Error())
-	case errors.Is(err, ErrStopped):
-		route.Error(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-	default:
-		route.Error(w, http.StatusInternalServerError, "internal", err.Error())
-	}
-}
-
-func trimSentinel(err, sentinel error) string {
-	msg := err.Error()
-	if p := sentinel.Error() + ": "; len(msg) > len(p) && msg[:len(p)] == p {
-		return msg[len(p):]
-	}
-	return msg
-}
+// restErrors answers the scheduler's errors (rest.md "Scheduled tasks").
+var restErrors = route.Errors{Codes: []route.Code{
+	{Err: ErrNotFound, Status: http.StatusNotFound, Code: "not_found"},
+	{Err: ErrInvalid, Status: http.StatusBadRequest, Code: "invalid_task", Trim: true},
+	{Err: ErrRunning, Status: http.StatusConflict, Code: "running"},
+	{Err: ErrStopped, Status: http.StatusServiceUnavailable, Code: "unavailable"},
+}}

@@ -41,6 +41,12 @@ type InvalidError struct{ Msg string }
 
 func (e *InvalidError) Error() string { return e.Msg }
 
+// Is makes every InvalidError match ErrInvalid.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// ErrInvalid is matched by every InvalidError.
+var ErrInvalid = errors.New("invalid budget")
+
 var (
 	idRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 	scopeRe = regexp.MustCompile(`^(all|model:[^\s]{1,128}|source:[a-z0-9_-]{1,32})$`)

@@ -1,7 +1,6 @@
 package usage
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 
@@ -26,11 +25,7 @@ func Routes(u *Usage) []route.Route {
 
 func (u *Usage) handleMonth(w http.ResponseWriter, r *http.Request) {
 	m, err := u.Month(r.Context())
-	if err != nil {
-		route.Error(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	route.JSON(w, http.StatusOK, m)
+	restErrors.Reply(w, err, http.StatusOK, m)
 }
 
 func (u *Usage) handleDaily(w http.ResponseWriter, r *http.Request) {
@@ -44,11 +39,7 @@ func (u *Usage) handleDaily(w http.ResponseWriter, r *http.Request) {
 		days = n
 	}
 	ds, err := u.Daily(r.Context(), days)
-	if err != nil {
-		route.Error(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"entries": ds})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"entries": ds})
 }
 
 func (u *Usage) handlePricing(w http.ResponseWriter, r *http.Request) {
@@ -57,20 +48,12 @@ func (u *Usage) handlePricing(w http.ResponseWriter, r *http.Request) {
 
 func (u *Usage) handleList(w http.ResponseWriter, r *http.Request) {
 	ss, err := u.Statuses(r.Context())
-	if err != nil {
-		route.Error(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"budgets": ss})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"budgets": ss})
 }
 
 func (u *Usage) handleGet(w http.ResponseWriter, r *http.Request) {
 	b, err := u.Budget(r.Context(), r.PathValue("id"))
-	if err != nil {
-		u.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"budget": b})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"budget": b})
 }
 
 // budgetInput is the body of POST and PUT; absent fields keep their value
@@ -114,11 +97,7 @@ func (u *Usage) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	in.apply(&b)
 	b, err := u.Create(r.Context(), b)
-	if err != nil {
-		u.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusCreated, map[string]any{"ok": true, "budget": b})
+	restErrors.Reply(w, err, http.StatusCreated, map[string]any{"ok": true, "budget": b})
 }
 
 func (u *Usage) handleUpdate(w http.ResponseWriter, r *http.Request) {
@@ -131,31 +110,17 @@ func (u *Usage) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := u.Update(r.Context(), r.PathValue("id"), in.apply)
-	if err != nil {
-		u.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"ok": true, "budget": b})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"ok": true, "budget": b})
 }
 
 func (u *Usage) handleDelete(w http.ResponseWriter, r *http.Request) {
-	if err := u.Delete(r.Context(), r.PathValue("id")); err != nil {
-		u.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"ok": true})
+	err := u.Delete(r.Context(), r.PathValue("id"))
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"ok": true})
 }
 
-func (u *Usage) fail(w http.ResponseWriter, err error) {
-	var ie *InvalidError
-	switch {
-	case errors.Is(err, ErrNotFound):
-		route.Error(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, ErrExists):
-		route.Error(w, http.StatusConflict, "exists", err.Error())
-	case errors.As(err, &ie):
-		route.Error(w, http.StatusBadRequest, "invalid", err.Error())
-	default:
-		route.Error(w, http.StatusInternalServerError, "internal", err.Error())
-	}
-}
+// restErrors answers the budget errors (rest.md "Usage").
+var restErrors = route.Errors{Codes: []route.Code{
+	{Err: ErrNotFound, Status: http.StatusNotFound, Code: "not_found"},
+	{Err: ErrExists, Status: http.StatusConflict, Code: "exists"},
+	{Err: ErrInvalid, Status: http.StatusBadRequest, Code: "invalid"},
+}}

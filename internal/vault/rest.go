@@ -2,7 +2,6 @@ package vault
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,7 +15,7 @@ import (
 // the owner's notes: reading and writing need the chat capability, bridges
 // get nothing.
 func Routes(v *Vault) []route.Route {
-	a := &api{v: v}
+	a := &api{v: v, errs: restErrors(v)}
 	chat := auth.CapChat
 	return []route.Route{
 		{Pattern: "GET /api/vault/notes", Cap: chat, Handler: http.HandlerFunc(a.list)},
@@ -28,21 +27,20 @@ func Routes(v *Vault) []route.Route {
 	}
 }
 
-type api struct{ v *Vault }
+type api struct {
+	v    *Vault
+	errs route.Errors
+}
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	notes, err := a.v.List(r.Context())
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"notes": notes})
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"notes": notes})
 }
 
 func (a *api) read(w http.ResponseWriter, r *http.Request) {
 	n, err := a.v.Read(r.Context(), notePath(r))
 	if err != nil {
-		a.fail(w, err)
+		a.errs.Write(w, err)
 		return
 	}
 	w.Header().Set("ETag", `"`+n.Hash+`"`)
@@ -88,7 +86,7 @@ func (a *api) write(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.v.Write(r.Context(), notePath(r), []byte(*body.Content), exp)
 	if err != nil {
-		a.fail(w, err)
+		a.errs.Write(w, err)
 		return
 	}
 	w.Header().Set("ETag", `"`+res.Hash+`"`)
@@ -100,11 +98,8 @@ func (a *api) delete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.v.Delete(r.Context(), notePath(r), exp); err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"ok": true})
+	err := a.v.Delete(r.Context(), notePath(r), exp)
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"ok": true})
 }
 
 // expectOf reads a change's precondition: If-Match (an ETag from GET) or
@@ -127,11 +122,7 @@ func expectOf(w http.ResponseWriter, r *http.Request, baseHash string) (Expect, 
 
 func (a *api) graph(w http.ResponseWriter, r *http.Request) {
 	g, err := a.v.Graph(r.Context())
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, g)
+	a.errs.Reply(w, err, http.StatusOK, g)
 }
 
 func (a *api) search(w http.ResponseWriter, r *http.Request) {
@@ -150,34 +141,29 @@ func (a *api) search(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	hits, err := a.v.Search(r.Context(), q, limit)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"results": hits})
+	a.errs.Reply(w, err, http.StatusOK, map[string]any{"results": hits})
 }
 
-// fail maps the vault's errors to statuses (spec/rest.md).
-func (a *api) fail(w http.ResponseWriter, err error) {
-	var ce *ConflictError
-	switch {
-	case errors.Is(err, ErrInvalidPath):
-		route.Error(w, http.StatusBadRequest, "invalid_path", err.Error())
-	case errors.Is(err, ErrNotFound):
-		route.Error(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.As(err, &ce):
-		if ce.Current != "" {
-			w.Header().Set("ETag", `"`+ce.Current+`"`)
-		}
-		route.Error(w, http.StatusConflict, "conflict", err.Error())
-	case errors.Is(err, ErrExists):
-		route.Error(w, http.StatusConflict, "exists", err.Error())
-	case errors.Is(err, ErrTooLarge):
-		route.Error(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
-	case errors.Is(err, ErrInvalidContent):
-		route.Error(w, http.StatusUnprocessableEntity, "invalid_content", err.Error())
-	default:
-		a.v.log.Error("vault request failed", slog.Any("err", err))
-		route.Error(w, http.StatusInternalServerError, "internal", "the vault failed; see agentd.log")
+// restErrors maps the vault's errors to statuses (spec/rest.md): a
+// conflict carries the note's current version as its ETag; a failure of
+// the vault itself is logged and its text kept out of the answer.
+func restErrors(v *Vault) route.Errors {
+	return route.Errors{
+		Before: func(w http.ResponseWriter, err error) bool {
+			var ce *ConflictError
+			if errors.As(err, &ce) && ce.Current != "" {
+				w.Header().Set("ETag", `"`+ce.Current+`"`)
+			}
+			return false
+		},
+		Codes: []route.Code{
+			{Err: ErrInvalidPath, Status: http.StatusBadRequest, Code: "invalid_path"},
+			{Err: ErrNotFound, Status: http.StatusNotFound, Code: "not_found"},
+			{Err: ErrConflict, Status: http.StatusConflict, Code: "conflict"},
+			{Err: ErrExists, Status: http.StatusConflict, Code: "exists"},
+			{Err: ErrTooLarge, Status: http.StatusRequestEntityTooLarge, Code: "too_large"},
+			{Err: ErrInvalidContent, Status: http.StatusUnprocessableEntity, Code: "invalid_content"},
+		},
+		Other: route.Logged(v.log, "vault request failed", "the vault failed; see agentd.log"),
 	}
 }

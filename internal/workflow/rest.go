@@ -35,11 +35,7 @@ func Routes(e *Engine) []route.Route {
 
 func (e *Engine) restList(w http.ResponseWriter, r *http.Request) {
 	wfs, err := e.List(r.Context())
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"workflows": wfs})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"workflows": wfs})
 }
 
 func (e *Engine) restCreate(w http.ResponseWriter, r *http.Request) {
@@ -48,20 +44,12 @@ func (e *Engine) restCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, err := e.Create(r.Context(), in)
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusCreated, s)
+	restErrors.Reply(w, err, http.StatusCreated, s)
 }
 
 func (e *Engine) restGet(w http.ResponseWriter, r *http.Request) {
 	wf, err := e.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"workflow": wf})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"workflow": wf})
 }
 
 func (e *Engine) restUpdate(w http.ResponseWriter, r *http.Request) {
@@ -70,19 +58,12 @@ func (e *Engine) restUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, err := e.Update(r.Context(), r.PathValue("id"), in)
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, s)
+	restErrors.Reply(w, err, http.StatusOK, s)
 }
 
 func (e *Engine) restDelete(w http.ResponseWriter, r *http.Request) {
-	if err := e.Delete(r.Context(), r.PathValue("id")); err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"ok": true})
+	err := e.Delete(r.Context(), r.PathValue("id"))
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"ok": true})
 }
 
 // restRun starts a run; with wait (the default) it answers the finished
@@ -105,7 +86,7 @@ func (e *Engine) restRun(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := e.Run(r.Context(), r.PathValue("id"), req.Inputs)
 	if err != nil {
-		restError(w, err)
+		restErrors.Write(w, err)
 		return
 	}
 	if !wait || !e.Await(r.Context(), id, time.Duration(timeout*float64(time.Second))) {
@@ -113,11 +94,7 @@ func (e *Engine) restRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := e.GetRun(r.Context(), id)
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, run)
+	restErrors.Reply(w, err, http.StatusOK, run)
 }
 
 func (e *Engine) restRuns(w http.ResponseWriter, r *http.Request) {
@@ -131,51 +108,40 @@ func (e *Engine) restRuns(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	runs, err := e.Runs(r.Context(), r.PathValue("id"), limit)
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, map[string]any{"runs": runs})
+	restErrors.Reply(w, err, http.StatusOK, map[string]any{"runs": runs})
 }
 
 func (e *Engine) restGetRun(w http.ResponseWriter, r *http.Request) {
 	run, err := e.GetRun(r.Context(), r.PathValue("id"))
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, run)
+	restErrors.Reply(w, err, http.StatusOK, run)
 }
 
 func (e *Engine) restCancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := e.Cancel(r.Context(), id); err != nil {
-		restError(w, err)
+		restErrors.Write(w, err)
 		return
 	}
 	run, err := e.GetRun(r.Context(), id)
-	if err != nil {
-		restError(w, err)
-		return
-	}
-	route.JSON(w, http.StatusOK, run)
+	restErrors.Reply(w, err, http.StatusOK, run)
 }
 
-func restError(w http.ResponseWriter, err error) {
-	var ge *GraphError
-	switch {
-	case errors.As(err, &ge):
+// restErrors answers the engine's errors (rest.md "Workflows"); a graph
+// error also names the node at fault.
+var restErrors = route.Errors{
+	Before: func(w http.ResponseWriter, err error) bool {
+		var ge *GraphError
+		if !errors.As(err, &ge) {
+			return false
+		}
 		route.JSON(w, http.StatusUnprocessableEntity, map[string]any{"error": map[string]any{
 			"code": "invalid_graph", "message": ge.Error(), "node_id": ge.Node}})
-	case errors.Is(err, ErrNotFound):
-		route.Error(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, ErrInvalid):
-		route.Error(w, http.StatusBadRequest, "bad_request", err.Error())
-	case errors.Is(err, ErrConflict):
-		route.Error(w, http.StatusConflict, "conflict", err.Error())
-	case errors.Is(err, ErrStopped):
-		route.Error(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-	default:
-		route.Error(w, http.StatusInternalServerError, "internal", err.Error())
-	}
+		return true
+	},
+	Codes: []route.Code{
+		{Err: ErrNotFound, Status: http.StatusNotFound, Code: "not_found"},
+		{Err: ErrInvalid, Status: http.StatusBadRequest, Code: "bad_request"},
+		{Err: ErrConflict, Status: http.StatusConflict, Code: "conflict"},
+		{Err: ErrStopped, Status: http.StatusServiceUnavailable, Code: "unavailable"},
+	},
 }

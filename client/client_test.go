@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentd/agentd/client"
 	"github.com/agentd/agentd/client/clienttest"
+	"github.com/agentd/agentd/internal/proxy"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -306,5 +307,40 @@ func TestWebSocketRefused(t *testing.T) {
 	_, err = g.Dialer(noCaps).DialWS(context.Background())
 	if !client.IsStatus(err, 403) {
 		t.Fatalf("err = %v, want a 403 APIError", err)
+	}
+}
+
+// Loopback talks to an `agentd proxy`: the real proxy package in front of
+// the test gateway, presenting the device's certificate for the client.
+func TestLoopbackThroughProxy(t *testing.T) {
+	g := clienttest.New(t)
+	d := g.Dialer(g.Identity("alice", "chat"))
+	p, err := proxy.Listen(proxy.Config{Listen: "127.0.0.1:0", Dial: d.DialAuth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-served })
+	l := &client.Loopback{BaseURL: "http://" + p.Addr().String() + "/"}
+
+	var info map[string]any
+	if err := l.GetJSON(ctx, "/api/agent-info", &info); err != nil {
+		t.Fatal(err)
+	}
+	if info["client_id"] != d.Identity.ClientID() {
+		t.Fatalf("client_id = %v, want the proxy's device %s", info["client_id"], d.Identity.ClientID())
+	}
+	var out struct {
+		Echo map[string]string `json:"echo"`
+	}
+	if err := l.PostJSON(ctx, "/api/echo", map[string]string{"a": "b"}, &out); err != nil || out.Echo["a"] != "b" {
+		t.Fatalf("echo = %v, %v", out.Echo, err)
+	}
+	err = l.DoJSON(ctx, "GET", "/api/nowhere", nil, nil)
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != 404 {
+		t.Fatalf("unknown route: %v, want an *APIError 404", err)
 	}
 }

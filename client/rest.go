@@ -48,6 +48,41 @@ func (d *Dialer) PostJSON(ctx context.Context, path string, in, out any) error {
 // body) and decodes a 2xx answer into out (nil: discarded). Other statuses
 // return an *APIError.
 func (d *Dialer) DoJSON(ctx context.Context, method, path string, in, out any) error {
+	return doJSON(ctx, d.HTTPClient(), BaseURL, method, path, in, out)
+}
+
+// Loopback is a REST client of a plain HTTP base URL that authenticates
+// for its callers: `agentd proxy` (http://127.0.0.1:PORT), which presents
+// its device's certificate on every request it forwards. Its methods
+// behave as the Dialer's.
+type Loopback struct {
+	// BaseURL is scheme://host:port, without a trailing slash.
+	BaseURL string
+	// HTTP is the client used; nil means http.DefaultClient.
+	HTTP *http.Client
+}
+
+// GetJSON is Dialer.GetJSON through the loopback URL.
+func (l *Loopback) GetJSON(ctx context.Context, path string, out any) error {
+	return l.DoJSON(ctx, http.MethodGet, path, nil, out)
+}
+
+// PostJSON is Dialer.PostJSON through the loopback URL.
+func (l *Loopback) PostJSON(ctx context.Context, path string, in, out any) error {
+	return l.DoJSON(ctx, http.MethodPost, path, in, out)
+}
+
+// DoJSON is Dialer.DoJSON through the loopback URL.
+func (l *Loopback) DoJSON(ctx context.Context, method, path string, in, out any) error {
+	hc := l.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return doJSON(ctx, hc, strings.TrimSuffix(l.BaseURL, "/"), method, path, in, out)
+}
+
+// doJSON sends one request to base+path with hc; see Dialer.DoJSON.
+func doJSON(ctx context.Context, hc *http.Client, base, method, path string, in, out any) error {
 	if !strings.HasPrefix(path, "/") {
 		return fmt.Errorf("%s %q: path must start with /", method, path)
 	}
@@ -59,7 +94,7 @@ func (d *Dialer) DoJSON(ctx context.Context, method, path string, in, out any) e
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, BaseURL+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -67,7 +102,7 @@ func (d *Dialer) DoJSON(ctx context.Context, method, path string, in, out any) e
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := d.HTTPClient().Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}

@@ -199,18 +199,19 @@ func (e *bridgeEnv) bridge(name string) bridgeState {
 	return b
 }
 
-// waitBridge polls GET /api/bridges until cond holds for name.
+// waitBridge polls GET /api/bridges until cond holds for name. A bridge
+// not listed yet is waited for too: agentd answers before it has started
+// its bridges when its iroh listener comes up first.
 func (e *bridgeEnv) waitBridge(name string, timeout time.Duration, what string, cond func(bridgeState) bool) bridgeState {
 	e.tb.Helper()
 	deadline := time.Now().Add(timeout)
-	var last bridgeState
 	for {
-		last = e.bridge(name)
-		if cond(last) {
+		last, listed := e.bridges()[name]
+		if listed && cond(last) {
 			return last
 		}
 		if time.Now().After(deadline) {
-			e.tb.Fatalf("bridge %s not %s after %v: %+v\n%s", name, what, timeout, last, e.bridgeLog(name))
+			e.tb.Fatalf("bridge %s not %s after %v (listed %v): %+v\n%s", name, what, timeout, listed, last, e.bridgeLog(name))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

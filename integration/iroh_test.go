@@ -56,12 +56,21 @@ func startIrohAgentEditing(t testing.TB, edit func(dir string)) *irohAgent {
 	if edit != nil {
 		edit(dir)
 	}
+	irohTestConfig(t, dir)
+	return irohAgentOf(t, dir, startServe(t, dir))
+}
+
+// irohTestConfig turns iroh on in dir's openagent.yaml (newAgent may
+// have turned it off) with relays off and a fixed UDP port.
+func irohTestConfig(t testing.TB, dir string) {
+	t.Helper()
 	p := filepath.Join(dir, "openagent.yaml")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.Replace(string(b), "    relay: default", "    relay: disabled", 1)
+	s := strings.Replace(string(b), "  iroh:\n    enabled: false", "  iroh:\n    enabled: true", 1)
+	s = strings.Replace(s, "    relay: default", "    relay: disabled", 1)
 	s = strings.Replace(s, "    bind_port: 0", fmt.Sprintf("    bind_port: %d", freeUDPPort(t)), 1)
 	if s == string(b) {
 		t.Fatal("could not set the iroh relay and port in openagent.yaml")
@@ -69,7 +78,13 @@ func startIrohAgentEditing(t testing.TB, edit func(dir string)) *irohAgent {
 	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &irohAgent{dir: dir, d: startServe(t, dir)}
+}
+
+// irohAgentOf waits for the iroh endpoint of d, an agentd serving dir
+// with irohTestConfig.
+func irohAgentOf(t testing.TB, dir string, d *daemon) *irohAgent {
+	t.Helper()
+	a := &irohAgent{dir: dir, d: d}
 	owner, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,13 @@ func newWAEnv(tb testing.TB, linked bool) *waEnv {
 // user ("*" for everyone).
 func newWAEnvAllowing(tb testing.TB, linked bool, tgAllowed, waAllowed string) *waEnv {
 	tb.Helper()
+	return newWAEnvEditing(tb, linked, tgAllowed, waAllowed, nil)
+}
+
+// newWAEnvEditing is newWAEnvAllowing with edit applied to the agent
+// directory before agentd starts (nil: none).
+func newWAEnvEditing(tb testing.TB, linked bool, tgAllowed, waAllowed string, edit func(dir string)) *waEnv {
+	tb.Helper()
 	bin := whatsappFakeBinary(tb)
 	section := fmt.Sprintf(`  whatsapp:
     enabled: true
@@ -83,6 +91,9 @@ func newWAEnvAllowing(tb testing.TB, linked bool, tgAllowed, waAllowed string) *
 			}
 		}
 		replaceInConfig(tb, dir, "\nalerts:\n  deliver_to: []\n  after: 60s\n", alertsYAML("60s", fmt.Sprintf("tg:%d", aliceID)))
+		if edit != nil {
+			edit(dir)
+		}
 	})
 	return &waEnv{bridgeEnv: e, fake: fake}
 }
@@ -215,9 +226,7 @@ func TestWhatsAppLoggedOutAlertThroughTelegram(t *testing.T) {
 
 func TestWhatsAppQRRoundsVisibleInAPI(t *testing.T) {
 	e := newWAEnv(t, false)
-	e.waitBridge("whatsapp", 30*time.Second, "needs_login", func(b bridgeState) bool {
-		return b.State == "running" && strings.HasPrefix(b.PlatformStatus, "needs_login")
-	})
+	e.waitNeedsLogin()
 	e.do(whatsapptest.Command{Op: "qr", Text: "2@first-code"})
 	e.do(whatsapptest.Command{Op: "qr", Text: "2@second-code"})
 	e.waitBridge("whatsapp", 10*time.Second, "both QR payloads in the events", func(b bridgeState) bool {
@@ -283,6 +292,14 @@ func TestWhatsAppKillMidReplyDeliveredOnce(t *testing.T) {
 	}
 }
 
+// waitNeedsLogin waits for the whatsapp bridge to run, unlinked.
+func (e *waEnv) waitNeedsLogin() bridgeState {
+	e.tb.Helper()
+	return e.waitBridge("whatsapp", 30*time.Second, "needs_login", func(b bridgeState) bool {
+		return b.State == "running" && strings.HasPrefix(b.PlatformStatus, "needs_login")
+	})
+}
+
 // waitRestarted waits for the whatsapp bridge to run as a pid other than old.
 func (e *waEnv) waitRestarted(old int) bridgeState {
 	e.tb.Helper()
@@ -295,63 +312,81 @@ func (e *waEnv) waitRestarted(old int) bridgeState {
 // they come, a timeout and a new round on Enter, then "linked as +…".
 func TestWhatsAppLoginCLIQRRounds(t *testing.T) {
 	e := newWAEnv(t, false)
-	first := e.waitBridge("whatsapp", 30*time.Second, "needs_login", func(b bridgeState) bool {
-		return b.State == "running" && strings.HasPrefix(b.PlatformStatus, "needs_login")
-	})
-	cmd := exec.Command(agentdBin(), "bridge", "login", e.dir, "whatsapp")
-	out := &syncBuffer{}
+	loginQRRounds(t, e, nil, "bridge", "login", e.dir, "whatsapp")
+}
+
+// loginCmd starts agentd with args (and env) as an operator in a terminal
+// would, its output collected; it is killed at cleanup if still running.
+func loginCmd(t *testing.T, env []string, args ...string) (out *syncBuffer, stdin io.Writer, done chan error) {
+	t.Helper()
+	cmd := exec.Command(agentdBin(), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	stdin, err := cmd.StdinPipe()
+	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	waitOut := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(out.String(), what) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the login output:\n%s", what, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	second := e.waitRestarted(first.PID)
-	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-one-a"})
-	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-one-b"})
-	waitOut("QR code 2:")
-	e.do(whatsapptest.Command{Op: "qr_timeout"})
-	waitOut("The QR codes expired.")
-	waitOut("Press Enter for a new round")
-	if _, err := stdin.Write([]byte("\n")); err != nil {
-		t.Fatal(err)
-	}
-	e.waitRestarted(second.PID)
-	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-two"})
+	ch := make(chan error, 1)
+	go func() { ch <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-ch })
+	return out, in, ch
+}
+
+// waitOut waits for what in a command's output.
+func waitOut(t *testing.T, out *syncBuffer, what string, n int) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for strings.Count(out.String(), "QR code 1:") < 2 {
+	for strings.Count(out.String(), what) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("no code of the second round:\n%s", out.String())
+			t.Fatalf("no %q (×%d) in the login output:\n%s", what, n, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.do(whatsapptest.Command{Op: "link"})
+}
+
+// waitDone waits for a login command to exit 0 and checks its last word.
+func waitDone(t *testing.T, done chan error, out *syncBuffer, last string) {
+	t.Helper()
 	select {
 	case err := <-done:
+		done <- err // for loginCmd's cleanup
 		if err != nil {
 			t.Fatalf("login: %v\n%s", err, out.String())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("login did not end:\n%s", out.String())
 	}
-	if !strings.Contains(out.String(), "linked as +15550001111") {
-		t.Errorf("output does not end with the link:\n%s", out.String())
+	if !strings.HasSuffix(strings.TrimSpace(out.String()), last) {
+		t.Errorf("output does not end with %q:\n%s", last, out.String())
 	}
+}
+
+// loginQRRounds runs a login command (args, env) against e's unlinked
+// bridge: two QR codes drawn, their expiry said, a new round on Enter, a
+// code of that round, then the link.
+func loginQRRounds(t *testing.T, e *waEnv, env []string, args ...string) {
+	t.Helper()
+	first := e.waitNeedsLogin()
+	out, stdin, done := loginCmd(t, env, args...)
+	second := e.waitRestarted(first.PID)
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-one-a"})
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-one-b"})
+	waitOut(t, out, "QR code 2:", 1)
+	e.do(whatsapptest.Command{Op: "qr_timeout"})
+	waitOut(t, out, "The QR codes expired.", 1)
+	waitOut(t, out, "Press Enter for a new round", 1)
+	if _, err := stdin.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitRestarted(second.PID)
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@round-two"})
+	waitOut(t, out, "QR code 1:", 2)
+	e.do(whatsapptest.Command{Op: "link"})
+	waitDone(t, done, out, "linked as +15550001111")
 	if strings.Count(out.String(), "█") == 0 && strings.Count(out.String(), "▀") == 0 {
 		t.Errorf("no QR code drawn:\n%s", out.String())
 	}
@@ -361,25 +396,25 @@ func TestWhatsAppLoginCLIQRRounds(t *testing.T) {
 // --phone: a pair code instead of QR codes, for that launch only.
 func TestWhatsAppLoginCLIPairCode(t *testing.T) {
 	e := newWAEnv(t, false)
-	e.waitBridge("whatsapp", 30*time.Second, "needs_login", func(b bridgeState) bool {
-		return b.State == "running" && strings.HasPrefix(b.PlatformStatus, "needs_login")
-	})
-	cmd := exec.Command(agentdBin(), "bridge", "login", e.dir, "whatsapp", "--phone", "+1 555 000 1111")
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "pair code ABCD-1234") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no pair code in the output:\n%s\n%s", out.String(), e.bridgeLog("whatsapp"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	loginPairCode(t, e, nil, "bridge", "login", e.dir, "whatsapp", "--phone", "+1 555 000 1111")
 	bad := exec.Command(agentdBin(), "bridge", "login", e.dir, "whatsapp", "--phone", "call me")
 	if b, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(b), "international number") {
 		t.Errorf("bad phone: %v %s", err, b)
 	}
+}
+
+// loginPairCode runs a pair-code login command (args with --phone, env)
+// against e's unlinked bridge: the code printed, then the link.
+func loginPairCode(t *testing.T, e *waEnv, env []string, args ...string) {
+	t.Helper()
+	first := e.waitNeedsLogin()
+	out, _, done := loginCmd(t, env, args...)
+	e.waitRestarted(first.PID)
+	waitOut(t, out, "pair code ABCD-1234", 1)
+	e.do(whatsapptest.Command{Op: "link"})
+	waitDone(t, done, out, "linked as +15550001111")
+	if strings.Contains(out.String(), "QR code") {
+		t.Errorf("QR codes shown in a pair-code login:\n%s", out.String())
+	}
+	e.waitConnected()
 }

@@ -15,7 +15,9 @@ import (
 func init() {
 	register(&command{
 		name: "bridge",
-		args: "list DIR | enable|disable|restart DIR NAME | login DIR NAME [--phone +NUMBER]",
+		args: "list DIR | enable|disable|restart DIR NAME | login DIR NAME [--phone +NUMBER]\n" +
+			"       agentd bridge list|enable|disable|restart|login --remote enrolled|NODEID|TICKET [NAME]\n" +
+			"       agentd bridge list|enable|disable|restart|login --proxy http://127.0.0.1:PORT [NAME]",
 		summary: `control the chat bridges of the running daemon
 list shows each bridge's state, pid, restarts, uptime, last error and
 platform status (e.g. "logged out"). enable and disable also write
@@ -24,16 +26,30 @@ bridge and touches no other. list and restart need the daemon running;
 enable and disable only edit the file when it is not. login starts a login
 round on a bridge that links a device (WhatsApp): it shows the QR codes in
 the terminal as they rotate, offers a new round when they expire, and ends
-with "linked as +…"; --phone asks for an 8-character pair code instead.`,
+with "linked as +…"; --phone asks for an 8-character pair code instead.
+
+With DIR the command talks to the daemon on this machine as its owner. From
+another machine, --remote goes over iroh with the identity this machine
+enrolled with (agentd enroll; "enrolled" is the agent it enrolled with), and
+--proxy through a running agentd proxy with that proxy's identity. Either
+needs an admin device: enroll with an invitation made by
+agentd invite DIR --role admin. Remotely every subcommand needs the daemon
+running (it writes openagent.yaml for enable and disable).`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&bridgeJSON, "json", false, "list: print GET /api/bridges as JSON (for scripts)")
 			fs.StringVar(&bridgePhone, "phone", "", "login: pair-code login for this phone number (+391234567)")
+			fs.StringVar(&bridgeRemote, "remote", "", "control the agent this machine enrolled with, over iroh: \"enrolled\", a NodeId or a ticket (needs an admin device)")
+			fs.StringVar(&bridgeProxy, "proxy", "", "control the agent through a running agentd proxy at this URL (http://127.0.0.1:PORT; its device must be an admin)")
 		},
 		run: runBridge,
 	})
 }
 
-var bridgeJSON bool
+var (
+	bridgeJSON   bool
+	bridgeRemote string
+	bridgeProxy  string
+)
 
 // bridgeStatus mirrors supervisor.Status as served by GET /api/bridges.
 type bridgeStatus struct {
@@ -48,22 +64,26 @@ type bridgeStatus struct {
 	AllowedUsers   []string  `json:"allowed_users"`
 }
 
+// bridgeNeedsName says which subcommands take a bridge NAME.
+var bridgeNeedsName = map[string]bool{"list": false, "enable": true, "disable": true, "restart": true, "login": true}
+
 func runBridge(_ *flag.FlagSet, args []string) error {
 	if len(args) == 0 {
 		return usagef("missing subcommand: list, enable, disable, restart or login")
 	}
 	op := args[0]
-	switch op {
-	case "list":
-		if len(args) != 2 {
-			return usagef("usage: agentd bridge list DIR")
-		}
-	case "enable", "disable", "restart", "login":
-		if len(args) != 3 {
-			return usagef("usage: agentd bridge %s DIR NAME", op)
-		}
-	default:
+	needsName, known := bridgeNeedsName[op]
+	if !known {
 		return usagef("unknown subcommand %q", op)
+	}
+	if bridgeRemote != "" || bridgeProxy != "" {
+		return runBridgeRemote(op, args[1:], needsName)
+	}
+	switch {
+	case !needsName && len(args) != 2:
+		return usagef("usage: agentd bridge list DIR")
+	case needsName && len(args) != 3:
+		return usagef("usage: agentd bridge %s DIR NAME", op)
 	}
 	d, dir, err := localDialer(args[1])
 	if err != nil {
@@ -79,56 +99,83 @@ func runBridge(_ *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer d.CloseIdle()
+	return explainDial(bridgeOp(d, args[1], op, args[2:]), dir)
+}
+
+// runBridgeRemote runs op on an agent reached with --remote or --proxy.
+func runBridgeRemote(op string, operands []string, needsName bool) error {
+	switch {
+	case !needsName && len(operands) != 0:
+		return usagef("usage: agentd bridge list --remote TARGET|--proxy URL (no DIR: the agent is elsewhere)")
+	case needsName && len(operands) != 1:
+		return usagef("usage: agentd bridge %s --remote TARGET|--proxy URL NAME (no DIR: the agent is elsewhere)", op)
+	}
+	ra, err := openRemoteAdmin(bridgeRemote, bridgeProxy)
+	if err != nil {
+		return err
+	}
+	defer ra.close()
+	return ra.explain(bridgeOp(ra.api, ra.where, op, operands))
+}
+
+// bridgeOp runs op (name is operands[0] when op takes one); where is how
+// the user named the agent (DIR, "--remote X"), for hints.
+func bridgeOp(api adminAPI, where, op string, operands []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if op == "list" && bridgeJSON {
-		var raw json.RawMessage
-		if err := d.GetJSON(ctx, "/api/bridges", &raw); err != nil {
-			return explainDial(err, dir)
-		}
-		return printJSON(raw)
-	}
 	if op == "list" {
-		var out struct {
-			Bridges []bridgeStatus `json:"bridges"`
-		}
-		if err := d.GetJSON(ctx, "/api/bridges", &out); err != nil {
-			return explainDial(err, dir)
-		}
-		if len(out.Bridges) == 0 {
-			fmt.Fprintln(stdout, "no bridges configured (see bridges: in openagent.yaml)")
-			return nil
-		}
-		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME\tPLATFORM\tALLOWED USERS\tLAST ERROR")
-		for _, b := range out.Bridges {
-			up := "-"
-			if b.State == "running" && !b.StartedAt.IsZero() {
-				up = time.Since(b.StartedAt).Round(time.Second).String()
-			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", b.Name, b.State, b.PID, b.Restarts, up,
-				dash(b.PlatformStatus), dash(strings.Join(b.AllowedUsers, ",")), dash(b.LastError))
-		}
-		return w.Flush()
+		return bridgeList(ctx, api)
 	}
+	name := operands[0]
 	if op == "login" {
-		return explainDial(bridgeLogin(d, args[1], args[2]), dir)
+		return bridgeLogin(api, where, name)
 	}
-	path := "/api/bridges/" + url.PathEscape(args[2])
+	path := "/api/bridges/" + url.PathEscape(name)
 	var before bridgeStatus
-	if err := d.GetJSON(ctx, path, &before); err != nil {
-		return explainDial(err, dir)
+	if err := api.GetJSON(ctx, path, &before); err != nil {
+		return err
 	}
 	var st bridgeStatus
-	if err := d.PostJSON(ctx, path+"/"+op, nil, &st); err != nil {
-		return explainDial(err, dir)
+	if err := api.PostJSON(ctx, path+"/"+op, nil, &st); err != nil {
+		return err
 	}
 	msg, ok := controlOutcome(op, before, st)
 	fmt.Fprintf(stdout, "bridge %s: %s\n", st.Name, msg)
 	if !ok {
-		return fmt.Errorf("bridge %s did not come up; see agentd bridge list %s and logs/bridge-%s.log", st.Name, args[1], st.Name)
+		return fmt.Errorf("bridge %s did not come up; see agentd bridge list %s and logs/bridge-%s.log", st.Name, where, st.Name)
 	}
 	return nil
+}
+
+func bridgeList(ctx context.Context, api adminAPI) error {
+	if bridgeJSON {
+		var raw json.RawMessage
+		if err := api.GetJSON(ctx, "/api/bridges", &raw); err != nil {
+			return err
+		}
+		return printJSON(raw)
+	}
+	var out struct {
+		Bridges []bridgeStatus `json:"bridges"`
+	}
+	if err := api.GetJSON(ctx, "/api/bridges", &out); err != nil {
+		return err
+	}
+	if len(out.Bridges) == 0 {
+		fmt.Fprintln(stdout, "no bridges configured (see bridges: in openagent.yaml)")
+		return nil
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME\tPLATFORM\tALLOWED USERS\tLAST ERROR")
+	for _, b := range out.Bridges {
+		up := "-"
+		if b.State == "running" && !b.StartedAt.IsZero() {
+			up = time.Since(b.StartedAt).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", b.Name, b.State, b.PID, b.Restarts, up,
+			dash(b.PlatformStatus), dash(strings.Join(b.AllowedUsers, ",")), dash(b.LastError))
+	}
+	return w.Flush()
 }
 
 // controlOutcome says what an enable, disable or restart did, from the

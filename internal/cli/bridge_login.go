@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/mdp/qrterminal/v3"
-
-	"github.com/agentd/agentd/client"
 )
 
 // loginWait bounds one login round (WhatsApp's QR codes last about two
@@ -41,24 +39,31 @@ type bridgeEvents struct {
 }
 
 // bridgeLogin starts a login round on the bridge and shows its QR codes
-// (or pair code) as they come, until the bridge reports the link.
-func bridgeLogin(d *client.Dialer, dirArg, name string) error {
+// (or pair code) as they come, until the bridge reports the link. where
+// is how the user named the agent (DIR, "--remote X"), for hints.
+func bridgeLogin(api adminAPI, where, name string) error {
 	in := bufio.NewReader(loginStdin)
 	path := "/api/bridges/" + url.PathEscape(name)
 	for {
-		since := time.Now()
+		// The events already listed belong to earlier rounds. They are
+		// told apart by content, not by time: the agent's clock may not
+		// be this machine's.
+		var before bridgeEvents
+		if err := getEvents(api, path, &before); err != nil {
+			return err
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		var st bridgeEvents
-		err := d.PostJSON(ctx, path+"/login", map[string]string{"phone": bridgePhone}, &st)
+		err := api.PostJSON(ctx, path+"/login", map[string]string{"phone": bridgePhone}, &st)
 		cancel()
 		if err != nil {
 			return err
 		}
 		if st.State != "running" && st.State != "starting" {
-			return fmt.Errorf("bridge %s is %s; see agentd bridge list %s and logs/bridge-%s.log", name, st.State, dirArg, name)
+			return fmt.Errorf("bridge %s is %s; see agentd bridge list %s and logs/bridge-%s.log", name, st.State, where, name)
 		}
 		fmt.Fprintf(stdout, "bridge %s: waiting for a login round (pid %d)\n", name, st.PID)
-		linked, err := followLogin(d, path, since)
+		linked, err := followLogin(api, path, before)
 		if err != nil {
 			return err
 		}
@@ -73,26 +78,39 @@ func bridgeLogin(d *client.Dialer, dirArg, name string) error {
 	}
 }
 
-// followLogin prints the round's codes; it returns "linked as +…" on
-// success, "" when the round ended without a link.
-func followLogin(d *client.Dialer, path string, since time.Time) (string, error) {
+func getEvents(api adminAPI, path string, st *bridgeEvents) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return api.GetJSON(ctx, path, st)
+}
+
+// eventKey identifies one event of a bridge's list.
+func eventKey(t time.Time, kind, text string) string {
+	return t.String() + "\x00" + kind + "\x00" + text
+}
+
+// followLogin prints the round's codes, skipping the events listed in
+// before; it returns "linked as +…" on success, "" when the round ended
+// without a link.
+func followLogin(api adminAPI, path string, before bridgeEvents) (string, error) {
 	deadline := time.Now().Add(loginWait)
 	seen := map[string]bool{}
-	codes := 0
+	for _, ev := range before.Events {
+		seen[eventKey(ev.Time, ev.Kind, ev.Text)] = true
+	}
+	codes, fresh := 0, 0
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var st bridgeEvents
-		err := d.GetJSON(ctx, path, &st)
-		cancel()
-		if err != nil {
+		if err := getEvents(api, path, &st); err != nil {
 			return "", err
 		}
 		for _, ev := range st.Events {
-			key := ev.Time.String() + ev.Kind + ev.Text
-			if ev.Time.Before(since) || seen[key] {
+			key := eventKey(ev.Time, ev.Kind, ev.Text)
+			if seen[key] {
 				continue
 			}
 			seen[key] = true
+			fresh++
 			switch {
 			case ev.Kind == "qr":
 				codes++
@@ -110,7 +128,7 @@ func followLogin(d *client.Dialer, path string, since time.Time) (string, error)
 				return "", nil
 			}
 		}
-		if strings.HasPrefix(st.PlatformStatus, "connected as ") && codes == 0 && len(seen) > 0 {
+		if strings.HasPrefix(st.PlatformStatus, "connected as ") && codes == 0 && fresh > 0 {
 			return "already linked " + strings.TrimPrefix(st.PlatformStatus, "connected "), nil
 		}
 		time.Sleep(loginPoll)

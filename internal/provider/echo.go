@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // EchoNotice ends every echo reply so nobody mistakes it for a model.
@@ -101,8 +102,16 @@ func (e *Echo) ListModels(context.Context) ([]ModelInfo, error) {
 // echo provider counts the whole history's words on every turn.
 func countWords(s string) int {
 	n, in := 0, false
-	for _, r := range s {
-		space := unicode.IsSpace(r)
+	for i := 0; i < len(s); {
+		var space bool
+		if c := s[i]; c < utf8.RuneSelf {
+			space = c == ' ' || c-'\t' <= '\r'-'\t' // the ASCII spaces of unicode.IsSpace
+			i++
+		} else {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			space = unicode.IsSpace(r)
+			i += size
+		}
 		if !space && !in {
 			n++
 		}

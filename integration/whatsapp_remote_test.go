@@ -6,6 +6,7 @@ package integration
 // the whatsappfake bridge under its supervisor.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -54,9 +55,25 @@ func TestWhatsAppLoginRemoteQRRounds(t *testing.T) {
 		t.Errorf("--remote with a DIR: code %d, stderr %q", r.code, r.stderr)
 	}
 
-	r := agentd(t, admin.env, "bridge", "list", "--remote", a.nodeID)
-	if r.code != 0 || !regexpLine(r.stdout, `^whatsapp\s+running\s+\d+\s+\d+\s+\S+\s+needs_login`) {
-		t.Fatalf("admin: bridge list --remote: code %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	// A revoked device hears that its certificate is refused.
+	if err := a.owner.PostJSON(context.Background(), "/api/devices/"+chat.id.ClientID()+"/revoke", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := agentd(t, chat.env, "bridge", "list", "--remote", "enrolled"); r.code != 1 || !strings.Contains(r.stderr, "refused this device's certificate") {
+		t.Errorf("revoked device: bridge list --remote: code %d, stderr %q", r.code, r.stderr)
+	}
+
+	// The admin device: list by NodeId and by a ticket, restart another bridge.
+	for _, target := range []string{a.nodeID, a.invite(t)} {
+		r := agentd(t, admin.env, "bridge", "list", "--remote", target)
+		if r.code != 0 || !regexpLine(r.stdout, `^whatsapp\s+running\s+\d+\s+\d+\s+\S+\s+needs_login`) {
+			t.Fatalf("admin: bridge list --remote %.16s…: code %d\n%s\n%s", target, r.code, r.stdout, r.stderr)
+		}
+	}
+	tg := e.bridge("telegram")
+	r := agentd(t, admin.env, "bridge", "restart", "--remote", "enrolled", "telegram")
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("bridge telegram: restarted; running as pid %d (was pid %d)", e.bridge("telegram").PID, tg.PID)) {
+		t.Errorf("admin: bridge restart --remote: code %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	loginQRRounds(t, e, admin.env, "bridge", "login", "--remote", a.nodeID, "whatsapp")
 }
@@ -94,6 +111,12 @@ func TestWhatsAppLoginThroughProxy(t *testing.T) {
 	r := agentd(t, nil, "bridge", "login", "--proxy", cbase, "whatsapp")
 	if r.code != 1 || !strings.Contains(r.stderr, "the proxy's device "+notAdmin) {
 		t.Errorf("bridge login --proxy (chat): code %d, stderr %q", r.code, r.stderr)
+	}
+	if r := agentd(t, nil, "bridge", "list", "--proxy", base); r.code != 0 || !regexpLine(r.stdout, `^whatsapp\s+running\s+\d+\s+\d+\s+\S+\s+needs_login`) {
+		t.Errorf("bridge list --proxy (admin): code %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r := agentd(t, nil, "bridge", "list", "--proxy", "http://192.0.2.1:8765"); r.code != 2 || !strings.Contains(r.stderr, "loopback") {
+		t.Errorf("bridge list --proxy to a non-loopback URL: code %d, stderr %q", r.code, r.stderr)
 	}
 
 	// Admin: POST …/login answers with the relaunched bridge.

@@ -197,25 +197,28 @@ func (d *db) pruneAwaiting(ctx context.Context, clientID string) (int64, error) 
 
 // markSent marks rows as taken by a connection, now awaiting an ack.
 func (d *db) markSent(ctx context.Context, ids []int64) error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	for _, id := range ids {
-		if _, err := d.sql.ExecContext(ctx, `UPDATE outbox SET sent = 1 WHERE id = ? AND sent = 0`, id); err != nil {
-			return fmt.Errorf("mark outbox frame %d sent: %w", id, err)
+	return d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET sent = 1 WHERE id = ? AND sent = 0`, id); err != nil {
+				return fmt.Errorf("mark outbox frame %d sent: %w", id, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // deleteAwaiting deletes clientID's rows of session sid that await an ack
 // (of turn turnID only, unless it is "").
 func (d *db) deleteAwaiting(ctx context.Context, clientID, sid, turnID string) (int64, error) {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	res, err := d.sql.ExecContext(ctx, `DELETE FROM outbox WHERE client_id = ? AND session_id = ? AND sent = 1
+	var n int64
+	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE client_id = ? AND session_id = ? AND sent = 1
 		AND (? = '' OR turn_id = ?)`, clientID, sid, turnID, turnID)
-	if err != nil {
-		return 0, fmt.Errorf("forget acknowledged replies of %s: %w", sid, err)
-	}
-	return res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("forget acknowledged replies of %s: %w", sid, err)
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // Group commit: the writes of many turns (a finished turn's messages and
-// usage, a persisted turn) share one transaction. SQLite has one writer and
+// usage, a persisted turn, a new session, replies kept in the outbox and
+// their acks) share one transaction. SQLite has one writer and
 // a commit costs far more than the rows it writes, so committing turn by
 // turn capped throughput at a few hundred turns per second under load.
 //

@@ -142,9 +142,10 @@ func (d *db) ensureSession(ctx context.Context, id, owner string) (sessionRow, e
 		return r, err
 	}
 	now := d.ms()
-	d.wmu.Lock()
-	_, err := d.insSession.ExecContext(ctx, id, owner, now, now)
-	d.wmu.Unlock()
+	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, d.insSession).ExecContext(ctx, id, owner, now, now)
+		return err
+	})
 	if err != nil {
 		return sessionRow{}, fmt.Errorf("create session %s: %w", id, err)
 	}
@@ -455,27 +456,23 @@ type outboxRow struct {
 // bounds of awaiting rows (see pruneAwaitingTx) in the same transaction and
 // returns how many it dropped.
 func (d *db) addOutbox(ctx context.Context, clientID, sessionID, turnID string, rows []outboxRow, ackMode bool) (dropped int64, err error) {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	tx, err := d.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("store reply for later: %w", err)
-	}
-	defer tx.Rollback()
 	now := d.ms()
-	for _, r := range rows {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, turn_id, frame, sent, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			clientID, sessionID, turnID, string(r.Frame), r.Sent, now); err != nil {
-			return 0, fmt.Errorf("store reply for later: %w", err)
+	err = d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, r := range rows {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, turn_id, frame, sent, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+				clientID, sessionID, turnID, string(r.Frame), r.Sent, now); err != nil {
+				return fmt.Errorf("store reply for later: %w", err)
+			}
 		}
-	}
-	if ackMode {
-		if dropped, err = d.pruneAwaitingTx(ctx, tx, clientID); err != nil {
-			return 0, err
+		if !ackMode {
+			return nil
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("store reply for later: %w", err)
+		var err error
+		dropped, err = d.pruneAwaitingTx(ctx, tx, clientID)
+		return err
+	})
+	if err != nil {
+		return 0, err
 	}
 	return dropped, nil
 }
@@ -505,14 +502,14 @@ func (d *db) outbox(ctx context.Context, clientID, sessionID string, unsentOnly 
 }
 
 func (d *db) deleteOutbox(ctx context.Context, ids []int64) error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	for _, id := range ids {
-		if _, err := d.sql.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id); err != nil {
-			return fmt.Errorf("delete outbox frame %d: %w", id, err)
+	return d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id); err != nil {
+				return fmt.Errorf("delete outbox frame %d: %w", id, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func nonNil(a []wire.Attachment) []wire.Attachment {

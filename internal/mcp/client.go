@@ -12,6 +12,7 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/agentd/agentd/internal/backoff"
 	"github.com/agentd/agentd/internal/logfile"
 )
 
@@ -43,7 +44,7 @@ func (p *Pool) run(ctx context.Context, e *entry, row Server) {
 	// The pool's notes on this server go to its log too, beside its stderr.
 	flog := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	delay, quick := InitialBackoff, 0
+	restarts := backoff.Restarts{CrashloopAfter: CrashloopAfter}
 	for {
 		p.setState(e, StateStarting, nil)
 		t0 := time.Now()
@@ -56,21 +57,20 @@ func (p *Pool) run(ctx context.Context, e *entry, row Server) {
 				flog.Info("stopped")
 				return // stopped on request
 			}
-			if time.Since(started) >= StableAfter {
-				delay, quick = InitialBackoff, 0
-			}
+			restarts.Ran(time.Since(started))
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		quick++
-		state := StateStarting
 		var pe *permanentError
-		if quick >= CrashloopAfter || errors.As(err, &pe) {
-			state = StateFailed
+		permanent := errors.As(err, &pe)
+		if permanent {
+			restarts.Hold()
 		}
-		if errors.As(err, &pe) {
-			delay = MaxBackoff
+		delay, crashloop := restarts.Fail()
+		state := StateStarting
+		if crashloop || permanent {
+			state = StateFailed
 		}
 		p.log.Warn("MCP server failed; retrying", "mcp", row.Name, "err", err, "in", delay, "state", state)
 		flog.Warn("failed; retrying", "err", err, "in", delay)
@@ -85,7 +85,6 @@ func (p *Pool) run(ctx context.Context, e *entry, row Server) {
 			return
 		case <-t.C:
 		}
-		delay = min(delay*BackoffFactor, MaxBackoff)
 	}
 }
 

@@ -34,18 +34,11 @@ import (
 	"github.com/agentd/agentd/internal/config"
 )
 
-// Restart policy, as for bridges (internal/supervisor): the delay starts at
-// InitialBackoff and doubles per consecutive failure up to MaxBackoff; a
-// connection that lasted StableAfter resets it. After CrashloopAfter quick
-// failures in a row the state reads "failed" with the last error; the pool
-// keeps retrying at MaxBackoff pace, so fixing the cause heals the server.
-const (
-	InitialBackoff = 200 * time.Millisecond
-	MaxBackoff     = 30 * time.Second
-	BackoffFactor  = 2
-	StableAfter    = 60 * time.Second
-	CrashloopAfter = 3
-)
+// CrashloopAfter is the restart policy's one number of its own (the rest,
+// as for bridges, is internal/backoff): after this many quick failures in
+// a row the state reads "failed" with the last error; the pool keeps
+// retrying at backoff.Max pace, so fixing the cause heals the server.
+const CrashloopAfter = 3
 
 // Timeouts.
 const (

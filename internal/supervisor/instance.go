@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/agentd/agentd/internal/backoff"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/logfile"
 	"github.com/agentd/agentd/plugins/bridge"
@@ -66,7 +67,7 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 	defer logs.Close()
 	blog := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	delay, quick := InitialBackoff, 0
+	restarts := backoff.Restarts{CrashloopAfter: CrashloopAfter}
 	for {
 		s.setState(e, StateStarting, nil)
 		t0 := time.Now()
@@ -81,11 +82,11 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 			s.mu.Unlock()
 			s.log.Info("bridge running", "bridge", e.name, "pid", inst.pid, "launch", time.Since(t0).Round(time.Microsecond))
 			// Back up: at once after a first launch, but after quick
-			// failures only once it has run StableAfter, so a crash loop
-			// is never reported as up between its crashes.
+			// failures only once it has run backoff.StableAfter, so a
+			// crash loop is never reported as up between its crashes.
 			wait := time.Duration(0)
-			if quick > 0 {
-				wait = StableAfter
+			if restarts.Failing() {
+				wait = backoff.StableAfter
 			}
 			up := time.AfterFunc(wait, func() { s.backUp(e) })
 			err = s.watch(ctx, e, inst)
@@ -96,9 +97,7 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 			if err == nil { // stopped on request
 				return
 			}
-			if time.Since(started) >= StableAfter {
-				delay, quick = InitialBackoff, 0
-			}
+			restarts.Ran(time.Since(started))
 		}
 		if ctx.Err() != nil {
 			return
@@ -112,9 +111,9 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 			<-ctx.Done()
 			return
 		}
-		quick++
+		delay, crashloop := restarts.Fail()
 		state := StateBackoff
-		if quick >= CrashloopAfter {
+		if crashloop {
 			state = StateCrashloop
 		}
 		s.log.Warn("bridge failed; relaunching", "bridge", e.name, "err", err, "in", delay, "state", state)
@@ -130,7 +129,6 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 			return
 		case <-t.C:
 		}
-		delay = min(delay*BackoffFactor, MaxBackoff)
 	}
 }
 

@@ -24,20 +24,14 @@ import (
 	"github.com/agentd/agentd/internal/config"
 )
 
-// Restart policy. A bridge that crashes is relaunched after a delay that
-// starts at InitialBackoff and doubles (BackoffFactor) per consecutive
-// failure up to MaxBackoff; a run that lasted StableAfter counts as healthy
-// and resets the delay. After CrashloopAfter consecutive quick failures the
-// state reads "crashloop" so an operator sees it is not a passing hiccup;
-// the supervisor keeps trying at MaxBackoff pace, so fixing the cause (a
-// token, the network) heals the bridge without a manual restart.
-const (
-	InitialBackoff = 200 * time.Millisecond
-	MaxBackoff     = 30 * time.Second
-	BackoffFactor  = 2
-	StableAfter    = 60 * time.Second
-	CrashloopAfter = 5
-)
+// CrashloopAfter is the restart policy's one number of its own (the rest
+// is internal/backoff: a crashed bridge is relaunched after a wait that
+// doubles per failure in a row, reset by a run of backoff.StableAfter):
+// after this many quick failures in a row the state reads "crashloop" so
+// an operator sees it is not a passing hiccup; the supervisor keeps trying
+// at backoff.Max pace, so fixing the cause (a token, the network) heals
+// the bridge without a manual restart.
+const CrashloopAfter = 5
 
 // Timeouts of the control plane.
 const (

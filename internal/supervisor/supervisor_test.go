@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentd/agentd/client/clienttest"
 	"github.com/agentd/agentd/internal/auth"
+	"github.com/agentd/agentd/internal/backoff"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -449,7 +450,7 @@ func TestRoutes(t *testing.T) {
 }
 
 // BenchmarkRestartAfterKill measures SIGKILL of a bridge to the bridge
-// running again: crash detected, InitialBackoff waited, process relaunched,
+// running again: crash detected, backoff.Initial waited, process relaunched,
 // handshake, Info, identity, Configure, Start and Health done. Each round
 // starts from a fresh Restart, so every kill is a first crash.
 func BenchmarkRestartAfterKill(b *testing.B) {
@@ -472,5 +473,5 @@ func BenchmarkRestartAfterKill(b *testing.B) {
 	}
 	ms := float64(total.Microseconds()) / float64(b.N) / 1000
 	b.ReportMetric(ms, "ms/restart")
-	b.ReportMetric(ms-float64(InitialBackoff.Milliseconds()), "ms/restart-minus-backoff")
+	b.ReportMetric(ms-float64(backoff.Initial.Milliseconds()), "ms/restart-minus-backoff")
 }

@@ -18,6 +18,10 @@ import (
 	"github.com/agentd/agentd/plugins/bridge/whatsapp/whatsapptest"
 )
 
+// waNeedsLoginRow is the whatsapp row of `agentd bridge list` while the
+// bridge waits for a login (whatever the state column calls that).
+const waNeedsLoginRow = `^whatsapp\s+\S+\s+[1-9]\d*\s+\d+\s+\S+\s+needs_login`
+
 // notAdmin is what a chat-only device is told by an admin command.
 const notAdmin = "is not an admin: enroll with an admin invitation (agentd invite DIR --role admin)"
 
@@ -66,7 +70,7 @@ func TestWhatsAppLoginRemoteQRRounds(t *testing.T) {
 	// The admin device: list by NodeId and by a ticket, restart another bridge.
 	for _, target := range []string{a.nodeID, a.invite(t)} {
 		r := agentd(t, admin.env, "bridge", "list", "--remote", target)
-		if r.code != 0 || !regexpLine(r.stdout, `^whatsapp\s+running\s+\d+\s+\d+\s+\S+\s+needs_login`) {
+		if r.code != 0 || !regexpLine(r.stdout, waNeedsLoginRow) {
 			t.Fatalf("admin: bridge list --remote %.16s…: code %d\n%s\n%s", target, r.code, r.stdout, r.stderr)
 		}
 	}
@@ -112,7 +116,7 @@ func TestWhatsAppLoginThroughProxy(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "the proxy's device "+notAdmin) {
 		t.Errorf("bridge login --proxy (chat): code %d, stderr %q", r.code, r.stderr)
 	}
-	if r := agentd(t, nil, "bridge", "list", "--proxy", base); r.code != 0 || !regexpLine(r.stdout, `^whatsapp\s+running\s+\d+\s+\d+\s+\S+\s+needs_login`) {
+	if r := agentd(t, nil, "bridge", "list", "--proxy", base); r.code != 0 || !regexpLine(r.stdout, waNeedsLoginRow) {
 		t.Errorf("bridge list --proxy (admin): code %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	if r := agentd(t, nil, "bridge", "list", "--proxy", "http://192.0.2.1:8765"); r.code != 2 || !strings.Contains(r.stderr, "loopback") {
@@ -122,7 +126,7 @@ func TestWhatsAppLoginThroughProxy(t *testing.T) {
 	// Admin: POST …/login answers with the relaunched bridge.
 	code, body := curl(t, "-X", "POST", "-H", "Content-Type: application/json", "-d", `{"phone":""}`, base+"/api/bridges/whatsapp/login")
 	var st bridgeState
-	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.PID == first.PID || st.State != "running" {
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.PID == first.PID || st.PID == 0 {
 		t.Fatalf("admin proxy: POST login: %d %s", code, body)
 	}
 	e.waitRestarted(first.PID)

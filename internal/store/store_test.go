@@ -89,15 +89,3 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatalf("Open = %v, want ErrNewerSchema", err)
 	}
 }
-
-func TestMigrationNumbersUnique(t *testing.T) {
-	ms, err := Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, m := range ms {
-		if m.version != i+1 {
-			t.Errorf("migration %s has number %d, want %d (no gaps)", m.name, m.version, i+1)
-		}
-	}
-}

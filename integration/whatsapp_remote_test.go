@@ -119,8 +119,15 @@ func TestWhatsAppLoginThroughProxy(t *testing.T) {
 	if r := agentd(t, nil, "bridge", "list", "--proxy", base); r.code != 0 || !regexpLine(r.stdout, waNeedsLoginRow) {
 		t.Errorf("bridge list --proxy (admin): code %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if r := agentd(t, nil, "bridge", "list", "--proxy", "http://192.0.2.1:8765"); r.code != 2 || !strings.Contains(r.stderr, "loopback") {
-		t.Errorf("bridge list --proxy to a non-loopback URL: code %d, stderr %q", r.code, r.stderr)
+	for _, bad := range []struct{ args, want string }{
+		{"--proxy http://192.0.2.1:8765", "not a loopback address"},
+		{"--proxy https://127.0.0.1:8765", "want the URL agentd proxy printed"},
+		{"--proxy " + base + " --remote enrolled", "give one"},
+	} {
+		r := agentd(t, nil, append([]string{"bridge", "list"}, strings.Fields(bad.args)...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, bad.want) {
+			t.Errorf("bridge list %s: code %d, stderr %q; want usage error %q", bad.args, r.code, r.stderr, bad.want)
+		}
 	}
 
 	// Admin: POST …/login answers with the relaunched bridge.

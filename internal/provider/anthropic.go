@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/anthropics/anthropic-sdk-go"
 	"github.com/anthropics/anthropic-sdk-go/option"
@@ -21,7 +19,6 @@ type anthropicProvider struct {
 	id     string
 	client anthropic.Client
 	call   caller
-	log    *slog.Logger
 }
 
 func newAnthropic(cfg Config) *anthropicProvider {
@@ -45,7 +42,6 @@ func newAnthropic(cfg Config) *anthropicProvider {
 		id:     cfg.ID,
 		client: client,
 		call:   caller{id: cfg.ID, policy: cfg.Retry, idle: cfg.IdleTimeout, log: cfg.Logger},
-		log:    cfg.Logger,
 	}
 }
 
@@ -53,20 +49,7 @@ func (p *anthropicProvider) Name() string { return p.id }
 
 // Stream implements Provider.
 func (p *anthropicProvider) Stream(ctx context.Context, req *Request, onEvent func(Event) error) (*Result, error) {
-	params, err := anthropicParams(req)
-	if err != nil {
-		return nil, fmt.Errorf("provider %s: anthropic request: %w", p.id, err)
-	}
-	start := time.Now()
-	res, err := p.call.run(ctx, onEvent, func(ctx context.Context, a *attempt) (*Result, error) {
-		return p.streamOnce(ctx, params, a)
-	})
-	if err == nil {
-		p.log.Debug("anthropic stream done", "model", req.Model, "finish", res.FinishReason,
-			"prompt_tokens", res.Usage.PromptTokens, "completion_tokens", res.Usage.CompletionTokens,
-			"tool_calls", len(res.ToolCalls), "elapsed", time.Since(start))
-	}
-	return res, err
+	return stream(ctx, &p.call, "anthropic", req, onEvent, anthropicParams, p.streamOnce)
 }
 
 type anthropicBlock struct {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -24,7 +23,6 @@ type openAIProvider struct {
 	id     string
 	client openai.Client
 	call   caller
-	log    *slog.Logger
 }
 
 func newOpenAI(cfg Config) *openAIProvider {
@@ -47,7 +45,6 @@ func newOpenAI(cfg Config) *openAIProvider {
 		id:     cfg.ID,
 		client: client,
 		call:   caller{id: cfg.ID, policy: cfg.Retry, idle: cfg.IdleTimeout, log: cfg.Logger},
-		log:    cfg.Logger,
 	}
 }
 
@@ -55,20 +52,7 @@ func (p *openAIProvider) Name() string { return p.id }
 
 // Stream implements Provider.
 func (p *openAIProvider) Stream(ctx context.Context, req *Request, onEvent func(Event) error) (*Result, error) {
-	params, err := openAIParams(req)
-	if err != nil {
-		return nil, fmt.Errorf("provider %s: openai request: %w", p.id, err)
-	}
-	start := time.Now()
-	res, err := p.call.run(ctx, onEvent, func(ctx context.Context, a *attempt) (*Result, error) {
-		return p.streamOnce(ctx, params, a)
-	})
-	if err == nil {
-		p.log.Debug("openai stream done", "model", req.Model, "finish", res.FinishReason,
-			"prompt_tokens", res.Usage.PromptTokens, "completion_tokens", res.Usage.CompletionTokens,
-			"tool_calls", len(res.ToolCalls), "elapsed", time.Since(start))
-	}
-	return res, err
+	return stream(ctx, &p.call, "openai", req, onEvent, openAIParams, p.streamOnce)
 }
 
 type toolCallAcc struct {

@@ -92,6 +92,28 @@ func (c *callbackError) Unwrap() error { return c.err }
 var errIdle = errors.New("idle timeout")
 
 // caller runs attempts with the shared retry / idle-timeout / stream-cut policy.
+// stream is the Stream of the SDK providers: req made into the API's
+// params (a request the API cannot take fails before any call), sent with
+// the caller's retries, and the outcome logged; api names the API in the
+// error and the log.
+func stream[P any](ctx context.Context, c *caller, api string, req *Request, onEvent func(Event) error,
+	params func(*Request) (P, error), once func(context.Context, P, *attempt) (*Result, error)) (*Result, error) {
+	p, err := params(req)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %s request: %w", c.id, api, err)
+	}
+	start := time.Now()
+	res, err := c.run(ctx, onEvent, func(ctx context.Context, a *attempt) (*Result, error) {
+		return once(ctx, p, a)
+	})
+	if err == nil {
+		c.log.Debug(api+" stream done", "model", req.Model, "finish", res.FinishReason,
+			"prompt_tokens", res.Usage.PromptTokens, "completion_tokens", res.Usage.CompletionTokens,
+			"tool_calls", len(res.ToolCalls), "elapsed", time.Since(start))
+	}
+	return res, err
+}
+
 type caller struct {
 	id     string
 	policy RetryPolicy

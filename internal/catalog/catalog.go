@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/hook"
 	"github.com/agentd/agentd/internal/provider"
 )
 
@@ -129,8 +130,7 @@ type Catalog struct {
 	mu   sync.Mutex
 	snap atomic.Pointer[snapshot]
 
-	hookMu sync.Mutex
-	hooks  []func(resource, action, id string)
+	hooks hook.Changes
 }
 
 type snapshot struct {
@@ -177,24 +177,14 @@ func (c *Catalog) SetListTimeout(d time.Duration) {
 // in registration order, after the snapshot and the registry were updated,
 // outside the catalog's locks; they may read the catalog.
 func (c *Catalog) OnChange(fn func(resource, action, id string)) {
-	c.hookMu.Lock()
-	defer c.hookMu.Unlock()
-	c.hooks = append(c.hooks, fn)
+	c.hooks.Add(fn)
 }
 
 type change struct{ resource, action, id string }
 
 func (c *Catalog) notify(changes []change) {
-	if len(changes) == 0 {
-		return
-	}
-	c.hookMu.Lock()
-	hooks := slices.Clone(c.hooks)
-	c.hookMu.Unlock()
 	for _, ch := range changes {
-		for _, h := range hooks {
-			h(ch.resource, ch.action, ch.id)
-		}
+		c.hooks.Notify(ch.resource, ch.action, ch.id)
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/hook"
 )
 
 // CrashloopAfter is the restart policy's one number of its own (the rest,
@@ -170,8 +171,7 @@ type Pool struct {
 	started  bool
 	closed   bool
 
-	hookMu sync.Mutex
-	hooks  []func(resource, action, id string)
+	hooks hook.Changes
 }
 
 // entry is one row and its supervision.
@@ -305,19 +305,10 @@ func (p *Pool) Close() {
 // OnChange registers fn, called after every change with (Resource, action,
 // server name). Hooks must not block.
 func (p *Pool) OnChange(fn func(resource, action, id string)) {
-	p.hookMu.Lock()
-	defer p.hookMu.Unlock()
-	p.hooks = append(p.hooks, fn)
+	p.hooks.Add(fn)
 }
 
-func (p *Pool) notify(action, name string) {
-	p.hookMu.Lock()
-	hooks := slices.Clone(p.hooks)
-	p.hookMu.Unlock()
-	for _, h := range hooks {
-		h(Resource, action, name)
-	}
-}
+func (p *Pool) notify(action, name string) { p.hooks.Notify(Resource, action, name) }
 
 // LogPath is a server's log file (its stderr, and the pool's notes on it).
 func LogPath(dir, name string) string {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentd/agentd/internal/alert"
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/hook"
 )
 
 // MaxPending is how many requests one bridge may have waiting; the next
@@ -106,10 +107,10 @@ type Pairing struct {
 	now    func() time.Time
 
 	// mu serialises every change, so the cap and "one code per user" hold
-	// under concurrent messages; it also guards onChange and push.
-	mu       sync.Mutex
-	onChange []func(resource, action, id string)
-	push     PushFunc
+	// under concurrent messages; it also guards push.
+	mu    sync.Mutex
+	push  PushFunc
+	hooks hook.Changes
 }
 
 // New returns a Pairing on db (migrated by store.Open).
@@ -127,9 +128,7 @@ func New(opts Options) *Pairing {
 // OnChange registers fn, called after every change with resource
 // "pairing", an Action* and the code (or bridge/user for a revoke).
 func (p *Pairing) OnChange(fn func(resource, action, id string)) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.onChange = append(p.onChange, fn)
+	p.hooks.Add(fn)
 }
 
 // SetPush sets how approvals reach running bridges (the supervisor).
@@ -141,9 +140,7 @@ func (p *Pairing) SetPush(fn PushFunc) {
 
 // changed runs the hooks; p.mu held.
 func (p *Pairing) changed(action, id string) {
-	for _, fn := range p.onChange {
-		fn("pairing", action, id)
-	}
+	p.hooks.Notify("pairing", action, id)
 }
 
 func (p *Pairing) expiry() time.Duration {

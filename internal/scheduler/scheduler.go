@@ -24,6 +24,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/hook"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/wire"
 )
@@ -86,9 +87,7 @@ type Scheduler struct {
 	jobs   map[string]job       // Register key → gocron job
 	scheds map[string]*Schedule // task id → its parsed schedule
 
-	// hookMu guards hooks.
-	hookMu sync.Mutex
-	hooks  []func(resource, action, id string)
+	hooks hook.Changes
 }
 
 type job struct {
@@ -176,19 +175,10 @@ func (s *Scheduler) Wait() { s.wg.Wait() }
 // OnChange registers fn, called with ("task", action, id) after every
 // change of a task and at the end of every run; meant for resource_event.
 func (s *Scheduler) OnChange(fn func(resource, action, id string)) {
-	s.hookMu.Lock()
-	defer s.hookMu.Unlock()
-	s.hooks = append(s.hooks, fn)
+	s.hooks.Add(fn)
 }
 
-func (s *Scheduler) notify(action, id string) {
-	s.hookMu.Lock()
-	hooks := append([]func(string, string, string){}, s.hooks...)
-	s.hookMu.Unlock()
-	for _, fn := range hooks {
-		fn("task", action, id)
-	}
-}
+func (s *Scheduler) notify(action, id string) { s.hooks.Notify("task", action, id) }
 
 // Location resolves a task's time zone: its own, else scheduler.timezone,
 // else the machine's.

@@ -20,12 +20,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/agentd/agentd/internal/hook"
 	"github.com/agentd/agentd/internal/vault/notepath"
 )
 
@@ -73,8 +73,7 @@ type Vault struct {
 	// interleave.
 	wmu sync.Mutex
 
-	hookMu sync.Mutex // hookMu guards hooks
-	hooks  []func(resource, action, id string)
+	hooks hook.Changes
 }
 
 // Open opens the vault in dir (created if missing) with its index in db
@@ -134,24 +133,14 @@ func (v *Vault) Ready() <-chan struct{} { return v.ready }
 // vault or made outside agentd — with ("vault", created|updated|deleted,
 // path). Hooks run synchronously after the index was updated.
 func (v *Vault) OnChange(fn func(resource, action, id string)) {
-	v.hookMu.Lock()
-	defer v.hookMu.Unlock()
-	v.hooks = append(v.hooks, fn)
+	v.hooks.Add(fn)
 }
 
 type change struct{ action, path string }
 
 func (v *Vault) notify(changes []change) {
-	if len(changes) == 0 {
-		return
-	}
-	v.hookMu.Lock()
-	hooks := slices.Clone(v.hooks)
-	v.hookMu.Unlock()
 	for _, c := range changes {
-		for _, h := range hooks {
-			h("vault", c.action, c.path)
-		}
+		v.hooks.Notify("vault", c.action, c.path)
 	}
 }
 

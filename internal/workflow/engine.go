@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentd/agentd/internal/hook"
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/wire"
 )
@@ -91,9 +92,7 @@ type Engine struct {
 	active map[string]*activeRun // run id → run in progress
 	wg     sync.WaitGroup
 
-	// hookMu guards hooks.
-	hookMu sync.Mutex
-	hooks  []func(resource, action, id string)
+	hooks hook.Changes
 }
 
 type activeRun struct {
@@ -151,19 +150,10 @@ func (e *Engine) Wait() { e.wg.Wait() }
 // OnChange registers fn, called with (resource, action, id): "workflow"
 // created/updated/deleted, "workflow_run" started/finished.
 func (e *Engine) OnChange(fn func(resource, action, id string)) {
-	e.hookMu.Lock()
-	defer e.hookMu.Unlock()
-	e.hooks = append(e.hooks, fn)
+	e.hooks.Add(fn)
 }
 
-func (e *Engine) notify(resource, action, id string) {
-	e.hookMu.Lock()
-	hooks := append([]func(string, string, string){}, e.hooks...)
-	e.hookMu.Unlock()
-	for _, fn := range hooks {
-		fn(resource, action, id)
-	}
-}
+func (e *Engine) notify(resource, action, id string) { e.hooks.Notify(resource, action, id) }
 
 func (e *Engine) lookup() ToolLookup {
 	if e.tools == nil {

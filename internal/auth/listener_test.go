@@ -26,6 +26,7 @@ import (
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 // env is a real agent network: SQLite file, coordinator, authenticator,
@@ -47,11 +48,7 @@ func newEnvNet(t *testing.T, mode auth.Mode, network string) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, store.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, dir)
 	if err := coordinator.Bootstrap(ctx, dir, st, "t"); err != nil {
 		t.Fatal(err)
 	}

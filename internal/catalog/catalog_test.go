@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,20 +13,10 @@ import (
 	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// openStore opens (creating and migrating) the real SQLite file at path.
-func openStore(t *testing.T, path string) *store.Store {
-	t.Helper()
-	s, err := store.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -79,7 +68,7 @@ func openCatalog(t *testing.T, s *store.Store, cfg *config.Config) *catalog.Cata
 }
 
 func TestSeedFromConfig(t *testing.T) {
-	s := openStore(t, filepath.Join(t.TempDir(), store.FileName))
+	s := storetest.Open(t, t.TempDir())
 	c := openCatalog(t, s, baseConfig())
 
 	m, ok := c.Model("gpt")
@@ -123,8 +112,8 @@ func TestSeedFromConfig(t *testing.T) {
 
 func TestReloadAndRestartKeepAPIEntries(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), store.FileName)
-	s := openStore(t, path)
+	dir := t.TempDir()
+	s := storetest.Open(t, dir)
 	c := openCatalog(t, s, baseConfig())
 	ev := &events{}
 	c.OnChange(ev.hook)
@@ -174,7 +163,7 @@ func TestReloadAndRestartKeepAPIEntries(t *testing.T) {
 
 	// Restart: close, reopen the file, open the catalog with the same config.
 	s.Close()
-	s2 := openStore(t, path)
+	s2 := storetest.Open(t, dir)
 	c2 := openCatalog(t, s2, cfg)
 	m, ok := c2.Model("llama")
 	if !ok || m.Source != catalog.SourceAPI || m.Name != "llama3.2" || m.Provider != "local" {
@@ -193,8 +182,8 @@ func TestReloadAndRestartKeepAPIEntries(t *testing.T) {
 
 func TestOverrideSurvivesUntilFileEntryChanges(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), store.FileName)
-	s := openStore(t, path)
+	dir := t.TempDir()
+	s := storetest.Open(t, dir)
 	cfg := baseConfig()
 	c := openCatalog(t, s, cfg)
 
@@ -211,7 +200,7 @@ func TestOverrideSurvivesUntilFileEntryChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s = openStore(t, path)
+	s = storetest.Open(t, dir)
 	c = openCatalog(t, s, cfg)
 	if m, _ := c.Model("gpt"); m.Enabled || !m.Overridden {
 		t.Errorf("override lost: %+v", m)
@@ -239,7 +228,7 @@ func TestOverrideSurvivesUntilFileEntryChanges(t *testing.T) {
 
 func TestFileAndAPIConflicts(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, filepath.Join(t.TempDir(), store.FileName))
+	s := storetest.Open(t, t.TempDir())
 	c := openCatalog(t, s, baseConfig())
 	ev := &events{}
 	c.OnChange(ev.hook)
@@ -303,7 +292,7 @@ func TestFileAndAPIConflicts(t *testing.T) {
 
 func TestWriteErrors(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, filepath.Join(t.TempDir(), store.FileName))
+	s := storetest.Open(t, t.TempDir())
 	c := openCatalog(t, s, baseConfig())
 	ev := &events{}
 	c.OnChange(ev.hook)
@@ -380,7 +369,7 @@ func TestWriteErrors(t *testing.T) {
 // TestConcurrentReadsDuringWrites exercises the snapshot under -race.
 func TestConcurrentReadsDuringWrites(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, filepath.Join(t.TempDir(), store.FileName))
+	s := storetest.Open(t, t.TempDir())
 	c := openCatalog(t, s, baseConfig())
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -418,7 +407,7 @@ func TestConcurrentReadsDuringWrites(t *testing.T) {
 // TestOpenWithoutConfigLoadsOnly: Open with a nil config neither seeds nor
 // deletes anything.
 func TestOpenWithoutConfigLoadsOnly(t *testing.T) {
-	s := openStore(t, filepath.Join(t.TempDir(), store.FileName))
+	s := storetest.Open(t, t.TempDir())
 	openCatalog(t, s, baseConfig())
 	c := openCatalog(t, s, nil)
 	if m, ok := c.Model("gpt"); !ok || m.Name != "gpt-4o-mini" {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +15,7 @@ import (
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/provider/providertest"
 	"github.com/agentd/agentd/internal/route"
-	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 // The secret of provider "oa": it must never appear in a GET body.
@@ -36,7 +35,7 @@ type restEnv struct {
 
 func newREST(t *testing.T, cfg *config.Config) *restEnv {
 	t.Helper()
-	s := openStore(t, filepath.Join(t.TempDir(), store.FileName))
+	s := storetest.Open(t, t.TempDir())
 	c := openCatalog(t, s, cfg)
 	e := &restEnv{t: t, c: c, ev: &events{}}
 	c.OnChange(e.ev.hook)

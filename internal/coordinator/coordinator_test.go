@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentd/agentd/devicecert"
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 type fixture struct {
@@ -35,11 +36,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, store.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, dir)
 	if err := Bootstrap(ctx, dir, st, "test-agent"); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 // peerBin is an npm MCP server installed in testpeers/ by `make setup`.
@@ -48,12 +49,7 @@ type fixture struct {
 func newFixture(t testing.TB, seed *config.Config) *fixture {
 	t.Helper()
 	f := &fixture{t: t, dir: t.TempDir(), env: map[string]string{}}
-	var err error
-	f.st, err = store.Open(context.Background(), filepath.Join(f.dir, "openagent.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.st.Close() })
+	f.st = storetest.Open(t, f.dir)
 	f.reg, _ = agent.NewRegistry()
 	f.pool = f.open(seed)
 	return f

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 type clock struct{ t time.Time }
@@ -17,11 +17,7 @@ func (c *clock) now() time.Time { return c.t }
 
 func open(t *testing.T) (*Pairing, *clock) {
 	t.Helper()
-	st, err := store.Open(context.Background(), t.TempDir()+"/agentd.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, t.TempDir())
 	c := &clock{t: time.Date(2026, 12, 1, 13, 0, 0, 0, time.UTC)}
 	return New(Options{DB: st.DB(), Now: c.now}), c
 }

@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentd/agentd/internal/provider"
-	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 type fixture struct {
@@ -24,11 +23,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), store.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, t.TempDir())
 	f := &fixture{db: st.DB(), now: time.Date(2026, 12, 15, 12, 0, 0, 0, time.UTC)}
 	f.u = Open(Options{DB: st.DB(), Now: func() time.Time { return f.now },
 		OnAlert: func(a Alert) { f.alerts = append(f.alerts, a) },

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 // The benchmarks run over one generated vault of benchNotes notes of about
@@ -139,11 +140,7 @@ func percentile(d []time.Duration, p int) time.Duration {
 // openBench opens a vault over the corpus with a fresh index database.
 func openBench(b *testing.B, mem string) *Vault {
 	b.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
+	st := storetest.Open(b, b.TempDir())
 	v, err := Open(context.Background(), st.DB(), mem, Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/internal/store/storetest"
 )
 
 // events records resource_event calls.
@@ -71,11 +72,7 @@ func openTest(t testing.TB, fixture bool) (*Vault, *events, string) {
 		copyFixture(t, dir)
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(base, "test.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, base)
 	v, err := Open(ctx, st.DB(), dir, Options{})
 	if err != nil {
 		t.Fatal(err)

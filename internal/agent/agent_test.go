@@ -19,23 +19,15 @@ import (
 	"github.com/agentd/agentd/internal/provider/providertest"
 )
 
-type flavor struct {
-	name string
-	kind string
-	fake func(testing.TB, ...providertest.Response) *providertest.Server
-}
-
-var flavors = []flavor{
-	{"openai", provider.KindOpenAI, providertest.NewOpenAI},
-	{"anthropic", provider.KindAnthropic, providertest.NewAnthropic},
-}
+// flavors are the two wire protocols the tests run against.
+var flavors = providertest.Flavors
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newProvider(t testing.TB, f flavor, srv *providertest.Server) provider.Provider {
+func newProvider(t testing.TB, f providertest.Flavor, srv *providertest.Server) provider.Provider {
 	t.Helper()
 	p, err := provider.New(provider.Config{
-		ID: f.name, Kind: f.kind, BaseURL: srv.BaseURL(), APIKey: srv.APIKey, Logger: quiet,
+		ID: f.Name, Kind: f.Kind, BaseURL: srv.BaseURL(), APIKey: srv.APIKey, Logger: quiet,
 		Retry: provider.RetryPolicy{BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond},
 	})
 	if err != nil {
@@ -112,8 +104,8 @@ var history = []provider.Message{
 
 func TestToolRoundTrip(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
-			srv := f.fake(t,
+		t.Run(f.Name, func(t *testing.T) {
+			srv := f.New(t,
 				providertest.Response{
 					Text:      []string{"Checking", "."},
 					ToolCalls: []providertest.ToolCall{{ID: "call_1", Name: "get_weather", Arguments: `{"city":"Paris"}`}},
@@ -165,7 +157,7 @@ func TestToolRoundTrip(t *testing.T) {
 			if len(reqs) != 2 {
 				t.Fatalf("requests = %d", len(reqs))
 			}
-			switch f.kind {
+			switch f.Kind {
 			case provider.KindOpenAI:
 				first, second := reqs[0].OpenAI(t), reqs[1].OpenAI(t)
 				if first.Messages[0].Text() != "be brief" || first.Messages[1].Text() != "hi" || first.Messages[3].Text() != "weather in Paris?" {
@@ -210,8 +202,8 @@ func TestToolFailuresAreFedBack(t *testing.T) {
 	}
 	for _, f := range flavors {
 		for _, c := range cases {
-			t.Run(f.name+"/"+c.name, func(t *testing.T) {
-				srv := f.fake(t,
+			t.Run(f.Name+"/"+c.name, func(t *testing.T) {
+				srv := f.New(t,
 					providertest.Response{ToolCalls: []providertest.ToolCall{{ID: "c1", Name: c.tool, Arguments: c.args}}},
 					providertest.Response{Text: []string{"sorry"}},
 				)
@@ -278,12 +270,12 @@ func TestToolRoundLimit(t *testing.T) {
 
 func TestInterruptKeepsPartialText(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			words := make([]string, 40)
 			for i := range words {
 				words[i] = fmt.Sprintf("w%d ", i)
 			}
-			srv := f.fake(t, providertest.Response{Text: words, Delay: 80 * time.Millisecond})
+			srv := f.New(t, providertest.Response{Text: words, Delay: 80 * time.Millisecond})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var mu sync.Mutex
@@ -337,8 +329,8 @@ func TestProviderErrors(t *testing.T) {
 	}
 	for _, f := range flavors {
 		for _, c := range cases {
-			t.Run(f.name+"/"+c.name, func(t *testing.T) {
-				srv := f.fake(t, c.script...)
+			t.Run(f.Name+"/"+c.name, func(t *testing.T) {
+				srv := f.New(t, c.script...)
 				out, err := (&agent.Agent{Logger: quiet}).Run(context.Background(), agent.Turn{Provider: newProvider(t, f, srv), Model: "m", UserText: "q"})
 				if !errors.Is(err, c.want) {
 					t.Fatalf("err = %v, want %v", err, c.want)

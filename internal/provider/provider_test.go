@@ -14,25 +14,16 @@ import (
 	"github.com/agentd/agentd/internal/provider/providertest"
 )
 
-// flavor runs a test against both wire protocols.
-type flavor struct {
-	name string
-	kind string
-	fake func(testing.TB, ...providertest.Response) *providertest.Server
-}
-
-var flavors = []flavor{
-	{"openai", provider.KindOpenAI, providertest.NewOpenAI},
-	{"anthropic", provider.KindAnthropic, providertest.NewAnthropic},
-}
+// flavors are the two wire protocols the tests run against.
+var flavors = providertest.Flavors
 
 // fastRetry keeps retry tests quick while exercising the real backoff path.
 var fastRetry = provider.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 40 * time.Millisecond}
 
-func newProvider(t testing.TB, f flavor, srv *providertest.Server, mod ...func(*provider.Config)) provider.Provider {
+func newProvider(t testing.TB, f providertest.Flavor, srv *providertest.Server, mod ...func(*provider.Config)) provider.Provider {
 	t.Helper()
 	cfg := provider.Config{
-		ID: "p-" + f.name, Kind: f.kind, BaseURL: srv.BaseURL(), APIKey: srv.APIKey,
+		ID: "p-" + f.Name, Kind: f.Kind, BaseURL: srv.BaseURL(), APIKey: srv.APIKey,
 		Retry:  fastRetry,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -90,8 +81,8 @@ func simpleRequest() *provider.Request {
 
 func TestStreamTextDeltasUsageAndRequest(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
-			srv := f.fake(t, providertest.Response{
+		t.Run(f.Name, func(t *testing.T) {
+			srv := f.New(t, providertest.Response{
 				Text:  []string{"Hel", "lo", ", ", "world"},
 				Usage: &providertest.Usage{PromptTokens: 21, CompletionTokens: 4},
 			})
@@ -117,7 +108,7 @@ func TestStreamTextDeltasUsageAndRequest(t *testing.T) {
 			if len(reqs) != 1 {
 				t.Fatalf("requests = %d", len(reqs))
 			}
-			switch f.kind {
+			switch f.Kind {
 			case provider.KindOpenAI:
 				r := reqs[0].OpenAI(t)
 				if !r.Stream || r.StreamOptions == nil || !r.StreamOptions.IncludeUsage {
@@ -166,8 +157,8 @@ func TestStreamTextDeltasUsageAndRequest(t *testing.T) {
 
 func TestToolCallsAssembledFromDeltas(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
-			srv := f.fake(t, providertest.Response{
+		t.Run(f.Name, func(t *testing.T) {
+			srv := f.New(t, providertest.Response{
 				Text: []string{"Let me check."},
 				ToolCalls: []providertest.ToolCall{
 					{ID: "call_a", Name: "get_weather", Arguments: `{"city":"Paris"}`},
@@ -221,14 +212,14 @@ func TestToolResultsSentInWireShape(t *testing.T) {
 		},
 	}
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
-			srv := f.fake(t, providertest.Response{Text: []string{"ok"}})
+		t.Run(f.Name, func(t *testing.T) {
+			srv := f.New(t, providertest.Response{Text: []string{"ok"}})
 			p := newProvider(t, f, srv)
 			if _, err := p.Stream(context.Background(), req, nil); err != nil {
 				t.Fatalf("Stream: %v", err)
 			}
 			rec := srv.Requests()[0]
-			switch f.kind {
+			switch f.Kind {
 			case provider.KindOpenAI:
 				r := rec.OpenAI(t)
 				if len(r.Messages) != 4 {
@@ -349,8 +340,8 @@ func TestFailuresAndRetries(t *testing.T) {
 	}
 	for _, f := range flavors {
 		for _, c := range cases {
-			t.Run(f.name+"/"+c.name, func(t *testing.T) {
-				srv := f.fake(t, c.script...)
+			t.Run(f.Name+"/"+c.name, func(t *testing.T) {
+				srv := f.New(t, c.script...)
 				p := newProvider(t, f, srv)
 				var col collector
 				start := time.Now()
@@ -373,7 +364,7 @@ func TestFailuresAndRetries(t *testing.T) {
 					if !errors.Is(err, c.wantErr) {
 						t.Fatalf("err = %v, want %v", err, c.wantErr)
 					}
-					if !strings.HasPrefix(err.Error(), "provider p-"+f.name+": ") || !strings.Contains(err.Error(), c.errHas) {
+					if !strings.HasPrefix(err.Error(), "provider p-"+f.Name+": ") || !strings.Contains(err.Error(), c.errHas) {
 						t.Errorf("err text %q lacks %q", err.Error(), c.errHas)
 					}
 				}
@@ -398,12 +389,12 @@ func TestFailuresAndRetries(t *testing.T) {
 
 func TestCancelSlowStreamStopsPromptly(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			words := make([]string, 50)
 			for i := range words {
 				words[i] = "w "
 			}
-			srv := f.fake(t, providertest.Response{Text: words, Delay: 100 * time.Millisecond})
+			srv := f.New(t, providertest.Response{Text: words, Delay: 100 * time.Millisecond})
 			p := newProvider(t, f, srv)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -438,8 +429,8 @@ func TestCancelSlowStreamStopsPromptly(t *testing.T) {
 
 func TestStallAndHangUseIdleTimeout(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name+"/hang before headers is retried then fails", func(t *testing.T) {
-			srv := f.fake(t, providertest.Response{Hang: true}, providertest.Response{Hang: true}, providertest.Response{Hang: true})
+		t.Run(f.Name+"/hang before headers is retried then fails", func(t *testing.T) {
+			srv := f.New(t, providertest.Response{Hang: true}, providertest.Response{Hang: true}, providertest.Response{Hang: true})
 			p := newProvider(t, f, srv, func(c *provider.Config) { c.IdleTimeout = 150 * time.Millisecond })
 			_, err := p.Stream(context.Background(), simpleRequest(), nil)
 			if !errors.Is(err, provider.ErrStalled) {
@@ -449,16 +440,16 @@ func TestStallAndHangUseIdleTimeout(t *testing.T) {
 				t.Errorf("requests = %d", n)
 			}
 		})
-		t.Run(f.name+"/stall after output is a cut", func(t *testing.T) {
-			srv := f.fake(t, providertest.Response{Text: []string{"a", "b", "c"}, Stall: true, StallAfter: 2})
+		t.Run(f.Name+"/stall after output is a cut", func(t *testing.T) {
+			srv := f.New(t, providertest.Response{Text: []string{"a", "b", "c"}, Stall: true, StallAfter: 2})
 			p := newProvider(t, f, srv, func(c *provider.Config) { c.IdleTimeout = 150 * time.Millisecond })
 			res, err := p.Stream(context.Background(), simpleRequest(), nil)
 			if !errors.Is(err, provider.ErrStreamCut) || res.Text != "ab" {
 				t.Fatalf("err = %v text = %q", err, res.Text)
 			}
 		})
-		t.Run(f.name+"/ctx deadline on a hung server", func(t *testing.T) {
-			srv := f.fake(t, providertest.Response{Hang: true})
+		t.Run(f.Name+"/ctx deadline on a hung server", func(t *testing.T) {
+			srv := f.New(t, providertest.Response{Hang: true})
 			p := newProvider(t, f, srv)
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
@@ -476,8 +467,8 @@ func TestStallAndHangUseIdleTimeout(t *testing.T) {
 
 func TestCallbackErrorAbortsWithoutRetry(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
-			srv := f.fake(t, providertest.Response{Text: []string{"a", "b", "c"}}, providertest.Response{Text: []string{"x"}})
+		t.Run(f.Name, func(t *testing.T) {
+			srv := f.New(t, providertest.Response{Text: []string{"a", "b", "c"}}, providertest.Response{Text: []string{"x"}})
 			p := newProvider(t, f, srv)
 			boom := errors.New("client went away")
 			_, err := p.Stream(context.Background(), simpleRequest(), func(provider.Event) error { return boom })
@@ -493,8 +484,8 @@ func TestCallbackErrorAbortsWithoutRetry(t *testing.T) {
 
 func TestListModels(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
-			srv := f.fake(t)
+		t.Run(f.Name, func(t *testing.T) {
+			srv := f.New(t)
 			srv.Models = []string{"alpha", "beta"}
 			p := newProvider(t, f, srv)
 			models, err := p.ListModels(context.Background())
@@ -515,11 +506,11 @@ func TestListModels(t *testing.T) {
 
 func TestConnectionRefusedIsRetriedThenFails(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
-			srv := f.fake(t)
+		t.Run(f.Name, func(t *testing.T) {
+			srv := f.New(t)
 			base := srv.BaseURL()
 			srv.Close() // nothing listens there any more
-			p, err := provider.New(provider.Config{ID: "down", Kind: f.kind, BaseURL: base, APIKey: "k", Retry: fastRetry,
+			p, err := provider.New(provider.Config{ID: "down", Kind: f.Kind, BaseURL: base, APIKey: "k", Retry: fastRetry,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
 				t.Fatal(err)
@@ -566,19 +557,19 @@ func TestNewRejectsUnknownKind(t *testing.T) {
 
 func TestKeepAliveCommentsKeepSlowStreamAlive(t *testing.T) {
 	for _, f := range flavors {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			idle := func(c *provider.Config) { c.IdleTimeout = 150 * time.Millisecond }
 			slow := providertest.Response{Text: []string{"slow ", "but ", "alive"}, Delay: 350 * time.Millisecond}
 			withKA := slow
 			withKA.KeepAlive = 40 * time.Millisecond
 
-			srv := f.fake(t, withKA)
+			srv := f.New(t, withKA)
 			res, err := newProvider(t, f, srv, idle).Stream(context.Background(), simpleRequest(), nil)
 			if err != nil || res.Text != "slow but alive" {
 				t.Fatalf("with keep-alive: text %q err %v", res.Text, err)
 			}
 
-			srv = f.fake(t, slow)
+			srv = f.New(t, slow)
 			res, err = newProvider(t, f, srv, idle).Stream(context.Background(), simpleRequest(), nil)
 			if !errors.Is(err, provider.ErrStreamCut) || res.Text != "slow " {
 				t.Fatalf("without keep-alive: text %q err %v, want a cut after the idle timeout", res.Text, err)

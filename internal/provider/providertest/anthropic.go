@@ -164,11 +164,7 @@ func (m *AnthropicMessage) UnmarshalJSON(b []byte) error {
 // Anthropic decodes a recorded request as a Messages request.
 func (r RecordedRequest) Anthropic(t testing.TB) AnthropicRequest {
 	t.Helper()
-	var req AnthropicRequest
-	if err := json.Unmarshal(r.Body, &req); err != nil {
-		t.Fatalf("providertest: decode anthropic request: %v\n%s", err, r.Body)
-	}
-	return req
+	return decodeAs[AnthropicRequest](t, r, "anthropic")
 }
 
 func (anthropicFlavor) stream(s *Server, w http.ResponseWriter, r *http.Request, body []byte, resp Response) {

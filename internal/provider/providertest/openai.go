@@ -157,11 +157,7 @@ type OpenAITool struct {
 // OpenAI decodes a recorded request as a chat-completions request.
 func (r RecordedRequest) OpenAI(t testing.TB) OpenAIRequest {
 	t.Helper()
-	var req OpenAIRequest
-	if err := json.Unmarshal(r.Body, &req); err != nil {
-		t.Fatalf("providertest: decode openai request: %v\n%s", err, r.Body)
-	}
-	return req
+	return decodeAs[OpenAIRequest](t, r, "openai")
 }
 
 func (openAIFlavor) stream(s *Server, w http.ResponseWriter, r *http.Request, body []byte, resp Response) {

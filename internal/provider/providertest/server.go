@@ -104,6 +104,16 @@ type RecordedRequest struct {
 	Time   time.Time
 }
 
+// decodeAs decodes a recorded request's body as api's request type.
+func decodeAs[T any](t testing.TB, r RecordedRequest, api string) T {
+	t.Helper()
+	var req T
+	if err := json.Unmarshal(r.Body, &req); err != nil {
+		t.Fatalf("providertest: decode %s request: %v\n%s", api, err, r.Body)
+	}
+	return req
+}
+
 // Server is a scripted fake API server.
 type Server struct {
 	*httptest.Server

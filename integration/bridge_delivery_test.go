@@ -20,7 +20,6 @@ import (
 	"github.com/go-telegram/bot/models"
 
 	"github.com/agentd/agentd/internal/provider"
-	"github.com/agentd/agentd/internal/provider/providertest"
 	istore "github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/plugins/bridge/telegram"
 	"github.com/agentd/agentd/plugins/bridge/telegram/telegramtest"
@@ -229,12 +228,9 @@ func TestBridgeKillAtEachStepOfMultipartReply(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			// The reply streams a word per millisecond, as a model does:
-			// the echo provider's words all queue at once and reach the
-			// bridge merged into one delta, and a message streamed
-			// complete needs no final edit to kill the bridge in.
-			fake := providertest.NewOpenAI(t, providertest.Response{Text: strings.SplitAfter(reply, " "), Delay: time.Millisecond})
-			e := newBridgeEnvEditing(t, fmt.Sprint(aliceID), "", func(dir string) { useFakeOpenAI(t, dir, fake) })
+			// The reply streams a word per millisecond: a message streamed
+			// complete at once needs no final edit to kill the bridge in.
+			e := newBridgeEnvEditing(t, fmt.Sprint(aliceID), "", slowEcho(t, 1, time.Millisecond))
 			if st.method != "" {
 				held := e.tg.Hold(st.method, st.skip)
 				e.tg.Text(aliceChat, alice, long)

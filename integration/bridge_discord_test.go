@@ -44,12 +44,19 @@ func discordYAML(dc *discordtest.Server) string {
 // connected to the gateway and to Discord (unless wantUp is false).
 func newDiscordEnv(t testing.TB, setup func(dc *discordtest.Server), wantUp bool) (*bridgeEnv, *discordtest.Server) {
 	t.Helper()
+	return newDiscordEnvEditing(t, setup, wantUp, nil)
+}
+
+// newDiscordEnvEditing is newDiscordEnv with edit applied to the agent
+// directory before agentd starts (nil: none).
+func newDiscordEnvEditing(t testing.TB, setup func(dc *discordtest.Server), wantUp bool, edit func(dir string)) (*bridgeEnv, *discordtest.Server) {
+	t.Helper()
 	dc := discordtest.New(t)
 	dc.AddChannel(discordgo.Channel{ID: dcGeneral, GuildID: dcGuild, Type: discordgo.ChannelTypeGuildText})
 	if setup != nil {
 		setup(dc)
 	}
-	e := newBridgeEnvAllowing(t, "*", discordYAML(dc))
+	e := newBridgeEnvEditing(t, "*", discordYAML(dc), edit)
 	if wantUp {
 		e.waitBridge("discord", 20*time.Second, "running, connected to the gateway and to Discord", func(b bridgeState) bool {
 			return b.State == "running" && b.GatewayConnected && b.PlatformStatus == "connected"
@@ -77,7 +84,7 @@ func dcReplies(dc *discordtest.Server, channel, sent string) int {
 }
 
 func TestBridgeDiscordDMAndGuild(t *testing.T) {
-	e, dc := newDiscordEnv(t, nil, true)
+	e, dc := newDiscordEnvEditing(t, nil, true, slowEcho(t, 10, 20*time.Millisecond))
 	dc.MessageCreate(discordtest.Message{ChannelID: dcAliceDM, Author: dcAliceUser, Content: "hello through discord"})
 	dc.Wait(15*time.Second, "the complete reply in the DM", func() bool { return dcReplies(dc, dcAliceDM, "hello through discord") == 1 })
 	msgs := dc.Messages(dcAliceDM)
@@ -131,7 +138,7 @@ func TestBridgeDiscordDisallowedIntentFails(t *testing.T) {
 }
 
 func TestBridgeDiscordKillDuringReply(t *testing.T) {
-	e, dc := newDiscordEnv(t, nil, true)
+	e, dc := newDiscordEnvEditing(t, nil, true, slowEcho(t, 10, 20*time.Millisecond))
 	before := e.bridge("discord")
 	// Edits hang, so the kill lands after the reply's first message was
 	// posted and while its edits were not yet accepted.

@@ -388,7 +388,8 @@ func (l *eventLog) match(tb testing.TB, resource, action, id string, forgetAll b
 // --- 1. the whole path ---------------------------------------------------
 
 func TestBridgeTelegramStreamedReply(t *testing.T) {
-	e := newBridgeEnvEditing(t, fmt.Sprint(aliceID), "", dmAllowlist(t))
+	stream := slowEcho(t, 10, 20*time.Millisecond)
+	e := newBridgeEnvEditing(t, fmt.Sprint(aliceID), "", func(dir string) { dmAllowlist(t)(dir); stream(dir) })
 	b := e.bridge("telegram")
 	if b.SessionPrefix != "tg" || b.PID == 0 || b.Restarts != 0 || !b.Enabled {
 		t.Errorf("telegram bridge status = %+v", b)

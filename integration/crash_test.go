@@ -14,7 +14,7 @@ import (
 )
 
 // useFakeOpenAI points the agent at an in-test OpenAI-compatible server.
-func useFakeOpenAI(t *testing.T, dir string, fake *providertest.Server) {
+func useFakeOpenAI(t testing.TB, dir string, fake *providertest.Server) {
 	t.Helper()
 	p := filepath.Join(dir, "openagent.yaml")
 	b, err := os.ReadFile(p)

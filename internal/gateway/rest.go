@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -122,17 +121,14 @@ func (g *Gateway) deleteSession(w http.ResponseWriter, r *http.Request) {
 
 // sessionError maps session errors to statuses.
 func (g *Gateway) sessionError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, session.ErrNotFound):
-		auth.WriteError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, session.ErrBusy):
-		auth.WriteError(w, http.StatusConflict, "busy", err.Error())
-	case errors.Is(err, session.ErrForbidden):
-		auth.WriteError(w, http.StatusForbidden, "forbidden", err.Error())
-	case errors.Is(err, session.ErrInvalid), errors.Is(err, session.ErrUnknownModel):
-		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
-	default:
-		g.log.Error("session request failed", "err", err)
-		auth.WriteError(w, http.StatusInternalServerError, "internal", "internal error")
-	}
+	route.Errors{
+		Codes: []route.Code{
+			{Err: session.ErrNotFound, Status: http.StatusNotFound, Code: "not_found"},
+			{Err: session.ErrBusy, Status: http.StatusConflict, Code: "busy"},
+			{Err: session.ErrForbidden, Status: http.StatusForbidden, Code: "forbidden"},
+			{Err: session.ErrInvalid, Status: http.StatusBadRequest, Code: "bad_request"},
+			{Err: session.ErrUnknownModel, Status: http.StatusBadRequest, Code: "bad_request"},
+		},
+		Other: route.Logged(g.log, "session request failed", "internal error"),
+	}.Write(w, err)
 }

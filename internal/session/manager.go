@@ -28,6 +28,7 @@ import (
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/catalog"
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/internal/hook"
 	"github.com/agentd/agentd/internal/metrics"
 	"github.com/agentd/agentd/internal/provider"
 	"github.com/agentd/agentd/internal/usage"
@@ -153,9 +154,7 @@ type Manager struct {
 	ackMu  sync.RWMutex
 	ackers map[string]bool
 
-	// hookMu guards hooks.
-	hookMu sync.Mutex
-	hooks  []func(resource, action, id string)
+	changes hook.Changes
 
 	// out orders, per client, "no connection took the reply → outbox"
 	// against "a connection registered → flush the outbox", so no reply is
@@ -527,20 +526,9 @@ func (m *Manager) flushOutbox(c *Client, sessionID string) {
 // OnChange registers fn, called with ("session", action, id) after every
 // change of a session: created, pinned, cleared, reset; meant to be
 // broadcast as resource_event.
-func (m *Manager) OnChange(fn func(resource, action, id string)) {
-	m.hookMu.Lock()
-	defer m.hookMu.Unlock()
-	m.hooks = append(m.hooks, fn)
-}
+func (m *Manager) OnChange(fn func(resource, action, id string)) { m.changes.Add(fn) }
 
-func (m *Manager) notify(action, id string) {
-	m.hookMu.Lock()
-	hooks := append([]func(string, string, string){}, m.hooks...)
-	m.hookMu.Unlock()
-	for _, fn := range hooks {
-		fn("session", action, id)
-	}
-}
+func (m *Manager) notify(action, id string) { m.changes.Notify("session", action, id) }
 
 // keyedMutex is a mutex per key, kept only while in use.
 type keyedMutex struct {

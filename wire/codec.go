@@ -1,12 +1,12 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 )
 
 // Direction says which side sends a frame type.
@@ -103,12 +103,14 @@ var ErrUnknownType = errors.New("unknown message type")
 // shown to the peer: they say what was wrong without echoing the frame.
 func Decode(data []byte, d Direction) (Message, error) {
 	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&fields); err != nil {
+	if err := json.Unmarshal(data, &fields); err != nil {
+		// A json.Decoder would tell a second value apart, at the cost of
+		// its buffers on every frame; bad frames are rare, good ones not.
+		var se *json.SyntaxError
+		if errors.As(err, &se) && strings.Contains(se.Error(), "after top-level value") {
+			return nil, errors.New("invalid JSON: more than one value in frame")
+		}
 		return nil, fmt.Errorf("invalid JSON: %s", describeJSONError(err))
-	}
-	if dec.More() {
-		return nil, errors.New("invalid JSON: more than one value in frame")
 	}
 	if fields == nil {
 		return nil, errors.New("invalid frame: want a JSON object")

@@ -691,3 +691,24 @@ func testPluginBinary(tb testing.TB, name, ldflags string) string {
 func regexpLine(s, re string) bool {
 	return regexp.MustCompile(`(?m)` + re).MatchString(s)
 }
+
+// cli runs the agentd command with args and returns its output; it fails
+// the test when the command does.
+func (e *bridgeEnv) cli(args ...string) string {
+	e.tb.Helper()
+	out, err := exec.Command(agentdBin(), args...).CombinedOutput()
+	if err != nil {
+		e.tb.Fatalf("agentd %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// lineWith is the first line of out containing s, "" if none.
+func lineWith(out, s string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}

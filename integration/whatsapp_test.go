@@ -213,14 +213,44 @@ func TestWhatsAppLoggedOutAlertThroughTelegram(t *testing.T) {
 		}
 		return false
 	})
-	if !strings.Contains(alert, "agentd bridge login "+e.dir+" whatsapp") {
-		t.Errorf("alert %q does not give the login command for this directory", alert)
+	if !strings.Contains(alert, "agentd bridge login "+e.dir+" whatsapp") || !strings.HasPrefix(alert, "WhatsApp needs a login since ") {
+		t.Errorf("alert %q: want \"WhatsApp needs a login since …\" with the login command for this directory", alert)
 	}
-	b := e.waitBridge("whatsapp", 10*time.Second, "logged out, still running", func(b bridgeState) bool {
-		return b.State == "running" && (b.PlatformStatus == "needs_login" || b.PlatformStatus == "logged out")
+	// One state, needs_login, with one reason, on every surface.
+	b := e.waitBridge("whatsapp", 10*time.Second, "needs_login with the reason", func(b bridgeState) bool {
+		return b.State == "needs_login" && strings.HasPrefix(b.LastError, "WhatsApp was logged out (")
 	})
+	reason := b.LastError
+	if b.PlatformStatus != "needs_login: "+reason || !strings.Contains(reason, "agentd bridge login "+e.dir+" whatsapp") {
+		t.Errorf("platform status %q, last error %q: want needs_login: <the reason with the login command>", b.PlatformStatus, reason)
+	}
 	if b.PID != before.PID || b.Restarts != before.Restarts {
 		t.Errorf("the bridge was restarted after a logout (pid %d→%d): it must wait for a login", before.PID, b.PID)
+	}
+	var one bridgeState
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.owner.GetJSON(ctx, "/api/bridges/whatsapp", &one); err != nil || one.State != "needs_login" || one.LastError != reason {
+		t.Errorf("GET /api/bridges/whatsapp: %v, state %q, last error %q", err, one.State, one.LastError)
+	}
+	list := e.cli("bridge", "list", e.dir)
+	if row := lineWith(list, "whatsapp"); !strings.Contains(row, "needs_login") || strings.Count(row, reason) != 1 {
+		t.Errorf("bridge list row %q: want needs_login and the reason once\n%s", row, list)
+	}
+	status := e.cli("status", e.dir)
+	if row := lineWith(status, "bridge whatsapp"); !strings.Contains(row, "needs_login") || strings.Count(row, reason) != 1 {
+		t.Errorf("status row %q: want needs_login and the reason once\n%s", row, status)
+	}
+	// `agentd bridge login` works from there: a new round, linked, running.
+	out, _, done := loginCmd(t, nil, "bridge", "login", e.dir, "whatsapp")
+	e.waitRestarted(before.PID)
+	e.do(whatsapptest.Command{Op: "qr", Text: "2@after-logout"})
+	waitOut(t, out, "QR code 1:", 1)
+	e.do(whatsapptest.Command{Op: "link"})
+	waitDone(t, done, out, "linked as +15550001111")
+	e.waitConnected()
+	if b := e.bridge("whatsapp"); b.LastError != "" {
+		t.Errorf("last error %q once linked again", b.LastError)
 	}
 }
 
@@ -296,7 +326,7 @@ func TestWhatsAppKillMidReplyDeliveredOnce(t *testing.T) {
 func (e *waEnv) waitNeedsLogin() bridgeState {
 	e.tb.Helper()
 	return e.waitBridge("whatsapp", 30*time.Second, "needs_login", func(b bridgeState) bool {
-		return b.State == "running" && strings.HasPrefix(b.PlatformStatus, "needs_login")
+		return b.State == "needs_login" && strings.HasPrefix(b.PlatformStatus, "needs_login")
 	})
 }
 
@@ -304,7 +334,7 @@ func (e *waEnv) waitNeedsLogin() bridgeState {
 func (e *waEnv) waitRestarted(old int) bridgeState {
 	e.tb.Helper()
 	return e.waitBridge("whatsapp", 30*time.Second, "relaunched for a login round", func(b bridgeState) bool {
-		return b.State == "running" && b.PID != old && b.PID != 0 && strings.HasPrefix(b.PlatformStatus, "needs_login")
+		return b.State == "needs_login" && b.PID != old && b.PID != 0 && strings.HasPrefix(b.PlatformStatus, "needs_login")
 	})
 }
 

@@ -19,8 +19,9 @@ func init() {
 			"       agentd bridge list|enable|disable|restart|login --remote enrolled|NODEID|TICKET [NAME]\n" +
 			"       agentd bridge list|enable|disable|restart|login --proxy http://127.0.0.1:PORT [NAME]",
 		summary: `control the chat bridges of the running daemon
-list shows each bridge's state, pid, restarts, uptime, last error and
-platform status (e.g. "logged out"). enable and disable also write
+list shows each bridge's state (running, needs_login, failed, backoff,
+crashloop, stopped), pid, restarts, uptime, last error and platform status
+(e.g. "needs_login: WhatsApp was logged out …"). enable and disable also write
 bridges.NAME.enabled to openagent.yaml (comments kept); restart restarts one
 bridge and touches no other. list and restart need the daemon running;
 enable and disable only edit the file when it is not. login starts a login
@@ -173,9 +174,19 @@ func bridgeList(ctx context.Context, api adminAPI) error {
 			up = time.Since(b.StartedAt).Round(time.Second).String()
 		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", b.Name, b.State, b.PID, b.Restarts, up,
-			dash(b.PlatformStatus), dash(strings.Join(b.AllowedUsers, ",")), dash(b.LastError))
+			dash(b.PlatformStatus), dash(strings.Join(b.AllowedUsers, ",")), dash(newReason(b.PlatformStatus, b.LastError)))
 	}
 	return w.Flush()
+}
+
+// newReason is lastErr unless the platform status already says it (a
+// failed or needs_login state reported by the platform is both), so that
+// a listing shows the reason once.
+func newReason(platform, lastErr string) string {
+	if lastErr != "" && strings.Contains(platform, lastErr) {
+		return ""
+	}
+	return lastErr
 }
 
 // controlOutcome says what an enable, disable or restart did, from the
@@ -200,6 +211,10 @@ func controlOutcome(op string, before, after bridgeStatus) (string, bool) {
 		return msg, true
 	case after.State == "starting":
 		return done + "; still starting (see agentd bridge list)", true
+	case after.State == "needs_login":
+		// Running, waiting for the operator: what a restart of an
+		// unlinked bridge is expected to end in.
+		return fmt.Sprintf("%s; running as pid %d, needs a login: %s", done, after.PID, after.LastError), true
 	}
 	msg := fmt.Sprintf("%s, but it is %s", done, after.State)
 	if after.LastError != "" {

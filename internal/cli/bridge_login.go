@@ -59,7 +59,7 @@ func bridgeLogin(api adminAPI, where, name string) error {
 		if err != nil {
 			return err
 		}
-		if st.State != "running" && st.State != "starting" {
+		if st.State != "running" && st.State != "starting" && st.State != "needs_login" {
 			return fmt.Errorf("bridge %s is %s; see agentd bridge list %s and logs/bridge-%s.log", name, st.State, where, name)
 		}
 		fmt.Fprintf(stdout, "bridge %s: waiting for a login round (pid %d)\n", name, st.PID)

@@ -168,8 +168,10 @@ var statusSections = []statusSection{
 		for _, b := range list {
 			m, _ := b.(map[string]any)
 			var extra []string
-			for _, k := range []string{"platform_status", "last_error"} {
-				if s, _ := m[k].(string); s != "" {
+			platform, _ := m["platform_status"].(string)
+			lastErr, _ := m["last_error"].(string)
+			for _, s := range []string{platform, newReason(platform, lastErr)} {
+				if s != "" {
 					extra = append(extra, s)
 				}
 			}

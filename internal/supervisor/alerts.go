@@ -23,43 +23,53 @@ func (s *Supervisor) report(name string, st Status) {
 	switch st.State {
 	case StateStopped:
 		// Stopped on purpose (disabled, removed, agentd stopping): no
-		// longer a problem to report.
-		a.Clear(key, title+" was stopped (it had been down since {since})")
+		// longer a problem to report. Restarted with a platform state's
+		// alert open, it is still one until the platform connects.
+		if !st.restarting {
+			a.Clear(key, title+" was stopped (it had been down since {since})")
+		}
 	case StateBackoff:
 		a.Raise(key, title+" is down since {since}: "+st.LastError, via)
 	case StateCrashloop:
 		a.Raise(key, title+" is crash-looping since {since}: "+st.LastError, via, alert.Immediately())
 	case StateFailed:
-		a.Raise(key, title+" has failed since {since}: "+st.LastError, via)
+		a.Raise(key, title+" has failed since {since}: "+st.LastError, platformAlertOpts(st)...)
+	case StateNeedsLogin:
+		a.Raise(key, title+" needs a login since {since}: "+st.LastError, platformAlertOpts(st)...)
 	}
 }
 
 // backUp clears e's alert: it has run long enough (see run).
 func (s *Supervisor) backUp(e *entry) {
+	s.mu.Lock()
+	waiting := e.platformAlert // its platform has not said it is back
+	s.mu.Unlock()
+	if waiting {
+		return
+	}
 	s.opts.Alerts.Clear(alertKey(e.name), displayName(e.name)+" is back up (it was down since {since})")
 }
 
-// reportEvent raises the platform problems a bridge reports: logged out,
-// or an alert (a token the platform refused, 401/4004). They do not heal by
-// waiting, so they go out at once; the bridge running again clears them.
+// reportEvent raises the alerts a bridge reports (the Message Content
+// intent off, a pair-code login that failed). They do not heal by waiting,
+// so they go out at once; the bridge running again clears them. States
+// (logged out, a token refused) come as platform states instead.
 func (s *Supervisor) reportEvent(name, prefix, kind, text string) {
-	a := s.opts.Alerts
-	if a == nil {
-		return
-	}
-	title := displayName(name)
-	switch kind {
-	case "logged_out":
-		a.Raise(alertKey(name), title+" is logged out since {since}: "+text, alert.NotVia(prefix), alert.Immediately())
-	case "alert":
-		a.Raise(alertKey(name), title+" needs attention since {since}: "+text, alert.NotVia(prefix), alert.Immediately())
+	if kind == "alert" {
+		s.opts.Alerts.Raise(alertKey(name), displayName(name)+" needs attention since {since}: "+text, alert.NotVia(prefix), alert.Immediately())
 	}
 }
 
 func alertKey(name string) string { return "bridge:" + name }
 
-// displayName is "Telegram" for "telegram".
+// brandNames are the bridges whose name is not spelt by capitalising it.
+var brandNames = map[string]string{"whatsapp": "WhatsApp"}
+
+// displayName is "Telegram" for "telegram", "WhatsApp" for "whatsapp".
 func displayName(name string) string {
+	if d, ok := brandNames[name]; ok {
+		return d
+	}
 	r, n := utf8.DecodeRuneInString(name)
 	if n == 0 {
 		return name

@@ -74,8 +74,14 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 		inst, err := s.launch(ctx, e, cfg, logs, blog)
 		if err == nil {
 			started := time.Now()
-			s.setState(e, StateRunning, func(st *Status) {
-				st.PID, st.StartedAt, st.LoginQR = inst.pid, started, ""
+			s.mu.Lock()
+			state := launchedState(e)
+			s.mu.Unlock()
+			s.setState(e, state, func(st *Status) {
+				st.PID, st.StartedAt = inst.pid, started
+				if state != StateRunning { // reported during the launch
+					st.LastError, st.fromPlatform = e.preason, true
+				}
 			})
 			s.mu.Lock()
 			e.inst = inst
@@ -153,6 +159,10 @@ func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, lo
 	path := s.binaryPath(e.name, cfg)
 	s.mu.Lock()
 	e.status.Path = path
+	e.gen++
+	gen := e.gen
+	e.pstate, e.preason = "", ""
+	e.status.LoginQR = ""
 	s.mu.Unlock()
 	if fi, err := os.Stat(path); err != nil {
 		return nil, permanent(fmt.Errorf("launch bridge %s: binary %s: %w (install bridge-%s beside agentd or set bridges.%s.path)",
@@ -258,7 +268,7 @@ func (s *Supervisor) launch(ctx context.Context, e *entry, cfg config.Bridge, lo
 		IdentityPath:   IdentityPath(s.opts.Dir, e.name),
 		DataDir:        dataDir,
 		UploadsDir:     uploads,
-	}, &hostServer{s: s, e: e, log: blog})
+	}, &hostServer{s: s, e: e, gen: gen, log: blog})
 	if err != nil {
 		return nil, inst.explain("configure", err)
 	}
@@ -338,6 +348,7 @@ func (s *Supervisor) watch(ctx context.Context, e *entry, inst *instance) error 
 	health := time.NewTicker(HealthInterval)
 	defer health.Stop()
 	fails := 0
+	var lastPS platformReport
 	for {
 		select {
 		case <-ctx.Done():
@@ -371,6 +382,18 @@ func (s *Supervisor) watch(ctx context.Context, e *entry, inst *instance) error 
 				s.kill(inst)
 				return fmt.Errorf("bridge %s reported failure: %s", e.name, h.LastError)
 			}
+			// The backstop of the state events: one lost on the way (the
+			// host queue full) is applied once two checks in a row say
+			// it, so that a check answered just before an event cannot
+			// undo that event.
+			ps := platformReport{bridge.StateName(h.PlatformState), h.PlatformReason}
+			if ps == lastPS {
+				s.mu.Lock()
+				gen := e.gen
+				s.mu.Unlock()
+				s.platformState(e, gen, ps.state, ps.reason)
+			}
+			lastPS = ps
 			s.mu.Lock()
 			e.status.GatewayConnected = h.GatewayConnected
 			if h.PlatformStatus != "" {

@@ -32,6 +32,7 @@ type hostServer struct {
 	bridgev1.UnimplementedBridgeHostServer
 	s   *Supervisor
 	e   *entry
+	gen uint64 // the launch it serves
 	log *slog.Logger
 }
 
@@ -51,11 +52,18 @@ func (h *hostServer) Event(_ context.Context, r *bridgev1.EventRequest) (*bridge
 		text = text[:4096] // a QR payload is far shorter; this bounds a misbehaving bridge
 	}
 	h.log.Info("bridge event", "kind", kind, "text", text)
+	state := bridge.StateName(r.PlatformState)
+	if kind == "logged_out" { // an older bridge's needs_login
+		kind, state = "state", bridge.PlatformNeedsLogin
+	}
 	if kind == "alert" && strings.HasPrefix(text, bridge.CertRefused) {
 		// The supervisor can fix this itself (and says so); not an
 		// operator alert unless that fails.
 		go h.s.certRefused(h.e, text)
 		return &bridgev1.EventResponse{}, nil
+	}
+	if kind == "state" {
+		text = bridge.StateStatus(state, text)
 	}
 	h.s.mu.Lock()
 	st := &h.e.status
@@ -66,13 +74,14 @@ func (h *hostServer) Event(_ context.Context, r *bridgev1.EventRequest) (*bridge
 	switch kind {
 	case "qr":
 		st.LoginQR = text
-	case "status":
+	case "status", "state":
 		st.PlatformStatus, st.LoginQR = text, ""
-	case "logged_out":
-		st.PlatformStatus, st.LoginQR = "logged out", ""
 	}
 	prefix := st.SessionPrefix
 	h.s.mu.Unlock()
+	if kind == "state" {
+		h.s.platformState(h.e, h.gen, state, r.Text)
+	}
 	h.s.reportEvent(h.e.name, prefix, kind, text)
 	h.s.notify(h.e.name, ActionEvent)
 	return &bridgev1.EventResponse{}, nil

@@ -22,6 +22,7 @@ import (
 	"github.com/agentd/agentd/devicecert"
 	"github.com/agentd/agentd/internal/alert"
 	"github.com/agentd/agentd/internal/config"
+	"github.com/agentd/agentd/plugins/bridge"
 )
 
 // CrashloopAfter is the restart policy's one number of its own (the rest
@@ -67,7 +68,10 @@ const (
 	StateRunning   State = "running"   // started and answering Health
 	StateBackoff   State = "backoff"   // crashed; waiting to relaunch
 	StateCrashloop State = "crashloop" // crashed CrashloopAfter times quickly; still retrying
-	StateFailed    State = "failed"    // cannot run as configured (no binary, wrong handshake…); not retried
+	StateFailed    State = "failed"    // cannot run as configured (no binary, wrong handshake, refused by its platform…); not retried
+	// StateNeedsLogin: running, but its platform account must be linked
+	// again (agentd bridge login); not retried.
+	StateNeedsLogin State = "needs_login"
 )
 
 // Change actions passed to Options.OnChange, besides the State values
@@ -161,6 +165,12 @@ type Status struct {
 	AllowedUsers  []string `json:"allowed_users"`
 	ApprovedUsers []string `json:"approved_users"`
 	DMPolicy      string   `json:"dm_policy"`
+
+	// fromPlatform: State was reported by the platform (platformState),
+	// not found by the supervisor. restarting: stopped on the way to a new
+	// launch while a platform state's alert is open, which the platform
+	// ends when it connects (see report).
+	fromPlatform, restarting bool
 }
 
 // Supervisor owns the bridge processes.
@@ -196,6 +206,15 @@ type entry struct {
 	// login are settings for the next launch only (Login: a pair-code
 	// phone); the launch takes them.
 	login map[string]string
+	// gen numbers the launches; a host event of an older one is ignored.
+	gen uint64
+	// pstate and preason are the platform state the current launch last
+	// reported ("" none); platformAlert: an alert for a needs_login or
+	// failed platform state is open, which only the platform reporting
+	// running again (or a stop) ends — not the process merely running.
+	pstate        bridge.PlatformState
+	preason       string
+	platformAlert bool
 }
 
 // loop is a running supervision goroutine of one bridge.
@@ -309,6 +328,7 @@ func (s *Supervisor) remove(e *entry) {
 	e.op.Lock()
 	defer e.op.Unlock()
 	s.stopLoop(e)
+	s.opts.Alerts.Clear(alertKey(e.name), displayName(e.name)+" was removed (it had been down since {since})")
 	s.mu.Lock()
 	if s.bridges[e.name] == e {
 		delete(s.bridges, e.name)
@@ -361,8 +381,15 @@ func (s *Supervisor) setEnabled(name string, on bool) error {
 	e.cfg.Enabled = on
 	e.status.Enabled = on
 	running := e.loopCtl != nil
+	// Enabling a bridge that waits for the operator (failed, needs a
+	// login) launches it afresh: that is what the operator asks for.
+	stuck := e.status.State == StateFailed || e.status.State == StateNeedsLogin
 	s.mu.Unlock()
 	if on {
+		if running && stuck {
+			s.stopLoop(e)
+			running = false
+		}
 		if !running {
 			if err := s.startLoop(e); err != nil {
 				return fmt.Errorf("bridge %s: %w", name, err)
@@ -567,10 +594,15 @@ func (s *Supervisor) setState(e *entry, state State, edit func(*Status)) {
 	s.mu.Lock()
 	changed := e.status.State != state
 	e.status.State = state
+	e.status.fromPlatform = false
 	if edit != nil {
 		edit(&e.status)
 	}
 	st := e.status
+	st.restarting = state == StateStopped && e.platformAlert && e.cfg.Enabled
+	if state == StateStopped && !st.restarting {
+		e.platformAlert = false // stopped for good: report clears the alert
+	}
 	if e.changed != nil {
 		close(e.changed)
 	}

@@ -119,10 +119,19 @@ func (h *hostConn) RequestPairing(ctx context.Context, m Incoming) (PairingAnswe
 
 // Event queues an operator event, waiting up to hostEventWait for room.
 func (h *hostConn) Event(kind bridgev1.EventKind, text string) {
+	h.queueEvent(&bridgev1.EventRequest{Kind: kind, Text: text})
+}
+
+// State queues a platform state report, in order with the events.
+func (h *hostConn) State(state PlatformState, reason string) {
+	h.queueEvent(&bridgev1.EventRequest{Kind: bridgev1.EventKind_EVENT_KIND_STATE, Text: reason, PlatformState: stateWire(state)})
+}
+
+func (h *hostConn) queueEvent(ev *bridgev1.EventRequest) {
 	t := time.NewTimer(hostEventWait)
 	defer t.Stop()
 	select {
-	case h.queue <- &hostCall{event: &bridgev1.EventRequest{Kind: kind, Text: text}}:
+	case h.queue <- &hostCall{event: ev}:
 	case <-h.done:
 	case <-t.C:
 		h.dropped.Add(1)
@@ -163,13 +172,15 @@ func EventKind(kind string) bridgev1.EventKind {
 		return bridgev1.EventKind_EVENT_KIND_LOGGED_OUT
 	case "status":
 		return bridgev1.EventKind_EVENT_KIND_STATUS
+	case "state":
+		return bridgev1.EventKind_EVENT_KIND_STATE
 	default:
 		return bridgev1.EventKind_EVENT_KIND_ALERT
 	}
 }
 
 // EventKindName is the inverse of EventKind: "qr", "logged_out", "alert",
-// "status".
+// "status", "state".
 func EventKindName(k bridgev1.EventKind) string {
 	switch k {
 	case bridgev1.EventKind_EVENT_KIND_QR:
@@ -178,6 +189,8 @@ func EventKindName(k bridgev1.EventKind) string {
 		return "logged_out"
 	case bridgev1.EventKind_EVENT_KIND_STATUS:
 		return "status"
+	case bridgev1.EventKind_EVENT_KIND_STATE:
+		return "state"
 	default:
 		return "alert"
 	}

@@ -59,6 +59,9 @@ type RunnerConfig struct {
 	OnEvent func(kind, text string)
 	// OnStatus receives Host SetStatus calls (StatusSetter); may be nil.
 	OnStatus func(text string)
+	// OnState receives Host ReportState calls (StateReporter); nil: they
+	// go to OnStatus (the status text) and OnEvent (kind "state").
+	OnState func(state PlatformState, reason string)
 	// EditInterval is the minimum time between two messages or edits in
 	// one chat (from the end of one call to the start of the next);
 	// default DefaultEditInterval.
@@ -88,6 +91,7 @@ type Runner struct {
 	log         *slog.Logger
 	onEvent     func(kind, text string)
 	onStatus    func(text string)
+	onState     func(state PlatformState, reason string)
 	allow       atomic.Pointer[allowSet] // replaced by SetAllowedUsers
 	norm        UserIDNormalizer         // nil unless the platform has one
 	dmPolicy    string
@@ -165,6 +169,7 @@ func NewRunner(p Platform, cfg RunnerConfig) *Runner {
 		log:         log,
 		onEvent:     cfg.OnEvent,
 		onStatus:    cfg.OnStatus,
+		onState:     cfg.OnState,
 		dmPolicy:    cfg.DMPolicy,
 		groupPolicy: cfg.GroupPolicy,
 		groups:      map[string]bool{},
@@ -360,6 +365,10 @@ func (h *host) Logger() *slog.Logger                          { return h.log }
 func (h *host) Notify(chatID, text string)                    { (*Runner)(h).Notify(chatID, text) }
 func (h *host) Allowed(userID string) bool                    { return (*Runner)(h).isAllowed(userID) }
 func (h *host) Event(kind, text string) {
+	if kind == "logged_out" { // the older spelling of a needs_login state
+		h.ReportState(PlatformNeedsLogin, text)
+		return
+	}
 	h.log.Info("bridge event", "kind", kind, "text", text)
 	if h.onEvent != nil {
 		h.onEvent(kind, text)

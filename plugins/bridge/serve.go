@@ -77,6 +77,8 @@ type server struct {
 	done           chan struct{} // closed when the current run ends
 	lastErr        string
 	platformStatus string
+	platformState  PlatformState // "" until the platform reports one
+	platformReason string
 }
 
 func newServer(p Platform, broker *plugin.GRPCBroker) *server {
@@ -170,7 +172,8 @@ func (s *server) Configure(_ context.Context, req *bridgev1.ConfigureRequest) (*
 			s.platformStatus = text
 			s.mu.Unlock()
 		},
-		Store: s.store,
+		OnState: s.onState,
+		Store:   s.store,
 	}
 	if s.host != nil {
 		s.cfg.Pair = s.host.RequestPairing
@@ -217,16 +220,26 @@ func (s *server) closeStoreLocked() {
 // Health reports.
 func (s *server) onEvent(kind, text string) {
 	s.mu.Lock()
-	switch kind {
-	case "status":
+	if kind == "status" {
 		s.platformStatus = text
-	case "logged_out":
-		s.platformStatus = "logged out"
 	}
 	h := s.host
 	s.mu.Unlock()
 	if h != nil {
 		h.Event(EventKind(kind), text)
+	}
+}
+
+// onState keeps the platform state Health reports and tells agentd at
+// once (Health is the backstop).
+func (s *server) onState(state PlatformState, reason string) {
+	s.mu.Lock()
+	s.platformStatus = StateStatus(state, reason)
+	s.platformState, s.platformReason = state, reason
+	h := s.host
+	s.mu.Unlock()
+	if h != nil {
+		h.State(state, reason)
 	}
 }
 
@@ -245,6 +258,7 @@ func (s *server) Start(context.Context, *bridgev1.StartRequest) (*bridgev1.Start
 	s.runner, s.cancel, s.done = r, cancel, done
 	s.state = bridgev1.State_STATE_RUNNING
 	s.lastErr = ""
+	s.platformState, s.platformReason = "", ""
 	go func() {
 		defer close(done)
 		err := r.Run(ctx)
@@ -319,7 +333,8 @@ func (s *server) SetAllowedUsers(_ context.Context, req *bridgev1.SetAllowedUser
 func (s *server) Health(context.Context, *bridgev1.HealthRequest) (*bridgev1.HealthResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := &bridgev1.HealthResponse{State: s.state, PlatformStatus: s.platformStatus, LastError: s.lastErr}
+	h := &bridgev1.HealthResponse{State: s.state, PlatformStatus: s.platformStatus, LastError: s.lastErr,
+		PlatformState: stateWire(s.platformState), PlatformReason: s.platformReason}
 	if s.runner != nil {
 		h.GatewayConnected = s.runner.Connected()
 		if h.LastError == "" {

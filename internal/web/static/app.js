@@ -375,7 +375,9 @@ async function pageBridges(main) {
       setTimeout(() => location.hash === '#/bridges' && route(), 15000);
     }
   } catch {}
-  await section(main, 'Bridges', '/api/bridges', 'bridges', [['name', r => r.name], ['state', r => r.state], ['platform', r => r.platform_status], ['restarts', r => r.restarts], ['last error', r => r.last_error]],
+  await section(main, 'Bridges', '/api/bridges', 'bridges', [['name', r => r.name], ['state', r => r.state], ['platform', r => r.platform_status], ['restarts', r => r.restarts],
+    // A state the platform reported (needs_login, failed) is in both: say its reason once.
+    ['last error', r => (r.last_error && (r.platform_status || '').includes(r.last_error)) ? '' : r.last_error]],
     r => [act('Restart', () => api('POST', `/api/bridges/${r.name}/restart`), reload), ' ',
       act(r.enabled ? 'Disable' : 'Enable', () => api('POST', `/api/bridges/${r.name}/${r.enabled ? 'disable' : 'enable'}`), reload)]);
 }

@@ -42,8 +42,12 @@ const (
 	DefaultAPIURL = "https://discord.com"
 	// DefaultMaxUpload is the upload limit of a bot without boosts.
 	DefaultMaxUpload = 10 << 20
-	// maxDownload caps one incoming attachment.
-	maxDownload = 25 << 20
+	// DefaultMaxDownload caps one incoming attachment (Discord's own
+	// upload limit for accounts without Nitro).
+	DefaultMaxDownload = 25 << 20
+	// DefaultSlashDoneAfter: a deferred slash command nothing answered
+	// this long is settled with "Done." (see settle).
+	DefaultSlashDoneAfter = 10 * time.Second
 	// DefaultWatchdog: a gateway silent this long (no event, no heartbeat
 	// ACK) is rebuilt.
 	DefaultWatchdog = 5 * time.Minute
@@ -64,6 +68,8 @@ type Platform struct {
 	allowedGuilds  map[string]bool
 	listenChannels map[string]bool
 	maxUpload      int64
+	maxDownload    int64
+	slashDone      time.Duration
 	watchdog       time.Duration
 	reconnectMin   time.Duration
 
@@ -109,8 +115,8 @@ func (p *Platform) TypingEvery() time.Duration { return typingEvery }
 
 // Configure reads the settings: token (required), api_url, allowed_guilds
 // and listen_channels (comma-separated ids), dm_only, max_upload_mb,
-// watchdog (a Go duration), reconnect_min (tests: the first reconnect
-// wait, default 1s).
+// max_download_mb, watchdog (a Go duration), slash_done_after (default
+// 10s), reconnect_min (tests: the first reconnect wait, default 1s).
 func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 	set := cfg.Settings
 	token := strings.TrimPrefix(strings.TrimSpace(set["token"]), "Bot ")
@@ -125,15 +131,16 @@ func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("discord: api_url %q must be an http(s) URL", raw)
 	}
-	p.maxUpload = DefaultMaxUpload
-	if v := strings.TrimSpace(set["max_upload_mb"]); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			return fmt.Errorf("discord: max_upload_mb %q must be 1..500", v)
-		}
-		p.maxUpload = int64(n) << 20
+	if p.maxUpload, err = mebibytes(set, "max_upload_mb", DefaultMaxUpload); err != nil {
+		return err
+	}
+	if p.maxDownload, err = mebibytes(set, "max_download_mb", DefaultMaxDownload); err != nil {
+		return err
 	}
 	if p.watchdog, err = duration(set, "watchdog", DefaultWatchdog); err != nil {
+		return err
+	}
+	if p.slashDone, err = duration(set, "slash_done_after", DefaultSlashDoneAfter); err != nil {
 		return err
 	}
 	if p.reconnectMin, err = duration(set, "reconnect_min", time.Second); err != nil {
@@ -154,6 +161,19 @@ func (p *Platform) Configure(cfg bridge.PlatformConfig) error {
 	p.pending = map[string][]*discordgo.Interaction{}
 	p.interMsgs = map[string]answered{}
 	return nil
+}
+
+// mebibytes reads a size setting in MiB, 1..500.
+func mebibytes(set map[string]string, key string, def int64) (int64, error) {
+	v := strings.TrimSpace(set[key])
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 500 {
+		return 0, fmt.Errorf("discord: %s %q must be 1..500", key, v)
+	}
+	return int64(n) << 20, nil
 }
 
 func duration(set map[string]string, key string, def time.Duration) (time.Duration, error) {

@@ -45,9 +45,10 @@ type env struct {
 	cancel   context.CancelFunc
 	done     chan error
 
-	mu       sync.Mutex // guards statuses, events
+	mu       sync.Mutex // guards statuses, events, states
 	statuses []string
 	events   []string
+	states   []string // "state: reason" reported (StateReporter)
 }
 
 func newEnv(t testing.TB) *env {
@@ -90,6 +91,12 @@ func (e *env) start() {
 		OnEvent: func(kind, text string) {
 			e.mu.Lock()
 			e.events = append(e.events, kind+": "+text)
+			e.mu.Unlock()
+		},
+		OnState: func(state bridge.PlatformState, reason string) {
+			e.mu.Lock()
+			e.states = append(e.states, string(state)+": "+reason)
+			e.statuses = append(e.statuses, bridge.StateStatus(state, reason))
 			e.mu.Unlock()
 		},
 	})
@@ -369,12 +376,11 @@ func TestFatalCloseCodesFail(t *testing.T) {
 			if ids, _ := e.dc.Counts(); ids != 1 {
 				t.Errorf("%d identifies, want 1 (no reconnect loop)", ids)
 			}
-			found := false
-			for _, ev := range e.eventList() {
-				found = found || (strings.HasPrefix(ev, "alert: ") && strings.Contains(ev, c.want))
-			}
-			if !found {
-				t.Errorf("no alert event saying %q: %q", c.want, e.eventList())
+			e.mu.Lock()
+			states := append([]string(nil), e.states...)
+			e.mu.Unlock()
+			if len(states) != 1 || !strings.HasPrefix(states[0], "failed: ") || !strings.Contains(states[0], c.want) {
+				t.Errorf("states reported %q, want one: failed saying %q", states, c.want)
 			}
 		})
 	}
@@ -416,8 +422,18 @@ func TestGatewayResumesAndLosesNothing(t *testing.T) {
 	say("after missing ACKs")
 	check("after missing ACKs")
 
+	// op 9 resumable (d=true): a resume, not an identify, and the message
+	// sent meanwhile is replayed by it.
+	ids, resumes := e.dc.Counts()
+	e.dc.SendInvalidSession(true)
+	say("during op 9 d=true")
+	e.dc.Wait(waitFor, "a resume after op 9 d=true", func() bool { _, r := e.dc.Counts(); return r > resumes && e.dc.Ready() })
+	check("during op 9 d=true")
+	if n, _ := e.dc.Counts(); n != ids {
+		t.Errorf("op 9 d=true: %d identifies, want %d (resumed, not identified afresh)", n, ids)
+	}
+
 	// op 9 not resumable: a fresh identify.
-	ids, _ := e.dc.Counts()
 	e.dc.SendInvalidSession(false)
 	e.dc.Wait(waitFor, "a new identify", func() bool { n, _ := e.dc.Counts(); return n > ids && e.dc.Ready() })
 	say("after op 9")

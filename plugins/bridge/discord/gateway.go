@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +62,9 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 			p.log.Debug("discordgo: " + fmt.Sprintf(format, a...))
 		}
 	}
-	l := &link{p: p, host: host, q: q, wait: p.reconnectMin}
+	rl := newRelay(p.log)
+	defer rl.close()
+	l := &link{p: p, host: host, q: q, relay: rl, wait: p.reconnectMin}
 	for ctx.Err() == nil && l.once(ctx) {
 	}
 	if l.c != nil {
@@ -77,11 +78,13 @@ type link struct {
 	p         *Platform
 	host      bridge.Host
 	q         *queue
+	relay     *relay // discordgo's way to the gateway (see relay.go)
 	c         *conn
 	wait      time.Duration // before the next attempt
 	failures  int           // failed attempts of c since it was last up
 	downSince time.Time     // zero while up (and before the first connect)
 	alerted   bool          // the operator was told the gateway is down
+	reported  bool          // the running state was reported (first connect)
 }
 
 // once makes one connection attempt and, if it succeeds, holds the
@@ -92,7 +95,7 @@ func (l *link) once(ctx context.Context) bool {
 		if l.c != nil {
 			p.log.Warn("gateway session given up after failed resumes; identifying afresh", "failures", l.failures)
 		}
-		l.c, l.failures = p.newConn(l.q), 0
+		l.c, l.failures = p.newConn(l.q, l.relay), 0
 	}
 	switch {
 	case l.downSince.IsZero():
@@ -112,8 +115,9 @@ func (l *link) once(ctx context.Context) bool {
 	if reason, ok := fatal(err); ok {
 		_ = l.c.s.Close()
 		p.log.Error("Discord refused the bot for good", "err", err)
-		p.status(l.host, "failed: "+reason)
-		l.host.Event("alert", reason)
+		// agentd shows it as the bridge's state and alerts; the bridge
+		// waits, not reconnecting, until it is restarted.
+		p.report(l.host, bridge.PlatformFailed, reason)
 		<-ctx.Done()
 		return false
 	}
@@ -140,7 +144,12 @@ func (l *link) up(ctx context.Context) bool {
 	if l.alerted {
 		l.host.Event("status", "connected to Discord again as @"+p.name())
 	}
-	p.status(l.host, "connected")
+	if l.reported {
+		p.status(l.host, "connected")
+	} else { // the first connect of this run: clears a failed state of the last
+		p.report(l.host, bridge.PlatformRunning, "connected")
+		l.reported = true
+	}
 	l.downSince, l.failures, l.wait, l.alerted = time.Time{}, 0, p.reconnectMin, false
 	why := p.watch(ctx, l.c)
 	if why != "disconnected" { // discordgo closed it already otherwise
@@ -169,6 +178,15 @@ func (p *Platform) status(host bridge.Host, text string) {
 	}
 }
 
+// report reports a platform state (agentd shows it as the bridge's).
+func (p *Platform) report(host bridge.Host, state bridge.PlatformState, reason string) {
+	if sr, ok := host.(bridge.StateReporter); ok {
+		sr.ReportState(state, reason)
+		return
+	}
+	p.status(host, bridge.StateStatus(state, reason))
+}
+
 // fatal reports whether err is a gateway close that retrying cannot fix.
 func fatal(err error) (string, bool) {
 	var ce *websocket.CloseError
@@ -179,11 +197,13 @@ func fatal(err error) (string, bool) {
 	return "", false
 }
 
-// newConn builds a discordgo session pointed at api_url.
-func (p *Platform) newConn(q *queue) *conn {
+// newConn builds a discordgo session pointed at api_url, its gateway
+// connections through rl.
+func (p *Platform) newConn(q *queue, rl *relay) *conn {
 	s, _ := discordgo.New("Bot " + p.token) // only fails on a "email:password" token
 	s.Client = p.client
-	s.Dialer = &websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: 15 * time.Second}
+	s.Dialer = rl.dialer()
+	s.Compress = false                // plain JSON frames, which the relay reads for op 9
 	s.ShouldReconnectOnError = false  // Run reconnects, and knows fatal closes
 	s.ShouldRetryOnRateLimit = false  // the SDK waits, shared by every chat
 	s.SyncEvents = true               // handlers in order; they only queue

@@ -18,10 +18,6 @@ import (
 // (a thread's parent, the bot's roles); they are cached.
 const lookupTimeout = 5 * time.Second
 
-// unansweredAfter: a deferred slash command still without an answer this
-// long after it came is settled with "Done." (see settle).
-var unansweredAfter = 10 * time.Second
-
 // contentIntentNote is the operator event for guild messages without
 // content: the privileged intent is off in the Developer Portal.
 const contentIntentNote = "guild messages arrive without their text: enable the Message Content intent in the Developer Portal (Bot → Privileged Gateway Intents); until then the bot answers in DMs and when mentioned"
@@ -180,13 +176,16 @@ func (p *Platform) onInteraction(s *discordgo.Session, q *queue, i *discordgo.In
 	p.mu.Lock()
 	p.pending[i.ChannelID] = append(p.pending[i.ChannelID], i)
 	p.mu.Unlock()
-	time.AfterFunc(unansweredAfter, func() { p.settle(i) })
+	time.AfterFunc(p.slashDone, func() { p.settle(i) })
 	q.push(bridge.Incoming{ChatID: i.ChannelID, MessageID: "i" + i.ID, UserID: u.ID, UserName: u.Username, Text: text})
 }
 
-// settle ends a deferred slash command nothing answered (a command the
-// agent carried out without a word): Discord would show "thinking…" for
-// 15 minutes and then "the application did not respond".
+// settle ends a deferred slash command nothing answered within
+// slash_done_after (agentd slow or unreachable, or a command carried out
+// without a word): Discord would show "thinking…" for 15 minutes and then
+// "the application did not respond". An answer that comes later is posted
+// as a message of its own, never lost: editing this response instead
+// could put a later turn's reply on an old command.
 func (p *Platform) settle(i *discordgo.Interaction) {
 	s, err := p.session()
 	if !p.dropInteraction(i) || err != nil {
@@ -200,12 +199,14 @@ func (p *Platform) settle(i *discordgo.Interaction) {
 	}
 }
 
-// download fetches the attachments into uploads/discord, each capped.
+// download fetches the attachments into uploads/discord, each capped at
+// max_download_mb: a larger one (as Discord declares it, or as it turns
+// out while downloading) is refused and leaves nothing behind.
 func (p *Platform) download(atts []*discordgo.MessageAttachment) ([]wire.Attachment, error) {
 	var out []wire.Attachment
 	for _, a := range atts {
-		if a.Size > maxDownload {
-			return out, fmt.Errorf("%s is larger than the bridge's %d MiB limit", a.Filename, maxDownload>>20)
+		if int64(a.Size) > p.maxDownload {
+			return out, fmt.Errorf("%s is larger than the bridge's %d MiB limit", a.Filename, p.maxDownload>>20)
 		}
 		path, err := p.fetch(a.URL, a.Filename)
 		if err != nil {
@@ -243,9 +244,9 @@ func (p *Platform) fetch(url, name string) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("download %s: HTTP %d", name, resp.StatusCode)
 	}
-	dst, err := bridge.SaveUpload(p.cfg.UploadsDir, "discord", name, resp.Body, maxDownload)
+	dst, err := bridge.SaveUpload(p.cfg.UploadsDir, "discord", name, resp.Body, p.maxDownload)
 	if err != nil {
-		return "", fmt.Errorf("download %s: %w", name, err)
+		return "", fmt.Errorf("%s could not be downloaded: %w", name, err)
 	}
 	return dst, nil
 }

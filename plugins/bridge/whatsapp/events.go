@@ -2,9 +2,10 @@ package whatsapp
 
 import (
 	"fmt"
-	"strings"
 
 	"go.mau.fi/whatsmeow/types/events"
+
+	"github.com/agentd/agentd/plugins/bridge"
 )
 
 // handle is whatsmeow's event handler. whatsmeow calls it from its event
@@ -25,16 +26,13 @@ func (p *Platform) handle(evt any) {
 	case *events.LoggedOut:
 		p.loggedOut(e)
 	case *events.StreamReplaced:
-		p.setState(StatusStreamReplaced)
-		p.host.Event("alert", "another process uses this WhatsApp session (stream replaced): this bridge stopped and will not fight it; stop the other one, then `agentd bridge restart "+p.agentDir()+" whatsapp`")
+		p.report(bridge.PlatformFailed, StreamReplaced+": this bridge stopped and will not fight it; stop the other one, then `agentd bridge restart "+p.agentDir()+" whatsapp`")
 		p.halt()
 	case *events.TemporaryBan:
-		p.setState("banned: " + e.String())
-		p.host.Event("alert", "WhatsApp temporarily banned this account ("+e.Code.String()+"); the ban expires in "+e.Expire.String())
+		p.report(bridge.PlatformFailed, "banned: WhatsApp temporarily banned this account ("+e.Code.String()+"); the ban expires in "+e.Expire.String())
 		p.halt()
 	case *events.ClientOutdated:
-		p.setState("client outdated: update agentd")
-		p.host.Event("alert", "WhatsApp refuses this client as outdated: update agentd")
+		p.report(bridge.PlatformFailed, "client outdated: WhatsApp refuses this client as outdated; update agentd")
 		p.halt()
 	case *events.ConnectFailure:
 		p.setState("connect failure: " + e.Reason.String())
@@ -42,8 +40,7 @@ func (p *Platform) handle(evt any) {
 	}
 }
 
-// connected reports the link, once per change: the first connect and a
-// recovery after a problem are operator events, the rest only statuses.
+// connected reports the link, once per change.
 func (p *Platform) connected() {
 	pn, _ := p.ownJIDs()
 	s := "connected as +" + pn.User
@@ -53,21 +50,18 @@ func (p *Platform) connected() {
 	if was == s {
 		return
 	}
-	p.setState(s)
-	if was == "" || was == "connecting" || strings.HasPrefix(was, StatusNeedsLogin) ||
-		strings.HasPrefix(was, "degraded") || strings.HasPrefix(was, "disconnected") {
-		p.host.Event("status", s)
-	}
+	// Every change to connected is an operator event (the first
+	// connect, a recovery) and clears a needs_login state.
+	p.report(bridge.PlatformRunning, s)
 }
 
 // loggedOut: the phone unlinked the device (or WhatsApp did, 401/403/406).
 // whatsmeow has deleted the session; reconnecting cannot help.
 func (p *Platform) loggedOut(e *events.LoggedOut) {
-	p.setState(StatusNeedsLogin)
 	reason := "unlinked from the phone"
 	if e.OnConnect {
 		reason = e.Reason.String()
 	}
-	p.host.Event("logged_out", "WhatsApp was logged out ("+reason+"); run `agentd bridge login "+p.agentDir()+" whatsapp`")
+	p.report(bridge.PlatformNeedsLogin, "WhatsApp was logged out ("+reason+"); run `agentd bridge login "+p.agentDir()+" whatsapp`")
 	p.halt()
 }

@@ -41,14 +41,17 @@ const (
 
 // Platform status texts.
 const (
-	StatusNeedsLogin     = "needs_login"
-	StatusStreamReplaced = "stopped: another process uses this WhatsApp session (stream replaced)"
+	StatusNeedsLogin = string(bridge.PlatformNeedsLogin)
+	// StreamReplaced starts the reason of the failed state after
+	// whatsmeow's StreamReplaced.
+	StreamReplaced = "another process uses this WhatsApp session (stream replaced)"
 )
 
-// PairCodeStatus is the status (and event) text carrying a pair code;
-// `agentd bridge login --phone` shows the code from it.
-func PairCodeStatus(code string) string {
-	return StatusNeedsLogin + ": pair code " + code + " (WhatsApp > Linked devices > Link with phone number)"
+// PairCode is the needs_login reason carrying a pair code; `agentd bridge
+// login --phone` shows the code from the status it makes
+// ("needs_login: pair code …").
+func PairCode(code string) string {
+	return "pair code " + code + " (WhatsApp > Linked devices > Link with phone number)"
 }
 
 // Platform is the WhatsApp bridge. Create it with New (the real whatsmeow
@@ -230,7 +233,7 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 // payload, shown by `agentd bridge login`) or, with pair_phone, a pair
 // code. Codes that all expire leave the bridge in needs_login.
 func (p *Platform) login(ctx context.Context) error {
-	p.setState(StatusNeedsLogin)
+	p.report(bridge.PlatformNeedsLogin, "not linked to a WhatsApp account; run `agentd bridge login "+p.agentDir()+" whatsapp`")
 	if p.pairPhone != "" {
 		if err := p.c.Connect(); err != nil {
 			return fmt.Errorf("whatsapp connect: %w", err)
@@ -240,7 +243,7 @@ func (p *Platform) login(ctx context.Context) error {
 			p.host.Event("alert", "WhatsApp pair-code login failed: "+err.Error())
 			return fmt.Errorf("whatsapp pair phone: %w", err)
 		}
-		p.host.Event("status", PairCodeStatus(code))
+		p.report(bridge.PlatformNeedsLogin, PairCode(code))
 		return nil
 	}
 	qr, err := p.c.GetQRChannel(ctx)
@@ -270,7 +273,7 @@ func (p *Platform) followQR(ctx context.Context, qr <-chan whatsmeow.QRChannelIt
 			case "success":
 				return // PairSuccess reports who we are linked as
 			case "timeout":
-				p.host.Event("status", StatusNeedsLogin+": the QR codes expired; run `agentd bridge login "+p.agentDir()+" whatsapp` for a new round")
+				p.report(bridge.PlatformNeedsLogin, "the QR codes expired; run `agentd bridge login "+p.agentDir()+" whatsapp` for a new round")
 				p.halt()
 				return
 			default:
@@ -278,7 +281,7 @@ func (p *Platform) followQR(ctx context.Context, qr <-chan whatsmeow.QRChannelIt
 				if it.Error != nil {
 					msg += ": " + it.Error.Error()
 				}
-				p.host.Event("status", StatusNeedsLogin+": login failed ("+msg+"); run `agentd bridge login "+p.agentDir()+" whatsapp` again")
+				p.report(bridge.PlatformNeedsLogin, "login failed ("+msg+"); run `agentd bridge login "+p.agentDir()+" whatsapp` again")
 				p.halt()
 				return
 			}
@@ -300,6 +303,19 @@ func (p *Platform) setState(s string) {
 	p.mu.Unlock()
 	if ss, ok := p.host.(bridge.StatusSetter); ok {
 		ss.SetStatus(s)
+	}
+}
+
+// report changes the platform state, which agentd shows as the bridge's
+// (and alerts on): the one way to say "needs a login" or "failed".
+func (p *Platform) report(state bridge.PlatformState, reason string) {
+	p.mu.Lock()
+	p.state = bridge.StateStatus(state, reason)
+	p.mu.Unlock()
+	if sr, ok := p.host.(bridge.StateReporter); ok {
+		sr.ReportState(state, reason)
+	} else if ss, ok := p.host.(bridge.StatusSetter); ok {
+		ss.SetStatus(p.state)
 	}
 }
 

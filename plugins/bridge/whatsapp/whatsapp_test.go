@@ -308,20 +308,20 @@ func TestConnectionEvents(t *testing.T) {
 	}{
 		{&events.Disconnected{}, "disconnected", "", false, ""},
 		{&events.KeepAliveTimeout{ErrorCount: 3}, "degraded: keepalive timeout (3", "", false, ""},
-		{&events.LoggedOut{OnConnect: true, Reason: events.ConnectFailureLoggedOut}, whatsapp.StatusNeedsLogin, "logged_out", true, "agentd bridge login"},
-		{&events.StreamReplaced{}, whatsapp.StatusStreamReplaced, "alert", true, "another process"},
-		{&events.TemporaryBan{Code: events.TempBanSentToTooManyPeople, Expire: 2 * time.Hour}, "banned", "alert", true, "expires in 2h0m0s"},
-		{&events.ClientOutdated{}, "client outdated", "alert", true, "update agentd"},
+		{&events.LoggedOut{OnConnect: true, Reason: events.ConnectFailureLoggedOut}, "needs_login: WhatsApp was logged out", "state: needs_login", true, "agentd bridge login"},
+		{&events.StreamReplaced{}, "failed: " + whatsapp.StreamReplaced, "state: failed", true, "another process"},
+		{&events.TemporaryBan{Code: events.TempBanSentToTooManyPeople, Expire: 2 * time.Hour}, "failed: banned", "state: failed", true, "expires in 2h0m0s"},
+		{&events.ClientOutdated{}, "failed: client outdated", "state: failed", true, "update agentd"},
 	}
 	for _, c := range cases {
 		t.Run(strings.TrimPrefix(strings.TrimPrefix(typeName(c.evt), "*events."), "events."), func(t *testing.T) {
 			e := newEnv(t, true, nil)
 			e.waitState("connected as +" + botPN)
-			e.waitEvent("status: connected as +" + botPN)
+			e.waitEvent("state: connected as +" + botPN)
 			e.c.Emit(c.evt)
 			e.waitState(c.state)
 			if c.event != "" {
-				if ev := e.waitEvent(c.event + ": "); !strings.Contains(ev, c.eventText) {
+				if ev := e.waitEvent(c.event); !strings.Contains(ev, c.eventText) {
 					t.Errorf("event %q lacks %q", ev, c.eventText)
 				}
 			}
@@ -348,7 +348,7 @@ func TestQRLoginRoundsAndTimeout(t *testing.T) {
 	e.waitEvent("qr: 2@first")
 	e.waitEvent("qr: 2@second")
 	e.c.QR(whatsmeow.QRChannelTimeout)
-	if ev := e.waitEvent("status: needs_login: the QR codes expired"); !strings.Contains(ev, "bridge login") {
+	if ev := e.waitEvent("state: needs_login: the QR codes expired"); !strings.Contains(ev, "bridge login") {
 		t.Errorf("event %q", ev)
 	}
 	e.wait("disconnect", func(c *whatsapptest.Client) bool { return !c.Connected() })
@@ -367,7 +367,7 @@ func TestQRLoginLinks(t *testing.T) {
 
 func TestPairCodeLogin(t *testing.T) {
 	e := newEnv(t, false, map[string]string{"pair_phone": "+1 555 000 1111"})
-	ev := e.waitEvent("status: " + whatsapp.StatusNeedsLogin + ": pair code ABCD-1234")
+	ev := e.waitEvent("state: " + whatsapp.StatusNeedsLogin + ": pair code ABCD-1234")
 	if e.c.PairedPhone() != botPN {
 		t.Errorf("paired %q (event %q)", e.c.PairedPhone(), ev)
 	}

@@ -91,6 +91,62 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_bridge_proto_rawDescGZIP(), []int{0}
 }
 
+type PlatformState int32
+
+const (
+	PlatformState_PLATFORM_STATE_UNSPECIFIED PlatformState = 0
+	// Working: connected, or reconnecting by itself. Clears the others.
+	PlatformState_PLATFORM_STATE_RUNNING PlatformState = 1
+	// The platform needs a new login (WhatsApp unlinked): agentd bridge login.
+	PlatformState_PLATFORM_STATE_NEEDS_LOGIN PlatformState = 2
+	// The platform refused the bridge for good (a bad token, an intent not
+	// enabled): fix the configuration, then restart the bridge.
+	PlatformState_PLATFORM_STATE_FAILED PlatformState = 3
+)
+
+// Enum value maps for PlatformState.
+var (
+	PlatformState_name = map[int32]string{
+		0: "PLATFORM_STATE_UNSPECIFIED",
+		1: "PLATFORM_STATE_RUNNING",
+		2: "PLATFORM_STATE_NEEDS_LOGIN",
+		3: "PLATFORM_STATE_FAILED",
+	}
+	PlatformState_value = map[string]int32{
+		"PLATFORM_STATE_UNSPECIFIED": 0,
+		"PLATFORM_STATE_RUNNING":     1,
+		"PLATFORM_STATE_NEEDS_LOGIN": 2,
+		"PLATFORM_STATE_FAILED":      3,
+	}
+)
+
+func (x PlatformState) Enum() *PlatformState {
+	p := new(PlatformState)
+	*p = x
+	return p
+}
+
+func (x PlatformState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PlatformState) Descriptor() protoreflect.EnumDescriptor {
+	return file_bridge_proto_enumTypes[1].Descriptor()
+}
+
+func (PlatformState) Type() protoreflect.EnumType {
+	return &file_bridge_proto_enumTypes[1]
+}
+
+func (x PlatformState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PlatformState.Descriptor instead.
+func (PlatformState) EnumDescriptor() ([]byte, []int) {
+	return file_bridge_proto_rawDescGZIP(), []int{1}
+}
+
 type PairingOutcome int32
 
 const (
@@ -134,11 +190,11 @@ func (x PairingOutcome) String() string {
 }
 
 func (PairingOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_bridge_proto_enumTypes[1].Descriptor()
+	return file_bridge_proto_enumTypes[2].Descriptor()
 }
 
 func (PairingOutcome) Type() protoreflect.EnumType {
-	return &file_bridge_proto_enumTypes[1]
+	return &file_bridge_proto_enumTypes[2]
 }
 
 func (x PairingOutcome) Number() protoreflect.EnumNumber {
@@ -147,7 +203,7 @@ func (x PairingOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PairingOutcome.Descriptor instead.
 func (PairingOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{1}
+	return file_bridge_proto_rawDescGZIP(), []int{2}
 }
 
 type EventKind int32
@@ -156,12 +212,15 @@ const (
 	EventKind_EVENT_KIND_UNSPECIFIED EventKind = 0
 	// A pairing QR code to show to the operator; text is the code's content.
 	EventKind_EVENT_KIND_QR EventKind = 1
-	// The platform session ended and needs a new login.
+	// The platform session ended and needs a new login. Older bridges send
+	// it; agentd treats it as EVENT_KIND_STATE with NEEDS_LOGIN.
 	EventKind_EVENT_KIND_LOGGED_OUT EventKind = 2
 	// Something the operator should act on.
 	EventKind_EVENT_KIND_ALERT EventKind = 3
 	// The platform status text changed; text is the new status.
 	EventKind_EVENT_KIND_STATUS EventKind = 4
+	// The platform state changed (platform_state); text is the reason.
+	EventKind_EVENT_KIND_STATE EventKind = 5
 )
 
 // Enum value maps for EventKind.
@@ -172,6 +231,7 @@ var (
 		2: "EVENT_KIND_LOGGED_OUT",
 		3: "EVENT_KIND_ALERT",
 		4: "EVENT_KIND_STATUS",
+		5: "EVENT_KIND_STATE",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED": 0,
@@ -179,6 +239,7 @@ var (
 		"EVENT_KIND_LOGGED_OUT":  2,
 		"EVENT_KIND_ALERT":       3,
 		"EVENT_KIND_STATUS":      4,
+		"EVENT_KIND_STATE":       5,
 	}
 )
 
@@ -193,11 +254,11 @@ func (x EventKind) String() string {
 }
 
 func (EventKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_bridge_proto_enumTypes[2].Descriptor()
+	return file_bridge_proto_enumTypes[3].Descriptor()
 }
 
 func (EventKind) Type() protoreflect.EnumType {
-	return &file_bridge_proto_enumTypes[2]
+	return &file_bridge_proto_enumTypes[3]
 }
 
 func (x EventKind) Number() protoreflect.EnumNumber {
@@ -206,7 +267,7 @@ func (x EventKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventKind.Descriptor instead.
 func (EventKind) EnumDescriptor() ([]byte, []int) {
-	return file_bridge_proto_rawDescGZIP(), []int{2}
+	return file_bridge_proto_rawDescGZIP(), []int{3}
 }
 
 type InfoRequest struct {
@@ -855,8 +916,17 @@ type HealthResponse struct {
 	// and connected right now.
 	GatewayConnected bool   `protobuf:"varint,3,opt,name=gateway_connected,json=gatewayConnected,proto3" json:"gateway_connected,omitempty"`
 	LastError        string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// platform_state is the last state the platform reported (mautrix
+	// bridgev2's BridgeState): agentd shows it as the bridge's state, so a
+	// platform that cannot go on by itself (logged out, a token refused) is
+	// needs_login or failed without the process failing. UNSPECIFIED: none
+	// reported, the bridge is running.
+	PlatformState PlatformState `protobuf:"varint,5,opt,name=platform_state,json=platformState,proto3,enum=agentd.bridge.v1.PlatformState" json:"platform_state,omitempty"`
+	// platform_reason says why, in the platform's words (the operator's next
+	// step included).
+	PlatformReason string `protobuf:"bytes,6,opt,name=platform_reason,json=platformReason,proto3" json:"platform_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HealthResponse) Reset() {
@@ -913,6 +983,20 @@ func (x *HealthResponse) GetGatewayConnected() bool {
 func (x *HealthResponse) GetLastError() string {
 	if x != nil {
 		return x.LastError
+	}
+	return ""
+}
+
+func (x *HealthResponse) GetPlatformState() PlatformState {
+	if x != nil {
+		return x.PlatformState
+	}
+	return PlatformState_PLATFORM_STATE_UNSPECIFIED
+}
+
+func (x *HealthResponse) GetPlatformReason() string {
+	if x != nil {
+		return x.PlatformReason
 	}
 	return ""
 }
@@ -1179,9 +1263,11 @@ func (*LogResponse) Descriptor() ([]byte, []int) {
 }
 
 type EventRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          EventKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=agentd.bridge.v1.EventKind" json:"kind,omitempty"`
-	Text          string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  EventKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=agentd.bridge.v1.EventKind" json:"kind,omitempty"`
+	Text  string                 `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	// platform_state is set with EVENT_KIND_STATE.
+	PlatformState PlatformState `protobuf:"varint,3,opt,name=platform_state,json=platformState,proto3,enum=agentd.bridge.v1.PlatformState" json:"platform_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1228,6 +1314,13 @@ func (x *EventRequest) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *EventRequest) GetPlatformState() PlatformState {
+	if x != nil {
+		return x.PlatformState
+	}
+	return PlatformState_PLATFORM_STATE_UNSPECIFIED
 }
 
 type EventResponse struct {
@@ -1311,13 +1404,15 @@ const file_bridge_proto_rawDesc = "" +
 	"\rStartResponse\"\r\n" +
 	"\vStopRequest\"\x0e\n" +
 	"\fStopResponse\"\x0f\n" +
-	"\rHealthRequest\"\xb4\x01\n" +
+	"\rHealthRequest\"\xa5\x02\n" +
 	"\x0eHealthResponse\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.agentd.bridge.v1.StateR\x05state\x12'\n" +
 	"\x0fplatform_status\x18\x02 \x01(\tR\x0eplatformStatus\x12+\n" +
 	"\x11gateway_connected\x18\x03 \x01(\bR\x10gatewayConnected\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x04 \x01(\tR\tlastError\"_\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x12F\n" +
+	"\x0eplatform_state\x18\x05 \x01(\x0e2\x1f.agentd.bridge.v1.PlatformStateR\rplatformState\x12'\n" +
+	"\x0fplatform_reason\x18\x06 \x01(\tR\x0eplatformReason\"_\n" +
 	"\x0ePairingRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tuser_name\x18\x02 \x01(\tR\buserName\x12\x17\n" +
@@ -1333,10 +1428,11 @@ const file_bridge_proto_rawDesc = "" +
 	"\x04Attr\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\r\n" +
-	"\vLogResponse\"S\n" +
+	"\vLogResponse\"\x9b\x01\n" +
 	"\fEventRequest\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.agentd.bridge.v1.EventKindR\x04kind\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\tR\x04text\"\x0f\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12F\n" +
+	"\x0eplatform_state\x18\x03 \x01(\x0e2\x1f.agentd.bridge.v1.PlatformStateR\rplatformState\"\x0f\n" +
 	"\rEventResponse*|\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\r\n" +
@@ -1344,19 +1440,25 @@ const file_bridge_proto_rawDesc = "" +
 	"\x10STATE_CONFIGURED\x10\x02\x12\x11\n" +
 	"\rSTATE_RUNNING\x10\x03\x12\x12\n" +
 	"\x0eSTATE_STOPPING\x10\x04\x12\x10\n" +
-	"\fSTATE_FAILED\x10\x05*\xa1\x01\n" +
+	"\fSTATE_FAILED\x10\x05*\x86\x01\n" +
+	"\rPlatformState\x12\x1e\n" +
+	"\x1aPLATFORM_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16PLATFORM_STATE_RUNNING\x10\x01\x12\x1e\n" +
+	"\x1aPLATFORM_STATE_NEEDS_LOGIN\x10\x02\x12\x19\n" +
+	"\x15PLATFORM_STATE_FAILED\x10\x03*\xa1\x01\n" +
 	"\x0ePairingOutcome\x12\x1f\n" +
 	"\x1bPAIRING_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAIRING_OUTCOME_PENDING\x10\x01\x12\x18\n" +
 	"\x14PAIRING_OUTCOME_FULL\x10\x02\x12\x1a\n" +
 	"\x16PAIRING_OUTCOME_DENIED\x10\x03\x12\x1b\n" +
-	"\x17PAIRING_OUTCOME_ALLOWED\x10\x04*\x82\x01\n" +
+	"\x17PAIRING_OUTCOME_ALLOWED\x10\x04*\x98\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rEVENT_KIND_QR\x10\x01\x12\x19\n" +
 	"\x15EVENT_KIND_LOGGED_OUT\x10\x02\x12\x14\n" +
 	"\x10EVENT_KIND_ALERT\x10\x03\x12\x15\n" +
-	"\x11EVENT_KIND_STATUS\x10\x042\xeb\x03\n" +
+	"\x11EVENT_KIND_STATUS\x10\x04\x12\x14\n" +
+	"\x10EVENT_KIND_STATE\x10\x052\xeb\x03\n" +
 	"\x06Bridge\x12E\n" +
 	"\x04Info\x12\x1d.agentd.bridge.v1.InfoRequest\x1a\x1e.agentd.bridge.v1.InfoResponse\x12T\n" +
 	"\tConfigure\x12\".agentd.bridge.v1.ConfigureRequest\x1a#.agentd.bridge.v1.ConfigureResponse\x12H\n" +
@@ -1382,64 +1484,67 @@ func file_bridge_proto_rawDescGZIP() []byte {
 	return file_bridge_proto_rawDescData
 }
 
-var file_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_bridge_proto_goTypes = []any{
 	(State)(0),                      // 0: agentd.bridge.v1.State
-	(PairingOutcome)(0),             // 1: agentd.bridge.v1.PairingOutcome
-	(EventKind)(0),                  // 2: agentd.bridge.v1.EventKind
-	(*InfoRequest)(nil),             // 3: agentd.bridge.v1.InfoRequest
-	(*InfoResponse)(nil),            // 4: agentd.bridge.v1.InfoResponse
-	(*Capabilities)(nil),            // 5: agentd.bridge.v1.Capabilities
-	(*ConfigureRequest)(nil),        // 6: agentd.bridge.v1.ConfigureRequest
-	(*SetAllowedUsersRequest)(nil),  // 7: agentd.bridge.v1.SetAllowedUsersRequest
-	(*SetAllowedUsersResponse)(nil), // 8: agentd.bridge.v1.SetAllowedUsersResponse
-	(*ConfigureResponse)(nil),       // 9: agentd.bridge.v1.ConfigureResponse
-	(*StartRequest)(nil),            // 10: agentd.bridge.v1.StartRequest
-	(*StartResponse)(nil),           // 11: agentd.bridge.v1.StartResponse
-	(*StopRequest)(nil),             // 12: agentd.bridge.v1.StopRequest
-	(*StopResponse)(nil),            // 13: agentd.bridge.v1.StopResponse
-	(*HealthRequest)(nil),           // 14: agentd.bridge.v1.HealthRequest
-	(*HealthResponse)(nil),          // 15: agentd.bridge.v1.HealthResponse
-	(*PairingRequest)(nil),          // 16: agentd.bridge.v1.PairingRequest
-	(*PairingResponse)(nil),         // 17: agentd.bridge.v1.PairingResponse
-	(*LogRequest)(nil),              // 18: agentd.bridge.v1.LogRequest
-	(*Attr)(nil),                    // 19: agentd.bridge.v1.Attr
-	(*LogResponse)(nil),             // 20: agentd.bridge.v1.LogResponse
-	(*EventRequest)(nil),            // 21: agentd.bridge.v1.EventRequest
-	(*EventResponse)(nil),           // 22: agentd.bridge.v1.EventResponse
-	nil,                             // 23: agentd.bridge.v1.ConfigureRequest.SettingsEntry
+	(PlatformState)(0),              // 1: agentd.bridge.v1.PlatformState
+	(PairingOutcome)(0),             // 2: agentd.bridge.v1.PairingOutcome
+	(EventKind)(0),                  // 3: agentd.bridge.v1.EventKind
+	(*InfoRequest)(nil),             // 4: agentd.bridge.v1.InfoRequest
+	(*InfoResponse)(nil),            // 5: agentd.bridge.v1.InfoResponse
+	(*Capabilities)(nil),            // 6: agentd.bridge.v1.Capabilities
+	(*ConfigureRequest)(nil),        // 7: agentd.bridge.v1.ConfigureRequest
+	(*SetAllowedUsersRequest)(nil),  // 8: agentd.bridge.v1.SetAllowedUsersRequest
+	(*SetAllowedUsersResponse)(nil), // 9: agentd.bridge.v1.SetAllowedUsersResponse
+	(*ConfigureResponse)(nil),       // 10: agentd.bridge.v1.ConfigureResponse
+	(*StartRequest)(nil),            // 11: agentd.bridge.v1.StartRequest
+	(*StartResponse)(nil),           // 12: agentd.bridge.v1.StartResponse
+	(*StopRequest)(nil),             // 13: agentd.bridge.v1.StopRequest
+	(*StopResponse)(nil),            // 14: agentd.bridge.v1.StopResponse
+	(*HealthRequest)(nil),           // 15: agentd.bridge.v1.HealthRequest
+	(*HealthResponse)(nil),          // 16: agentd.bridge.v1.HealthResponse
+	(*PairingRequest)(nil),          // 17: agentd.bridge.v1.PairingRequest
+	(*PairingResponse)(nil),         // 18: agentd.bridge.v1.PairingResponse
+	(*LogRequest)(nil),              // 19: agentd.bridge.v1.LogRequest
+	(*Attr)(nil),                    // 20: agentd.bridge.v1.Attr
+	(*LogResponse)(nil),             // 21: agentd.bridge.v1.LogResponse
+	(*EventRequest)(nil),            // 22: agentd.bridge.v1.EventRequest
+	(*EventResponse)(nil),           // 23: agentd.bridge.v1.EventResponse
+	nil,                             // 24: agentd.bridge.v1.ConfigureRequest.SettingsEntry
 }
 var file_bridge_proto_depIdxs = []int32{
-	5,  // 0: agentd.bridge.v1.InfoResponse.capabilities:type_name -> agentd.bridge.v1.Capabilities
-	23, // 1: agentd.bridge.v1.ConfigureRequest.settings:type_name -> agentd.bridge.v1.ConfigureRequest.SettingsEntry
+	6,  // 0: agentd.bridge.v1.InfoResponse.capabilities:type_name -> agentd.bridge.v1.Capabilities
+	24, // 1: agentd.bridge.v1.ConfigureRequest.settings:type_name -> agentd.bridge.v1.ConfigureRequest.SettingsEntry
 	0,  // 2: agentd.bridge.v1.HealthResponse.state:type_name -> agentd.bridge.v1.State
-	1,  // 3: agentd.bridge.v1.PairingResponse.outcome:type_name -> agentd.bridge.v1.PairingOutcome
-	19, // 4: agentd.bridge.v1.LogRequest.attrs:type_name -> agentd.bridge.v1.Attr
-	2,  // 5: agentd.bridge.v1.EventRequest.kind:type_name -> agentd.bridge.v1.EventKind
-	3,  // 6: agentd.bridge.v1.Bridge.Info:input_type -> agentd.bridge.v1.InfoRequest
-	6,  // 7: agentd.bridge.v1.Bridge.Configure:input_type -> agentd.bridge.v1.ConfigureRequest
-	10, // 8: agentd.bridge.v1.Bridge.Start:input_type -> agentd.bridge.v1.StartRequest
-	12, // 9: agentd.bridge.v1.Bridge.Stop:input_type -> agentd.bridge.v1.StopRequest
-	14, // 10: agentd.bridge.v1.Bridge.Health:input_type -> agentd.bridge.v1.HealthRequest
-	7,  // 11: agentd.bridge.v1.Bridge.SetAllowedUsers:input_type -> agentd.bridge.v1.SetAllowedUsersRequest
-	18, // 12: agentd.bridge.v1.BridgeHost.Log:input_type -> agentd.bridge.v1.LogRequest
-	21, // 13: agentd.bridge.v1.BridgeHost.Event:input_type -> agentd.bridge.v1.EventRequest
-	16, // 14: agentd.bridge.v1.BridgeHost.RequestPairing:input_type -> agentd.bridge.v1.PairingRequest
-	4,  // 15: agentd.bridge.v1.Bridge.Info:output_type -> agentd.bridge.v1.InfoResponse
-	9,  // 16: agentd.bridge.v1.Bridge.Configure:output_type -> agentd.bridge.v1.ConfigureResponse
-	11, // 17: agentd.bridge.v1.Bridge.Start:output_type -> agentd.bridge.v1.StartResponse
-	13, // 18: agentd.bridge.v1.Bridge.Stop:output_type -> agentd.bridge.v1.StopResponse
-	15, // 19: agentd.bridge.v1.Bridge.Health:output_type -> agentd.bridge.v1.HealthResponse
-	8,  // 20: agentd.bridge.v1.Bridge.SetAllowedUsers:output_type -> agentd.bridge.v1.SetAllowedUsersResponse
-	20, // 21: agentd.bridge.v1.BridgeHost.Log:output_type -> agentd.bridge.v1.LogResponse
-	22, // 22: agentd.bridge.v1.BridgeHost.Event:output_type -> agentd.bridge.v1.EventResponse
-	17, // 23: agentd.bridge.v1.BridgeHost.RequestPairing:output_type -> agentd.bridge.v1.PairingResponse
-	15, // [15:24] is the sub-list for method output_type
-	6,  // [6:15] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	1,  // 3: agentd.bridge.v1.HealthResponse.platform_state:type_name -> agentd.bridge.v1.PlatformState
+	2,  // 4: agentd.bridge.v1.PairingResponse.outcome:type_name -> agentd.bridge.v1.PairingOutcome
+	20, // 5: agentd.bridge.v1.LogRequest.attrs:type_name -> agentd.bridge.v1.Attr
+	3,  // 6: agentd.bridge.v1.EventRequest.kind:type_name -> agentd.bridge.v1.EventKind
+	1,  // 7: agentd.bridge.v1.EventRequest.platform_state:type_name -> agentd.bridge.v1.PlatformState
+	4,  // 8: agentd.bridge.v1.Bridge.Info:input_type -> agentd.bridge.v1.InfoRequest
+	7,  // 9: agentd.bridge.v1.Bridge.Configure:input_type -> agentd.bridge.v1.ConfigureRequest
+	11, // 10: agentd.bridge.v1.Bridge.Start:input_type -> agentd.bridge.v1.StartRequest
+	13, // 11: agentd.bridge.v1.Bridge.Stop:input_type -> agentd.bridge.v1.StopRequest
+	15, // 12: agentd.bridge.v1.Bridge.Health:input_type -> agentd.bridge.v1.HealthRequest
+	8,  // 13: agentd.bridge.v1.Bridge.SetAllowedUsers:input_type -> agentd.bridge.v1.SetAllowedUsersRequest
+	19, // 14: agentd.bridge.v1.BridgeHost.Log:input_type -> agentd.bridge.v1.LogRequest
+	22, // 15: agentd.bridge.v1.BridgeHost.Event:input_type -> agentd.bridge.v1.EventRequest
+	17, // 16: agentd.bridge.v1.BridgeHost.RequestPairing:input_type -> agentd.bridge.v1.PairingRequest
+	5,  // 17: agentd.bridge.v1.Bridge.Info:output_type -> agentd.bridge.v1.InfoResponse
+	10, // 18: agentd.bridge.v1.Bridge.Configure:output_type -> agentd.bridge.v1.ConfigureResponse
+	12, // 19: agentd.bridge.v1.Bridge.Start:output_type -> agentd.bridge.v1.StartResponse
+	14, // 20: agentd.bridge.v1.Bridge.Stop:output_type -> agentd.bridge.v1.StopResponse
+	16, // 21: agentd.bridge.v1.Bridge.Health:output_type -> agentd.bridge.v1.HealthResponse
+	9,  // 22: agentd.bridge.v1.Bridge.SetAllowedUsers:output_type -> agentd.bridge.v1.SetAllowedUsersResponse
+	21, // 23: agentd.bridge.v1.BridgeHost.Log:output_type -> agentd.bridge.v1.LogResponse
+	23, // 24: agentd.bridge.v1.BridgeHost.Event:output_type -> agentd.bridge.v1.EventResponse
+	18, // 25: agentd.bridge.v1.BridgeHost.RequestPairing:output_type -> agentd.bridge.v1.PairingResponse
+	17, // [17:26] is the sub-list for method output_type
+	8,  // [8:17] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_bridge_proto_init() }
@@ -1452,7 +1557,7 @@ func file_bridge_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bridge_proto_rawDesc), len(file_bridge_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,

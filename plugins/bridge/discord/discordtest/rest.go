@@ -42,7 +42,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	// interaction token in the path, not the bot token (as on Discord).
 	mux.HandleFunc("POST "+api+"/interactions/{iid}/{tok}/callback", s.record(s.callback))
 	mux.HandleFunc("PATCH "+api+"/webhooks/{app}/{tok}/messages/@original", s.record(s.editOriginal))
-	mux.HandleFunc("GET /attachments/{name}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /attachments/{name}", s.record(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		b, ok := s.files[r.PathValue("name")]
 		s.mu.Unlock()
@@ -51,7 +51,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 			return
 		}
 		_, _ = w.Write(b)
-	})
+	}))
 }
 
 func botUser() *discordgo.User {

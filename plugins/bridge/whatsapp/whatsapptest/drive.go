@@ -146,6 +146,7 @@ func (c *Client) run(dir string, cmd Command) error {
 			c.mu.Lock()
 			c.loggedIn = false // whatsmeow deletes the session
 			c.mu.Unlock()
+			_ = os.Remove(filepath.Join(dir, "linked")) // and it stays deleted across a restart
 		}
 		c.Emit(evt)
 	default:

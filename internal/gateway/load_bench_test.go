@@ -27,14 +27,16 @@ import (
 // BenchmarkConcurrentClients: 1,000 clients each run 20 turns through
 // agentd's turn path (the authenticated unix socket, each client a device
 // with its own coordinator-issued certificate; gateway, session manager,
-// persisted history, echo model), and the same load client, in the same run, does as many round
-// trips against a bare gorilla echo server and a bare aiohttp echo server
-// (testdata/aiohttp_echo.py; python3-aiohttp, installed by make
-// bench-setup). Each server is a process of its own, apart from the load
-// client. It reports agentd's lost turns, p50 and p99 of text_final →
-// turn_complete and turns/s, each baseline's round trips/s and p99, every
-// server's CPU-seconds per 10k round trips and RSS at the end, and
-// agentd's turns/s over each baseline's (x-gorilla, x-aiohttp).
+// persisted history, echo model), and the same load client, in the same
+// run, does as many round trips against a bare gorilla echo server and a
+// bare aiohttp echo server (testdata/aiohttp_echo.py; python3-aiohttp,
+// installed by make bench-setup). Each server is a process of its own,
+// apart from the load client. It reports agentd's lost turns (not
+// answered exactly once with the right text: lost, doubled or another
+// turn's), p50 and p99 of text_final → turn_complete and turns/s, each
+// baseline's round trips/s, p50 and p99, every server's CPU-seconds per
+// 10k round trips and RSS at the end, and agentd's turns/s over each
+// baseline's (x-gorilla, x-aiohttp).
 //
 // Profiles (AGENTD_BENCH_PROFILE=/tmp/p go test -bench ConcurrentClients
 // -benchtime 1x ./internal/gateway; go tool pprof /tmp/p.agentd):
@@ -96,13 +98,15 @@ func BenchmarkConcurrentClients(b *testing.B) {
 		aio := echoLoad(b, asrv.url, clients, turns)
 		aio.usage(b, asrv, "aiohttp")
 		b.ReportMetric(float64(agentd.lost), "lost-turns")
-		b.ReportMetric(float64(agentd.p99.Milliseconds()), "ms-p99")
-		b.ReportMetric(float64(agentd.p50.Milliseconds()), "ms-p50")
+		b.ReportMetric(ms(agentd.p99), "ms-p99")
+		b.ReportMetric(ms(agentd.p50), "ms-p50")
 		b.ReportMetric(agentd.perSec, "turns/s")
 		b.ReportMetric(gorilla.perSec, "gorilla-echo/s")
-		b.ReportMetric(float64(gorilla.p99.Milliseconds()), "gorilla-ms-p99")
+		b.ReportMetric(ms(gorilla.p99), "gorilla-ms-p99")
+		b.ReportMetric(ms(gorilla.p50), "gorilla-ms-p50")
 		b.ReportMetric(aio.perSec, "aiohttp-echo/s")
-		b.ReportMetric(float64(aio.p99.Milliseconds()), "aiohttp-ms-p99")
+		b.ReportMetric(ms(aio.p99), "aiohttp-ms-p99")
+		b.ReportMetric(ms(aio.p50), "aiohttp-ms-p50")
 		b.ReportMetric(agentd.perSec/gorilla.perSec, "x-gorilla")
 		b.ReportMetric(agentd.perSec/aio.perSec, "x-aiohttp")
 		if gorilla.lost+aio.lost > 0 {
@@ -307,11 +311,14 @@ func agentdTurn(c *client, j, k int) bool {
 			return false
 		}
 		if r, ok := m.(wire.Response); ok {
+			if got != "" {
+				return false // a second reply: doubled
+			}
 			got = r.Text
 		}
 		if _, ok := m.(wire.TurnComplete); ok {
 			want := provider.EchoReply(text)
-			return got == want && deltas == want
+			return got == want && deltas == want // another turn's reply fails here
 		}
 	}
 }
@@ -340,6 +347,9 @@ func echoLoad(b *testing.B, url string, clients, turns int) loadResult {
 		return err == nil && string(got) == string(msg)
 	})
 }
+
+// ms is d in milliseconds, fractions kept.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // pythonFor returns the python3 that has Debian's python3-aiohttp, which a
 // python3 earlier in PATH (pyenv, a venv) may hide.

@@ -284,11 +284,7 @@ func BenchmarkBridgeDiscordLatency(b *testing.B) {
 		dcFirst += firstPost(ch).Sub(t0)
 		dc.Wait(15*time.Second, "the complete reply", func() bool { return dcReplies(dc, ch, text) == 1 })
 
-		c, u := benchChat(n)
-		t0 = time.Now()
-		e.tg.Text(c, u, text)
-		tgFirst += firstSend(b, e.tg, c.ID).Sub(t0)
-		complete(b, e.tg, c.ID, text)
+		tgFirst += telegramTurn(b, e.tg, n, text)
 		n++
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(n) / 1e6 }

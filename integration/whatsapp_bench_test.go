@@ -33,11 +33,7 @@ func BenchmarkWhatsAppLatency(b *testing.B) {
 		e.waitEcho(phone+"@s.whatsapp.net", text)
 		wa += e.firstSendAfter(b, id, phone+"@s.whatsapp.net")
 
-		c, u := benchChat(n)
-		t0 := time.Now()
-		e.tg.Text(c, u, text)
-		tg += firstSend(b, e.tg, c.ID).Sub(t0)
-		complete(b, e.tg, c.ID, text)
+		tg += telegramTurn(b, e.tg, n, text)
 		n++
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(n) / 1e6 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentd/agentd/client/clienttest"
 	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/plugins/bridge/bridgetest"
 )
 
 // startPolicyRunner runs a runner whose Pair answers ans (counting calls).
@@ -25,15 +26,7 @@ func startPolicyRunner(t *testing.T, cfg bridge.RunnerConfig, ans bridge.Pairing
 		return ans, nil
 	}
 	r := bridge.NewRunner(p, cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	bridgetest.Start(t, r)
 	<-p.ready
 	return p, calls
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentd/agentd/client/clienttest"
 	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/plugins/bridge/bridgetest"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -79,15 +80,7 @@ func startRunner(t *testing.T, gw *clienttest.Gateway, p *runnerPlatform, idPref
 		AllowedUsers: allowed,
 		Logger:       slog.New(slog.DiscardHandler),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	bridgetest.Start(t, r)
 	<-p.ready
 	return r
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentd/agentd/client/clienttest"
 	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/plugins/bridge/bridgetest"
 	"github.com/agentd/agentd/plugins/bridge/discord"
 	"github.com/agentd/agentd/plugins/bridge/discord/discordtest"
 )
@@ -37,18 +38,8 @@ func BenchmarkLongReplyEdits(b *testing.B) {
 		e.startReady()
 		t0 := time.Now()
 		e.dc.MessageCreate(discordtest.Message{ChannelID: aliceDM, Author: alice, Content: "write a lot"})
-		e.dc.Wait(2*time.Minute, "the complete long reply", func() bool {
-			m := e.dc.Messages(aliceDM)
-			if len(m) != len(parts) {
-				return false
-			}
-			for i := range m {
-				if m[i].Text != parts[i] {
-					return false
-				}
-			}
-			return true
-		})
+		bridgetest.WaitTexts(b, 2*time.Minute, "the DM with the long reply", func() []discordtest.Msg { return e.dc.Messages(aliceDM) },
+			func(m discordtest.Msg) string { return m.Text }, parts...)
 		total += time.Since(t0)
 		calls += len(e.dc.Calls("POST /channels/"+aliceDM+"/messages")) + len(e.dc.Calls("PATCH /channels/"+aliceDM))
 		e.stop()

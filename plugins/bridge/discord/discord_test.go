@@ -3,7 +3,6 @@ package discord_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/agentd/agentd/client/clienttest"
 	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/plugins/bridge/bridgetest"
 	"github.com/agentd/agentd/plugins/bridge/discord"
 	"github.com/agentd/agentd/plugins/bridge/discord/discordtest"
 	"github.com/agentd/agentd/wire"
@@ -42,8 +42,7 @@ type env struct {
 	uploads  string
 	settings map[string]string
 	editIvl  time.Duration // RunnerConfig.EditInterval; 0: 100 ms
-	cancel   context.CancelFunc
-	done     chan error
+	stopRun  func()        // set by start
 
 	mu       sync.Mutex // guards statuses, events, states
 	statuses []string
@@ -60,16 +59,9 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
-
 func (e *env) start() {
 	e.t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := bridgetest.Log(e.t)
 	p := discord.New()
 	allowed := []string{alice.ID}
 	if e.editIvl == 0 {
@@ -100,10 +92,7 @@ func (e *env) start() {
 			e.mu.Unlock()
 		},
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel, e.done = cancel, make(chan error, 1)
-	go func() { e.done <- r.Run(ctx) }()
-	e.t.Cleanup(e.stop)
+	e.stopRun = bridgetest.Start(e.t, r)
 	e.t.Cleanup(func() {
 		if e.t.Failed() {
 			for _, c := range e.dc.Calls("") {
@@ -119,21 +108,7 @@ func (e *env) startReady() {
 	e.dc.Wait(waitFor, "the bot to identify", e.dc.Ready)
 }
 
-func (e *env) stop() {
-	if e.cancel == nil {
-		return
-	}
-	e.cancel()
-	select {
-	case err := <-e.done:
-		if err != nil {
-			e.t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		e.t.Error("runner did not stop")
-	}
-	e.cancel = nil
-}
+func (e *env) stop() { e.stopRun() }
 
 func (e *env) status() []string {
 	e.mu.Lock()
@@ -158,20 +133,8 @@ func (e *env) eventList() []string {
 // waitTexts waits until channel shows exactly want, in order.
 func (e *env) waitTexts(channel string, want ...string) []discordtest.Msg {
 	e.t.Helper()
-	var got []discordtest.Msg
-	e.dc.Wait(waitFor, fmt.Sprintf("channel %s to show %q", channel, want), func() bool {
-		got = e.dc.Messages(channel)
-		if len(got) != len(want) {
-			return false
-		}
-		for i := range got {
-			if got[i].Text != want[i] {
-				return false
-			}
-		}
-		return true
-	})
-	return got
+	return bridgetest.WaitTexts(e.t, waitFor, "channel "+channel, func() []discordtest.Msg { return e.dc.Messages(channel) },
+		func(m discordtest.Msg) string { return m.Text }, want...)
 }
 
 func (e *env) turns() []wire.TextFinal { return e.gw.Turns() }

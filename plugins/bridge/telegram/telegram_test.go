@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/agentd/agentd/client/clienttest"
 	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/plugins/bridge/bridgetest"
 	"github.com/agentd/agentd/plugins/bridge/telegram"
 	"github.com/agentd/agentd/plugins/bridge/telegram/telegramtest"
 	"github.com/agentd/agentd/wire"
@@ -34,8 +34,7 @@ type env struct {
 	gw      *clienttest.Gateway
 	uploads string
 	runner  *bridge.Runner
-	cancel  context.CancelFunc
-	done    chan error
+	stopRun func() // set by start
 }
 
 type opts struct {
@@ -50,7 +49,7 @@ func newEnv(t *testing.T) *env {
 // start runs a fresh platform + runner against the fakes.
 func (e *env) start(o opts) {
 	e.t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := bridgetest.Log(e.t)
 	p := telegram.New()
 	allowed := []string{fmt.Sprint(alice)}
 	if err := p.Configure(bridge.PlatformConfig{
@@ -70,55 +69,17 @@ func (e *env) start(o opts) {
 		Logger:       log,
 		EditInterval: o.editInterval,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	e.done = make(chan error, 1)
-	r := e.runner
-	go func() { e.done <- r.Run(ctx) }()
-	e.t.Cleanup(e.stop)
+	e.stopRun = bridgetest.Start(e.t, e.runner)
 }
 
-func (e *env) stop() {
-	if e.cancel == nil {
-		return
-	}
-	e.cancel()
-	select {
-	case err := <-e.done:
-		if err != nil {
-			e.t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		e.t.Error("runner did not stop")
-	}
-	e.cancel = nil
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
+func (e *env) stop() { e.stopRun() }
 
 // waitText waits until chat shows exactly want as the texts of its
 // messages (in order).
 func (e *env) waitTexts(chatID int64, want ...string) []telegramtest.Msg {
 	e.t.Helper()
-	var got []telegramtest.Msg
-	e.tg.Wait(waitFor, fmt.Sprintf("chat %d to show %q", chatID, want), func() bool {
-		got = e.tg.Messages(chatID)
-		if len(got) != len(want) {
-			return false
-		}
-		for i := range got {
-			if got[i].Text != want[i] {
-				return false
-			}
-		}
-		return true
-	})
-	return got
+	return bridgetest.WaitTexts(e.t, waitFor, fmt.Sprint("chat ", chatID), func() []telegramtest.Msg { return e.tg.Messages(chatID) },
+		func(m telegramtest.Msg) string { return m.Text }, want...)
 }
 
 func (e *env) waitTurn(match func(wire.TextFinal) bool) wire.TextFinal {

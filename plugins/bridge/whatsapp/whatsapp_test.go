@@ -3,7 +3,6 @@ package whatsapp_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/agentd/agentd/client/clienttest"
 	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/plugins/bridge/bridgetest"
 	"github.com/agentd/agentd/plugins/bridge/whatsapp"
 	"github.com/agentd/agentd/plugins/bridge/whatsapp/whatsapptest"
 	"github.com/agentd/agentd/wire"
@@ -47,7 +47,7 @@ type env struct {
 func newEnv(t *testing.T, loggedIn bool, settings map[string]string) *env {
 	e := &env{t: t, gw: clienttest.New(t), c: whatsapptest.New(botPN, botLID, loggedIn), uploads: t.TempDir()}
 	e.p = whatsapp.NewWithClient(e.c)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := bridgetest.Log(t)
 	allowed := []string{"+39 123 4567"}
 	if err := e.p.Configure(bridge.PlatformConfig{Settings: settings, AllowedUsers: allowed,
 		UploadsDir: e.uploads, DataDir: t.TempDir(), Logger: log}); err != nil {
@@ -67,25 +67,10 @@ func newEnv(t *testing.T, loggedIn bool, settings map[string]string) *env {
 			e.mu.Unlock()
 		},
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	bridgetest.Start(t, r)
 	// The platform registers its handler at the start of Run.
 	e.wait("event handler", func(c *whatsapptest.Client) bool { return c.Handlers() > 0 && (c.Connects() > 0) })
 	return e
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 func (e *env) wait(what string, cond func(*whatsapptest.Client) bool) {

@@ -31,6 +31,7 @@ import (
 	"github.com/agentd/agentd/internal/session"
 	"github.com/agentd/agentd/internal/store"
 	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/plugins/bridge/bridgetest"
 	"github.com/agentd/agentd/plugins/bridge/telegram"
 	"github.com/agentd/agentd/plugins/bridge/telegram/telegramtest"
 )
@@ -171,15 +172,7 @@ func startBridge(t *testing.T, a *agentd, tg *telegramtest.Server) *bridge.Runne
 		AllowedUsers: []string{"1001"},
 		Logger:       logger(t),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	bridgetest.Start(t, r)
 	return r
 }
 

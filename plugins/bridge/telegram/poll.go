@@ -63,7 +63,9 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 	if err := p.ready(); err != nil {
 		return err
 	}
-	if err := p.start(ctx, host); err != nil {
+	if err := p.start(ctx, host); errors.Is(err, errRefused) {
+		return p.refused(ctx, host)
+	} else if err != nil {
 		return err
 	}
 	var offset, confirmed int64
@@ -91,7 +93,7 @@ func (p *Platform) Run(ctx context.Context, host bridge.Host) error {
 				break
 			}
 			if errors.Is(err, errUnauthorized) {
-				return err
+				return p.refused(ctx, host)
 			}
 			if wait, ok := conflict.failed(p, host, err); ok {
 				if !sleep(ctx, wait) {
@@ -163,8 +165,7 @@ func (p *Platform) start(ctx context.Context, host bridge.Host) error {
 			break
 		}
 		if errors.Is(err, errUnauthorized) {
-			host.Event("alert", "Telegram refused the bot token")
-			return err
+			return errRefused
 		}
 		wait := p.pollBackoff(failures, err)
 		p.log.Warn("getMe failed", "err", err, "retry_in", wait)
@@ -178,8 +179,32 @@ func (p *Platform) start(ctx context.Context, host bridge.Host) error {
 	}
 	p.registerCommands(ctx)
 	p.log.Info("telegram bot ready", "username", p.botUser.Username, "id", p.botUser.ID)
-	host.Event("status", "connected to Telegram as @"+p.botUser.Username)
+	// Running: also ends a failed state of the launch before (a token
+	// fixed in the config).
+	report(host, bridge.PlatformRunning, "connected to Telegram as @"+p.botUser.Username)
 	return nil
+}
+
+// errRefused: start found the token refused (refused reports it).
+var errRefused = errors.New("token refused")
+
+// refused reports the token refused as the failed state (agentd shows it,
+// alerts, and does not relaunch the bridge: retrying cannot help) and
+// waits, polling nothing, until the bridge is stopped.
+func (p *Platform) refused(ctx context.Context, host bridge.Host) error {
+	p.log.Error("Telegram refused the bot token", "err", errUnauthorized)
+	report(host, bridge.PlatformFailed, "Telegram refused the bot token (401 Unauthorized); set bridges.telegram.settings.token")
+	<-ctx.Done()
+	return nil
+}
+
+// report reports a platform state, or (a host without states) its status.
+func report(host bridge.Host, state bridge.PlatformState, reason string) {
+	if sr, ok := host.(bridge.StateReporter); ok {
+		sr.ReportState(state, reason)
+	} else if ss, ok := host.(bridge.StatusSetter); ok {
+		ss.SetStatus(bridge.StateStatus(state, reason))
+	}
 }
 
 func (p *Platform) pollBackoff(n int, err error) time.Duration {

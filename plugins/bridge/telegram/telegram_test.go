@@ -436,18 +436,32 @@ func TestConfigureErrors(t *testing.T) {
 	}
 }
 
-func TestBadTokenStopsRun(t *testing.T) {
+// A refused token is the failed platform state, reported once; the bridge
+// then waits (no getMe or getUpdates loop) until it is stopped.
+func TestBadTokenFails(t *testing.T) {
 	tg := telegramtest.New(t)
 	p := telegram.New()
 	if err := p.Configure(bridge.PlatformConfig{Settings: map[string]string{"token": "999:wrong", "api_url": tg.URL()}, UploadsDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	gw := clienttest.New(t)
-	r := bridge.NewRunner(p, bridge.RunnerConfig{Dialer: gw.Dialer(gw.BridgeIdentity("tg")), AllowedUsers: []string{"*"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := r.Run(ctx)
-	if err == nil || !strings.Contains(err.Error(), "refused the bot token") {
-		t.Fatalf("Run = %v", err)
+	states := make(chan string, 10)
+	r := bridge.NewRunner(p, bridge.RunnerConfig{Dialer: gw.Dialer(gw.BridgeIdentity("tg")), AllowedUsers: []string{"*"},
+		OnState: func(s bridge.PlatformState, reason string) { states <- bridge.StateStatus(s, reason) }})
+	stop := bridgetest.Start(t, r)
+	select {
+	case s := <-states:
+		if !strings.HasPrefix(s, "failed: Telegram refused the bot token (401") {
+			t.Errorf("state %q, want failed with the 401", s)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no state reported")
+	}
+	// Still running (a Run that returned would end the gateway
+	// connection too, and agentd would relaunch the process).
+	tg.Wait(waitFor, "the runner connected to the gateway", r.Connected)
+	stop() // Run returns nil when stopped (checked by Start)
+	if n := len(tg.Calls("getMe")); n != 1 || len(states) != 0 {
+		t.Errorf("%d getMe calls, %d more states: want one of each, then nothing", n, len(states))
 	}
 }

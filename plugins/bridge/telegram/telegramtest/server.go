@@ -63,6 +63,8 @@ type Call struct {
 	Params map[string]string
 	Files  map[string]Upload
 	At     time.Time
+	// Refused: the token was wrong (answered 401, nothing else done).
+	Refused bool
 }
 
 // Upload is a file part of a multipart request.
@@ -436,6 +438,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if token != s.Token {
+		s.mu.Lock()
+		s.calls = append(s.calls, Call{Method: method, At: time.Now(), Refused: true})
+		s.mu.Unlock()
 		writeErr(w, &apiError{code: 401, desc: "Unauthorized"})
 		return
 	}

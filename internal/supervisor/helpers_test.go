@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/coordinator"
 	"github.com/agentd/agentd/internal/store"
+	"github.com/agentd/agentd/plugins/bridge/bridgetest"
 )
 
 // Test plugin builds are shared by all tests of the package: building is
@@ -115,7 +115,7 @@ func newFixture(t testing.TB, yaml string, opts Options) *fixture {
 	if opts.Issuer == nil {
 		opts.Issuer = co
 	}
-	opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Logger = bridgetest.Log(t)
 	opts.OnChange = func(name, action string) {
 		f.mu.Lock()
 		f.changes = append(f.changes, name+":"+action)
@@ -181,11 +181,4 @@ func running(st Status) bool { return st.State == StateRunning && st.PID > 0 }
 func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -75,14 +75,20 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 		if err == nil {
 			started := time.Now()
 			s.mu.Lock()
-			state := launchedState(e)
+			state, back := launchedState(e)
 			s.mu.Unlock()
 			s.setState(e, state, func(st *Status) {
 				st.PID, st.StartedAt = inst.pid, started
-				if state != StateRunning { // reported during the launch
+				switch {
+				case state != StateRunning: // reported during the launch
 					st.LastError, st.fromPlatform = e.preason, true
+				case back:
+					st.LastError = ""
 				}
 			})
+			if back {
+				s.platformBack(e)
+			}
 			s.mu.Lock()
 			e.inst = inst
 			s.mu.Unlock()
@@ -94,7 +100,11 @@ func (s *Supervisor) run(ctx context.Context, e *entry, cfg config.Bridge) {
 			if restarts.Failing() {
 				wait = backoff.StableAfter
 			}
-			up := time.AfterFunc(wait, func() { s.backUp(e) })
+			up := time.AfterFunc(wait, func() {
+				if !back { // else the platform said so already (platformBack)
+					s.backUp(e)
+				}
+			})
 			err = s.watch(ctx, e, inst)
 			up.Stop()
 			s.mu.Lock()

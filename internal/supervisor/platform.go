@@ -33,7 +33,7 @@ func (s *Supervisor) platformState(e *entry, gen uint64, ps bridge.PlatformState
 	}
 	// Until the launch is done, run applies it (launchedState).
 	live := current && (e.status.State == StateRunning || e.status.State == StateNeedsLogin || e.status.State == StateFailed)
-	cleared := ps == bridge.PlatformRunning && e.platformAlert
+	cleared := live && ps == bridge.PlatformRunning && e.platformAlert
 	if live && ps != bridge.PlatformRunning {
 		e.platformAlert = true
 	}
@@ -55,8 +55,13 @@ func (s *Supervisor) platformState(e *entry, gen uint64, ps bridge.PlatformState
 		}
 	})
 	if cleared {
-		s.opts.Alerts.Clear(alertKey(e.name), displayName(e.name)+" is connected again (it was down since {since})")
+		s.platformBack(e)
 	}
+}
+
+// platformBack ends the alert of a platform state: the platform connected.
+func (s *Supervisor) platformBack(e *entry) {
+	s.opts.Alerts.Clear(alertKey(e.name), displayName(e.name)+" is connected again (it was down since {since})")
 }
 
 // platformReport is a platform state and its reason as Health reports them.
@@ -66,17 +71,21 @@ type platformReport struct {
 }
 
 // launchedState is the state of a bridge whose launch just succeeded:
-// running, unless its platform already reported otherwise; s.mu held.
-func launchedState(e *entry) State {
+// running, unless its platform already reported otherwise; back says that
+// it reported running while a platform state's alert was open (the alert
+// ends: platformBack). s.mu held.
+func launchedState(e *entry) (state State, back bool) {
 	switch e.pstate {
 	case bridge.PlatformNeedsLogin:
 		e.platformAlert = true
-		return StateNeedsLogin
+		return StateNeedsLogin, false
 	case bridge.PlatformFailed:
 		e.platformAlert = true
-		return StateFailed
+		return StateFailed, false
+	case bridge.PlatformRunning:
+		back, e.platformAlert = e.platformAlert, false
 	}
-	return StateRunning
+	return StateRunning, back
 }
 
 // platformAlertOpts are the options of a state's alert: at once when the

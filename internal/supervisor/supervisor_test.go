@@ -1,18 +1,22 @@
 package supervisor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentd/agentd/client/clienttest"
+	"github.com/agentd/agentd/internal/alert"
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/backoff"
 	"github.com/agentd/agentd/wire"
@@ -474,4 +478,62 @@ func BenchmarkRestartAfterKill(b *testing.B) {
 	ms := float64(total.Microseconds()) / float64(b.N) / 1000
 	b.ReportMetric(ms, "ms/restart")
 	b.ReportMetric(ms-float64(backoff.Initial.Milliseconds()), "ms/restart-minus-backoff")
+}
+
+// A platform state (bridge.StateReporter) is the bridge's state, with the
+// reason as its last error and an open alert, and nothing relaunches the
+// process; enabling relaunches it, and the platform reporting running
+// ends the state and the alert.
+func TestPlatformStateIsTheBridgeState(t *testing.T) {
+	bin := testPlugin(t, "")
+	const cfg = `bridges:
+  st:
+    enabled: true
+    settings:
+      mode: state
+      state: %s
+      reason: %s
+`
+	alerts := alert.New(alert.Options{Push: func(context.Context, string, string, []wire.Attachment) error { return nil }})
+	f := newFixture(t, fmt.Sprintf(cfg, "failed", "the token was refused"), Options{Alerts: alerts})
+	link(t, f.dir, "st", bin)
+	f.apply()
+	st := f.waitFor("st", 20*time.Second, "failed with the reason", func(st Status) bool {
+		return st.State == StateFailed && st.LastError == "the token was refused"
+	})
+	if st.PlatformStatus != "failed: the token was refused" || !slices.Contains(alerts.Open(), "bridge:st") || !alive(st.PID) {
+		t.Fatalf("status %+v, open alerts %v: want the platform status, an open alert and the process alive", st, alerts.Open())
+	}
+	// Health (every 2 s) says failed too: the supervisor neither kills nor
+	// relaunches the process for it.
+	time.Sleep(2 * HealthInterval)
+	if st2, _ := f.sup.Get("st"); st2.PID != st.PID || st2.Restarts != 0 || st2.State != StateFailed {
+		t.Fatalf("after two health checks: %+v, want the same process, still failed", st2)
+	}
+
+	// needs_login, then enabled again: a new process.
+	f.writeConfig(fmt.Sprintf(cfg, "needs_login", "scan the code"))
+	f.apply()
+	st = f.waitFor("st", 20*time.Second, "needs_login", func(st Status) bool {
+		return st.State == StateNeedsLogin && st.LastError == "scan the code" && st.PID > 0
+	})
+	if err := f.sup.Enable("st"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("st", 20*time.Second, "relaunched by enable", func(s Status) bool {
+		return s.State == StateNeedsLogin && s.PID != st.PID && s.PID > 0
+	})
+	if !slices.Contains(alerts.Open(), "bridge:st") {
+		t.Errorf("the alert ended while the bridge still needs a login: %v", alerts.Open())
+	}
+
+	// The platform connects: running, no last error, the alert ended.
+	f.writeConfig(fmt.Sprintf(cfg, "running", "connected"))
+	f.apply()
+	f.waitFor("st", 20*time.Second, "running again", func(s Status) bool {
+		return s.State == StateRunning && s.PlatformStatus == "connected" && s.LastError == ""
+	})
+	if slices.Contains(alerts.Open(), "bridge:st") {
+		t.Errorf("alert still open once the platform is running: %v", alerts.Open())
+	}
 }

@@ -47,6 +47,8 @@ type platform struct {
 	mode    string
 	after   time.Duration
 	deliver string
+	state   bridge.PlatformState // mode state: reported at start, with reason
+	reason  string
 	log     *slog.Logger
 	sent    atomic.Int64
 }
@@ -60,6 +62,8 @@ func (p *platform) Configure(cfg bridge.PlatformConfig) error {
 	p.log = cfg.Logger
 	switch p.mode {
 	case "", "run", "crash", "fail", "hang_stop":
+	case "state":
+		p.state, p.reason = bridge.PlatformState(cfg.Settings["state"]), cfg.Settings["reason"]
 	case "crash_after":
 		d, err := time.ParseDuration(cfg.Settings["after"])
 		if err != nil {
@@ -87,6 +91,10 @@ func (p *platform) Run(ctx context.Context, host bridge.Host) error {
 		return errors.New("testplugin: platform failed as configured")
 	case "hang_stop":
 		select {} // ignores ctx on purpose
+	case "state":
+		host.(bridge.StateReporter).ReportState(p.state, p.reason)
+		<-ctx.Done()
+		return nil
 	}
 	host.Logger().Info("testplugin running", "pid", os.Getpid())
 	host.Event("qr", "2@testplugin-qr-code")

@@ -137,6 +137,8 @@ func TestWebApp(t *testing.T) {
 	)
 	a := startIrohAgentEditing(t, func(dir string) {
 		useFakeOpenAI(t, dir, fake)
+		setBridges(t, dir, whatsappYAML(t, "+"+waAlice))
+		whatsappFake(t, dir, false)
 		os.WriteFile(filepath.Join(dir, "memories", "Alpha.md"), []byte("# Alpha\n\nSee [[Beta]] for more; zebracorn.\n"), 0o600)
 		os.WriteFile(filepath.Join(dir, "memories", "Beta.md"), []byte("Beta body text.\n"), 0o600)
 	})
@@ -207,6 +209,16 @@ func TestWebApp(t *testing.T) {
 
 	run(t, ctx, "pairing", chromedp.Navigate(base+"/#/pairing"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready=pairing]`)))
 	waitText(t, ctx, "main", "Approved users")
+
+	// Bridges: the unlinked WhatsApp bridge is needs_login, its reason said
+	// once (whatsapp_remote_test checks the QR code drawn there).
+	run(t, ctx, "bridges", chromedp.Navigate(base+"/#/bridges"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready=bridges]`)))
+	waitText(t, ctx, "table", "needs_login")
+	row := eval[string](t, ctx, `[...document.querySelectorAll('tr')].find(r => r.textContent.includes('whatsapp')).textContent`)
+	if strings.Count(row, "not linked to a WhatsApp account") != 1 {
+		t.Errorf("bridges row %q: want needs_login and its reason once", row)
+	}
+	screenshot(t, ctx, "bridges")
 
 	run(t, ctx, "usage", chromedp.Navigate(base+"/#/usage"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready=usage]`)))
 	waitText(t, ctx, "main", "By model")

@@ -71,31 +71,42 @@ func newWAEnvAllowing(tb testing.TB, linked bool, tgAllowed, waAllowed string) *
 // directory before agentd starts (nil: none).
 func newWAEnvEditing(tb testing.TB, linked bool, tgAllowed, waAllowed string, edit func(dir string)) *waEnv {
 	tb.Helper()
-	bin := whatsappFakeBinary(tb)
-	section := fmt.Sprintf(`  whatsapp:
-    enabled: true
-    path: %q
-    allowed_users: ["%s"]
-    settings:
-      max_age: 10m
-`, bin, waAllowed)
 	var fake string
-	e := newBridgeEnvEditing(tb, tgAllowed, section, func(dir string) {
-		fake = filepath.Join(dir, "bridges", "whatsapp", "fake")
-		if err := os.MkdirAll(filepath.Join(fake, "in"), 0o700); err != nil {
-			tb.Fatal(err)
-		}
-		if linked {
-			if err := os.WriteFile(filepath.Join(fake, "linked"), nil, 0o600); err != nil {
-				tb.Fatal(err)
-			}
-		}
+	e := newBridgeEnvEditing(tb, tgAllowed, whatsappYAML(tb, waAllowed), func(dir string) {
+		fake = whatsappFake(tb, dir, linked)
 		replaceInConfig(tb, dir, "\nalerts:\n  deliver_to: []\n  after: 60s\n", alertsYAML("60s", fmt.Sprintf("tg:%d", aliceID)))
 		if edit != nil {
 			edit(dir)
 		}
 	})
 	return &waEnv{bridgeEnv: e, fake: fake}
+}
+
+// whatsappYAML is a bridges.whatsapp section running the fake build.
+func whatsappYAML(tb testing.TB, allowed string) string {
+	return fmt.Sprintf(`  whatsapp:
+    enabled: true
+    path: %q
+    allowed_users: ["%s"]
+    settings:
+      max_age: 10m
+`, whatsappFakeBinary(tb), allowed)
+}
+
+// whatsappFake prepares the fake's directory in agent directory dir
+// (linked: a session as if logged in) and returns it.
+func whatsappFake(tb testing.TB, dir string, linked bool) string {
+	tb.Helper()
+	fake := filepath.Join(dir, "bridges", "whatsapp", "fake")
+	if err := os.MkdirAll(filepath.Join(fake, "in"), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	if linked {
+		if err := os.WriteFile(filepath.Join(fake, "linked"), nil, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return fake
 }
 
 // do hands the fake one command.

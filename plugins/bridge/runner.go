@@ -416,6 +416,12 @@ func (r *Runner) Deliver(ctx context.Context, m Incoming) error {
 	} else {
 		frame = wire.TextFinal{Text: m.Text, SessionID: sid, Attachments: m.Attachments}
 	}
+	if _, ok := frame.(wire.TextFinal); ok {
+		// Before the write: queued after the turn's first frames (a fast
+		// agent answers before send returns), typing would show after
+		// the reply.
+		r.post(m.ChatID, event{kind: evTyping})
+	}
 	if err := r.send(ctx, sid, frame); err != nil {
 		return err
 	}
@@ -425,9 +431,6 @@ func (r *Runner) Deliver(ctx context.Context, m Incoming) error {
 		if err := r.st.MarkHandled(context.WithoutCancel(ctx), m.ChatID, m.MessageID); err != nil {
 			r.log.Error("bridge store", "err", err)
 		}
-	}
-	if _, ok := frame.(wire.TextFinal); ok {
-		r.post(m.ChatID, event{kind: evTyping})
 	}
 	return nil
 }

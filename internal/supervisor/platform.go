@@ -32,7 +32,7 @@ func (s *Supervisor) platformState(e *entry, gen uint64, ps bridge.PlatformState
 		e.pstate, e.preason = ps, reason
 	}
 	// Until the launch is done, run applies it (launchedState).
-	live := current && (e.status.State == StateRunning || e.status.State == StateNeedsLogin || e.status.State == StateFailed)
+	live := current && (was == StateRunning || was == StateNeedsLogin || was == StateFailed)
 	cleared := live && ps == bridge.PlatformRunning && e.platformAlert
 	if live && ps != bridge.PlatformRunning {
 		e.platformAlert = true

@@ -54,8 +54,9 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 ## bench: benchmarks that print ratios against baselines measured in the same run
+## (one package at a time: packages benchmarked side by side measure each other)
 bench: bench-setup
-	$(GO) test -run='^$$' -bench=. -benchtime=2s -timeout 30m ./...
+	$(GO) test -p 1 -run='^$$' -bench=. -benchtime=2s -timeout 30m ./...
 
 ## bench-setup: what the benchmarks' baselines need (aiohttp, for BenchmarkConcurrentClients)
 bench-setup:

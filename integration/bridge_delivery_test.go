@@ -69,6 +69,21 @@ func (e *bridgeEnv) sessionMessages() map[string]int {
 	return m
 }
 
+// sessionHolds waits until session sid holds at least n messages and
+// returns how many it holds: a reply can show on the platform complete,
+// streamed, a moment before its turn is stored.
+func (e *bridgeEnv) sessionHolds(sid string, n int) int {
+	e.tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := e.sessionMessages()[sid]
+		if got >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // kill SIGKILLs the telegram bridge and waits for its successor to run and
 // reach the gateway.
 func (e *bridgeEnv) kill() {
@@ -195,7 +210,7 @@ func TestBridgeRedeliveredUpdateAnsweredOnce(t *testing.T) {
 	if n := e.repliesTo("only once please"); n != 1 {
 		t.Errorf("%d replies to the redelivered message, want 1", n)
 	}
-	if n := e.sessionMessages()[fmt.Sprint("tg:", aliceID)]; n != 4 {
+	if n := e.sessionHolds(fmt.Sprint("tg:", aliceID), 4); n != 4 {
 		t.Errorf("session holds %d messages, want 4 (two turns, the redelivered one not run again)", n)
 	}
 }
@@ -361,10 +376,14 @@ func TestBridgeNewSessionSurvivesRestart(t *testing.T) {
 	e.tg.Text(aliceChat, alice, "in the new session")
 	e.waitReply(15*time.Second, "in the new session")
 	var moved string
-	for sid, n := range e.sessionMessages() {
-		if strings.HasPrefix(sid, "tg:") && sid != fmt.Sprint("tg:", aliceID) && n == 2 {
-			moved = sid
+	deadline := time.Now().Add(10 * time.Second) // the reply may show before its turn is stored
+	for moved == "" && time.Now().Before(deadline) {
+		for sid, n := range e.sessionMessages() {
+			if strings.HasPrefix(sid, "tg:") && sid != fmt.Sprint("tg:", aliceID) && n == 2 {
+				moved = sid
+			}
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if moved == "" {
 		t.Fatalf("no new session holds the turn: %v", e.sessionMessages())
@@ -372,7 +391,7 @@ func TestBridgeNewSessionSurvivesRestart(t *testing.T) {
 	e.kill()
 	e.tg.Text(aliceChat, alice, "after the restart")
 	e.waitReply(15*time.Second, "after the restart")
-	if n := e.sessionMessages()[moved]; n != 4 {
+	if n := e.sessionHolds(moved, 4); n != 4 {
 		t.Errorf("session %s holds %d messages after the restart, want 4 (the chat went back to another session): %v", moved, n, e.sessionMessages())
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"time"
 
@@ -117,15 +116,8 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 			return true
 		case len(c.queue) < c.limit/2:
 			c.queue = append(c.queue, f)
-			started := c.startWriterLocked()
+			c.startWriterLocked()
 			c.mu.Unlock()
-			if started {
-				// The new writer waits in this thread's run queue while
-				// the run goes on without blocking (the rest of the
-				// model's stream, the commit): yield, or the first
-				// delta waits for the whole turn.
-				runtime.Gosched()
-			}
 			return true
 		}
 		c.mu.Unlock()
@@ -230,15 +222,12 @@ func (c *conn) closeWith(code int, text string) {
 	c.startWriterLocked()
 }
 
-// startWriterLocked starts the writer unless it runs; it reports whether
-// it started it.
-func (c *conn) startWriterLocked() bool {
+func (c *conn) startWriterLocked() {
 	if c.writing || c.closed {
-		return false
+		return
 	}
 	c.writing = true
 	go c.write()
-	return true
 }
 
 // write drains the queue, several frames per syscall, then exits.

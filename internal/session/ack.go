@@ -163,33 +163,28 @@ func (d *db) pruneAwaitingTx(ctx context.Context, tx *sql.Tx, clientID string) (
 	res, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE client_id = ? AND sent = 1 AND created_at < ?`,
 		clientID, d.now().Add(-d.ackKeep).UnixMilli())
 	if err != nil {
-		return 0, fmt.Errorf("bound replies awaiting an ack: %w", err)
+		return 0, fmt.Errorf("drop expired: %w", err)
 	}
 	old, _ := res.RowsAffected()
 	res, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
 		SELECT id FROM outbox WHERE client_id = ? AND sent = 1 ORDER BY id DESC LIMIT -1 OFFSET ?)`,
 		clientID, d.ackMax)
 	if err != nil {
-		return 0, fmt.Errorf("bound replies awaiting an ack: %w", err)
+		return 0, fmt.Errorf("drop beyond the bound: %w", err)
 	}
 	many, _ := res.RowsAffected()
 	return old + many, nil
 }
 
-// pruneAwaiting is pruneAwaitingTx in a transaction of its own.
+// pruneAwaiting is pruneAwaitingTx as a write of its own.
 func (d *db) pruneAwaiting(ctx context.Context, clientID string) (int64, error) {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	tx, err := d.sql.BeginTx(ctx, nil)
+	var n int64
+	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		n, err = d.pruneAwaitingTx(ctx, tx, clientID)
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("bound replies awaiting an ack: %w", err)
-	}
-	defer tx.Rollback()
-	n, err := d.pruneAwaitingTx(ctx, tx, clientID)
-	if err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("bound replies awaiting an ack: %w", err)
 	}
 	return n, nil

@@ -303,20 +303,16 @@ func (d *db) deleteTurns(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	tx, err := d.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("drop queued turns: %w", err)
-	}
-	defer tx.Rollback()
-	del := tx.StmtContext(ctx, d.delTurn)
-	for _, id := range ids {
-		if _, err := del.ExecContext(ctx, id); err != nil {
-			return fmt.Errorf("drop queued turn %d: %w", id, err)
+	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		del := tx.StmtContext(ctx, d.delTurn)
+		for _, id := range ids {
+			if _, err := del.ExecContext(ctx, id); err != nil {
+				return fmt.Errorf("turn %d: %w", id, err)
+			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("drop queued turns: %w", err)
 	}
 	return nil
@@ -461,18 +457,20 @@ func (d *db) addOutbox(ctx context.Context, clientID, sessionID, turnID string, 
 		for _, r := range rows {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, turn_id, frame, sent, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 				clientID, sessionID, turnID, string(r.Frame), r.Sent, now); err != nil {
-				return fmt.Errorf("store reply for later: %w", err)
+				return err
 			}
 		}
 		if !ackMode {
 			return nil
 		}
 		var err error
-		dropped, err = d.pruneAwaitingTx(ctx, tx, clientID)
-		return err
+		if dropped, err = d.pruneAwaitingTx(ctx, tx, clientID); err != nil {
+			return fmt.Errorf("bound replies awaiting an ack: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("store reply for later: %w", err)
 	}
 	return dropped, nil
 }

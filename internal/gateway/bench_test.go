@@ -187,23 +187,6 @@ func BenchmarkDeltaThroughput(b *testing.B) {
 	}
 }
 
-// dialRawQuiet dials as a generated chat identity, without t.Cleanup per
-// connection.
-func (e *env) dialRawQuiet(name string) *client {
-	e.t.Helper()
-	h := http.Header{}
-	h.Set("X-Test-Identity", name)
-	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.srv.URL, "http")+"/ws", h)
-	if err != nil {
-		e.t.Fatalf("dial: %v", err)
-	}
-	c := &client{t: e.t, ws: ws}
-	if _, ok := c.next().(wire.AuthOK); !ok {
-		e.t.Fatal("no auth_ok")
-	}
-	return c
-}
-
 // BenchmarkIdleConnMemory: heap+stack and RSS per idle connection, with
 // the clients in a child process so only the server side is measured.
 func BenchmarkIdleConnMemory(b *testing.B) {

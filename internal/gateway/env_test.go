@@ -43,8 +43,6 @@ func withTestIdentity(h http.Handler) http.Handler {
 		name := r.Header.Get("X-Test-Identity")
 		if id, ok := identities[name]; ok {
 			r = r.WithContext(auth.WithIdentity(r.Context(), id))
-		} else if strings.HasPrefix(name, "user") { // benchmark clients
-			r = r.WithContext(auth.WithIdentity(r.Context(), &auth.Identity{ClientID: name, Capabilities: []string{auth.CapChat}}))
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -233,14 +232,9 @@ func (r loadResult) usage(b *testing.B, s *loadServer, name string) {
 	}
 }
 
-// dialLoad connects to a load server, as the chat identity who for agentd
-// (the test identity header).
-func dialLoad(b *testing.B, url, who string) *client {
-	h := http.Header{}
-	if who != "" {
-		h.Set("X-Test-Identity", who)
-	}
-	ws, _, err := websocket.DefaultDialer.Dial(url, h)
+// dialLoad connects to an echo load server.
+func dialLoad(b *testing.B, url string) *client {
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		b.Fatalf("dial %s: %v", url, err)
 	}
@@ -334,7 +328,7 @@ var deltaPrefix = []byte(`{"type":"delta",`)
 func echoLoad(b *testing.B, url string, clients, turns int) loadResult {
 	conns := make([]*client, clients)
 	for j := range conns {
-		conns[j] = dialLoad(b, url, "")
+		conns[j] = dialLoad(b, url)
 	}
 	defer func() {
 		for _, c := range conns {

@@ -148,7 +148,10 @@ type Manager struct {
 
 	// sinkMu guards sinks.
 	sinkMu sync.RWMutex
-	sinks  map[string]map[Sink]struct{} // client id → open connections
+	// sinks is client id → open connections. A slice is never changed
+	// once stored (register and detach store a new one), so sinksOf hands
+	// it out without a copy: it is read for every frame of every turn.
+	sinks map[string][]Sink
 
 	// ackMu guards ackers: the clients in ack mode (ack.go), loaded at New.
 	ackMu  sync.RWMutex
@@ -227,7 +230,7 @@ func New(opts Options) (*Manager, error) {
 		metrics:     opts.Metrics,
 		lanes:       map[string]*lane{},
 		pending:     map[string][]wire.Attachment{},
-		sinks:       map[string]map[Sink]struct{}{},
+		sinks:       map[string][]Sink{},
 		voice:       opts.Voice,
 	}
 	if m.providers == nil {
@@ -372,12 +375,9 @@ func (m *Manager) register(c *Client) {
 		return
 	}
 	m.sinkMu.Lock()
-	set := m.sinks[id]
-	if set == nil {
-		set = map[Sink]struct{}{}
-		m.sinks[id] = set
+	if set := m.sinks[id]; !slices.Contains(set, c.Sink) {
+		m.sinks[id] = append(slices.Clip(set), c.Sink)
 	}
-	set[c.Sink] = struct{}{}
 	m.sinkMu.Unlock()
 	c.mu.Unlock()
 	m.adoptBridgeSessions(c.Identity)
@@ -390,8 +390,9 @@ func (m *Manager) detach(c *Client) {
 	c.detached = true
 	c.pendingAttach = nil
 	m.sinkMu.Lock()
-	delete(m.sinks[id], c.Sink)
-	if len(m.sinks[id]) == 0 {
+	if set := slices.DeleteFunc(slices.Clone(m.sinks[id]), func(s Sink) bool { return s == c.Sink }); len(set) > 0 {
+		m.sinks[id] = set
+	} else {
 		delete(m.sinks, id)
 	}
 	m.sinkMu.Unlock()
@@ -402,15 +403,7 @@ func (m *Manager) detach(c *Client) {
 func (m *Manager) sinksOf(clientID string) []Sink {
 	m.sinkMu.RLock()
 	defer m.sinkMu.RUnlock()
-	set := m.sinks[clientID]
-	if len(set) == 0 {
-		return nil
-	}
-	out := make([]Sink, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	return out
+	return m.sinks[clientID] // never changed in place: see sinks
 }
 
 // deliver sends m to every connection of clientID; false if none took it.

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,5 +329,33 @@ func TestCatalogModels(t *testing.T) {
 	})
 	if u := done[len(done)-1].(wire.TurnComplete).Usage; u.CostUSD != (1000*1+100*4)/1e6 {
 		t.Fatalf("cost %v", u.CostUSD)
+	}
+}
+
+// A finished turn touches its session (the usage row's trigger, migration
+// 0013): the list is newest first, by the last turn.
+func TestTurnTouchesItsSession(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000)
+	h := startWith(t, t.TempDir(), yamlWith("echo", ""), Options{Now: func() time.Time { return time.UnixMilli(clock.Load()) }})
+	rec := newRecorder()
+	c := &Client{Identity: alice, Sink: rec}
+	h.m.Connect(c)
+	for i, sid := range []string{"s1", "s2", "s1"} {
+		clock.Store(int64(i+1) * 1_000)
+		h.m.Handle(context.Background(), c, wire.TextFinal{Text: "hi", SessionID: sid})
+		rec.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == i+1 })
+	}
+	list, err := h.m.List(context.Background(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range list {
+		got = append(got, fmt.Sprintf("%s created %d updated %d", s.ID, s.CreatedAt.UnixMilli(), s.UpdatedAt.UnixMilli()))
+	}
+	want := []string{"s1 created 1000 updated 3000", "s2 created 2000 updated 2000"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("sessions %q, want %q", got, want)
 	}
 }

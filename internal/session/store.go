@@ -21,7 +21,7 @@ type db struct {
 	sql *sql.DB
 	now func() time.Time
 
-	getSession, insSession, insTurn, getHistory, insMsg, insUsage, delTurn, touch *sql.Stmt
+	getSession, insSession, insTurn, getHistory, insMsg, insMsg2, insUsage, delTurn, touch *sql.Stmt
 
 	// metaMu guards meta, a cache of session owner and pin, and metaGen:
 	// a session's owner never changes, so only pin and delete change it.
@@ -89,8 +89,8 @@ func openDB(ctx context.Context, sqlDB *sql.DB, now func() time.Time) (*db, erro
 		{&d.insSession, `INSERT INTO sessions(id, owner, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`},
 		{&d.insTurn, `INSERT INTO turns(seq, session_id, client_id, run_key, text, attachments, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&d.getHistory, `SELECT role, content, tool_calls, tool_call_id, is_error FROM messages WHERE session_id = ? AND failed = 0 ORDER BY id`},
-		{&d.insMsg, `INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error,
-			attachments, model, interrupted, failed, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&d.insMsg, insMessages + msgValues},
+		{&d.insMsg2, insMessages + msgValues + ", " + msgValues},
 		{&d.insUsage, `INSERT INTO turn_usage(session_id, client_id, model, prompt_tokens, completion_tokens, cost_usd, status, created_at,
 			input_price_per_mtok, output_price_per_mtok, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&d.delTurn, `DELETE FROM turns WHERE id = ?`},
@@ -104,6 +104,14 @@ func openDB(ctx context.Context, sqlDB *sql.DB, now func() time.Time) (*db, erro
 	}
 	return d, nil
 }
+
+// insMessages inserts messages rows, msgValues each (a turn's user
+// message and reply go in one statement: insMsg2).
+const (
+	insMessages = `INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error,
+			attachments, model, interrupted, failed, error, created_at) VALUES `
+	msgValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
 
 func (d *db) ms() int64 { return d.now().UnixMilli() }
 
@@ -390,27 +398,39 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 	if t.ephemeral {
 		msgs = nil // usage only
 	}
+	args := make([]any, 0, 12*len(msgs))
+	for i, m := range msgs {
+		calls := ""
+		if len(m.ToolCalls) > 0 {
+			b, _ := json.Marshal(m.ToolCalls)
+			calls = string(b)
+		}
+		att := nonNil(nil)
+		if i == 0 {
+			att = nonNil(t.Attachments)
+		}
+		model, interrupted, rowErr := "", false, ""
+		if i == lastAssistant {
+			att, model, interrupted, rowErr = nonNil(o.Attachments), o.Model, o.Interrupted, errText
+		}
+		attJSON, _ := json.Marshal(att)
+		args = append(args, t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, string(attJSON), model,
+			interrupted, o.Err != nil, rowErr, now)
+	}
 	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		for i, m := range msgs {
-			calls := ""
-			if len(m.ToolCalls) > 0 {
-				b, _ := json.Marshal(m.ToolCalls)
-				calls = string(b)
+		// Two rows per statement (the user message and the reply of a
+		// turn without tools), the odd one alone.
+		for rest := args; len(rest) > 0; {
+			st, n := d.insMsg2, 24
+			if len(rest) == 12 {
+				st, n = d.insMsg, 12
 			}
-			att := nonNil(nil)
-			if i == 0 {
-				att = nonNil(t.Attachments)
-			}
-			model, interrupted, rowErr := "", false, ""
-			if i == lastAssistant {
-				att, model, interrupted, rowErr = nonNil(o.Attachments), o.Model, o.Interrupted, errText
-			}
-			attJSON, _ := json.Marshal(att)
-			if _, err := tx.StmtContext(ctx, d.insMsg).ExecContext(ctx, t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, string(attJSON), model,
-				interrupted, o.Err != nil, rowErr, now); err != nil {
+			if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, rest[:n]...); err != nil {
 				return err
 			}
+			rest = rest[n:]
 		}
+		// The usage row also touches the session (migration 0013).
 		if _, err := tx.StmtContext(ctx, d.insUsage).ExecContext(ctx, t.SessionID, t.ClientID, o.Model, o.Usage.PromptTokens, o.Usage.CompletionTokens, o.CostUSD, o.status(), now,
 			o.Price.Input, o.Price.Output, usage.Source(t.SessionID)); err != nil {
 			return err
@@ -419,9 +439,6 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 			if _, err := tx.StmtContext(ctx, d.delTurn).ExecContext(ctx, t.ID); err != nil {
 				return err
 			}
-		}
-		if _, err := tx.StmtContext(ctx, d.touch).ExecContext(ctx, now, t.SessionID); err != nil {
-			return err
 		}
 		return nil
 	})

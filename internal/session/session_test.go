@@ -82,14 +82,14 @@ type harness struct {
 	cancel context.CancelFunc
 }
 
-func start(t *testing.T, dir, yaml string) *harness {
+func start(t testing.TB, dir, yaml string) *harness {
 	t.Helper()
 	return startWith(t, dir, yaml, Options{})
 }
 
 // startWith is start with extra options (DB, Config, Agent, AgentDir and
 // Log are the harness's).
-func startWith(t *testing.T, dir, yaml string, opts Options) *harness {
+func startWith(t testing.TB, dir, yaml string, opts Options) *harness {
 	t.Helper()
 	path := filepath.Join(dir, config.FileName)
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {

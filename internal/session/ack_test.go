@@ -108,7 +108,7 @@ func TestAckByTurnForgetsOnlyThatTurn(t *testing.T) {
 	c1, rec1, bye1 := h.connectAcking(t, tg)
 	h.m.Handle(ctx, c1, wire.TextFinal{Text: "first", SessionID: "tg:1"})
 	h.m.Handle(ctx, c1, wire.TextFinal{Text: "second", SessionID: "tg:1"}) // queued behind the first
-	fs := rec1.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 2 })
+	fs := rec1.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 2 && completes(fs) == 2 })
 	rs := responses(fs)
 	if rs[0].TurnID == "" || rs[1].TurnID == "" || rs[0].TurnID == rs[1].TurnID {
 		t.Fatalf("turn ids %q and %q, want two different ones", rs[0].TurnID, rs[1].TurnID)

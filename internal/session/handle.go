@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentd/agentd/internal/agent"
+	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -102,6 +103,7 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		ClientID:  c.Identity.ClientID,
 		RunKey:    runKey(c.Identity, f.SessionID),
 		Text:      f.Text,
+		bridge:    c.Identity.Has(auth.CapBridge),
 	}
 	started, err := m.accept(ctx, c, t, f.Attachments)
 	if err != nil || !started {

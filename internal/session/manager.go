@@ -430,15 +430,16 @@ func (m *Manager) stream(ctx context.Context, clientID string, msg wire.Message)
 // go to the outbox anyway, marked sent when a connection took them, and
 // stay there until the client acks the session (ack.go).
 func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
-	defer m.out.lock(t.ClientID)()
-	ackMode := m.ackMode(t.ClientID)
+	to := m.recipient(t)
+	defer m.out.lock(to)()
+	ackMode := m.ackMode(to)
 	var keep []outboxRow
 	for _, msg := range msgs {
 		if lo, ok := msg.(liveOnly); ok {
-			m.deliver(t.ClientID, lo.Message)
+			m.deliver(to, lo.Message)
 			continue
 		}
-		took := m.deliver(t.ClientID, msg)
+		took := m.deliver(to, msg)
 		if took && !(ackMode && isFinal(msg)) {
 			continue
 		}
@@ -455,12 +456,30 @@ func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 	// The outbox must survive even if the manager is shutting down.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), storeTimeout)
 	defer cancel()
-	dropped, err := m.db.addOutbox(ctx, t.ClientID, t.SessionID, t.TurnID, keep, ackMode)
+	dropped, err := m.db.addOutbox(ctx, to, t.SessionID, t.TurnID, keep, ackMode)
 	if err != nil {
 		m.log.Error("reply not stored for (re)delivery: outbox write failed", "session", t.SessionID, "ack_mode", ackMode, "err", err)
 		return
 	}
-	m.logDropped(t.ClientID, dropped)
+	m.logDropped(to, dropped)
+}
+
+// recipient is the client that gets t's final frames: its own, or for a
+// bridge's turn the key that holds the bridge's prefix now — one re-keyed
+// while the turn ran (a revoke) has adopted its sessions already and would
+// never see a reply stored for the old key.
+func (m *Manager) recipient(t *turn) string {
+	if !t.bridge || m.bridges == nil {
+		return t.ClientID
+	}
+	p, _, _ := strings.Cut(t.SessionID, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	holder, ok, err := m.bridges(ctx, p)
+	if err != nil || !ok || holder == "" {
+		return t.ClientID
+	}
+	return holder
 }
 
 // flushOutbox sends c the stored frames of its client (of one session if

@@ -132,6 +132,17 @@ func (m *Manager) adoptBridgeSessions(id *auth.Identity) {
 	if err != nil || !ok || holder != id.ClientID {
 		return
 	}
+	// The old keys' outbox locks: a reply handed to an old key's
+	// connection whose rows are still being written is moved, not left
+	// behind under that key.
+	old, err := m.db.otherOwners(ctx, p+":", id.ClientID)
+	if err != nil {
+		m.log.Error("bridge sessions not handed to the bridge's new key", "prefix", p, "client", id.ClientID, "err", err)
+		return
+	}
+	for _, o := range old { // sorted: one order for every adopt
+		defer m.out.lock(o)()
+	}
 	n, err := m.db.adopt(ctx, p+":", id.ClientID)
 	if err != nil {
 		m.log.Error("bridge sessions not handed to the bridge's new key", "prefix", p, "client", id.ClientID, "err", err)
@@ -140,6 +151,26 @@ func (m *Manager) adoptBridgeSessions(id *auth.Identity) {
 	if n > 0 {
 		m.log.Info("bridge sessions handed to the bridge's new key", "prefix", p, "client", id.ClientID, "sessions", n)
 	}
+}
+
+// otherOwners returns, sorted, the owners other than owner of the sessions
+// starting with prefix.
+func (d *db) otherOwners(ctx context.Context, prefix, owner string) ([]string, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT DISTINCT owner FROM sessions WHERE substr(id, 1, length(?)) = ? AND owner != ?
+		ORDER BY owner`, prefix, prefix, owner)
+	if err != nil {
+		return nil, fmt.Errorf("read owners of sessions %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			return nil, fmt.Errorf("read owners of sessions %s*: %w", prefix, err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
 }
 
 // adopt makes owner the owner of every session starting with prefix, and

@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/provider/providertest"
@@ -127,8 +129,9 @@ func TestPushToDeviceSessionAndRefusals(t *testing.T) {
 // A bridge re-keyed after a revoke (new client id, same prefix) keeps its
 // chats: history, and the replies that waited for the old key.
 func TestBridgeReKeyAdoptsSessions(t *testing.T) {
-	holder := tg.ClientID
-	resolve := func(_ context.Context, p string) (string, bool, error) { return holder, p == "tg", nil }
+	var holder atomic.Value // the resolver is called from the manager's goroutines too
+	holder.Store(tg.ClientID)
+	resolve := func(_ context.Context, p string) (string, bool, error) { return holder.Load().(string), p == "tg", nil }
 	h := startWith(t, t.TempDir(), yamlWith("echo", ""), Options{Bridges: resolve})
 	ctx := context.Background()
 	c1, rec1, bye1 := h.connectAcking(t, tg)
@@ -137,7 +140,7 @@ func TestBridgeReKeyAdoptsSessions(t *testing.T) {
 	bye1() // revoked before it showed the reply
 
 	fresh := &auth.Identity{ClientID: "f7e5", Capabilities: tg.Capabilities}
-	holder = fresh.ClientID
+	holder.Store(fresh.ClientID)
 	c2, rec2, bye2 := h.connectAcking(t, fresh)
 	defer bye2()
 	fs := rec2.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 1 })
@@ -145,8 +148,46 @@ func TestBridgeReKeyAdoptsSessions(t *testing.T) {
 		t.Fatalf("re-sent %+v", r)
 	}
 	h.m.Handle(ctx, c2, wire.TextFinal{Text: "again", SessionID: "tg:1"})
-	fs = rec2.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 2 })
+	fs = rec2.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 2 && completes(fs) == 2 })
 	if _, ok := fs[len(fs)-1].(wire.TurnComplete); !ok {
 		t.Fatalf("second turn frames %#v", fs)
+	}
+}
+
+// A bridge re-keyed while one of its turns runs gets that turn's reply on
+// the new key, live: the old key's outbox is never read again.
+func TestBridgeReplyFollowsReKey(t *testing.T) {
+	release := make(chan struct{})
+	fake := providertest.NewOpenAI(t, providertest.Response{Respond: func([]byte) providertest.Response {
+		<-release
+		return providertest.Response{Text: []string{"late answer"}}
+	}})
+	var holder atomic.Value
+	holder.Store(tg.ClientID)
+	resolve := func(_ context.Context, p string) (string, bool, error) { return holder.Load().(string), p == "tg", nil }
+	h := startWith(t, t.TempDir(), yamlWith("gpt", fake.BaseURL()), Options{Bridges: resolve})
+	ctx := context.Background()
+	c1, _, bye1 := h.connectAcking(t, tg)
+	h.m.Handle(ctx, c1, wire.TextFinal{Text: "slow one", SessionID: "tg:1"})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(fake.Requests()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the turn never reached the model")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	bye1()
+	fresh := &auth.Identity{ClientID: "f7e5", Capabilities: tg.Capabilities}
+	holder.Store(fresh.ClientID)
+	_, rec2, bye2 := h.connectAcking(t, fresh)
+	defer bye2()
+	close(release)
+	fs := rec2.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
+	if rs := responses(fs); len(rs) != 1 || rs[0].Text != "late answer" || rs[0].SessionID != "tg:1" {
+		t.Fatalf("the new key got %#v", fs)
+	}
+	waitRows(t, h, fresh.ClientID, "[1:tg:1 1:tg:1]") // sent, awaiting the new key's ack
+	if got := fmt.Sprint(h.outboxRows(t, tg.ClientID)); got != "[]" {
+		t.Fatalf("rows left for the old key: %s", got)
 	}
 }

@@ -76,6 +76,17 @@ func responses(fs []wire.Message) []wire.Response {
 	return out
 }
 
+// completes counts the turn_complete frames in fs.
+func completes(fs []wire.Message) int {
+	n := 0
+	for _, f := range fs {
+		if _, ok := f.(wire.TurnComplete); ok {
+			n++
+		}
+	}
+	return n
+}
+
 type harness struct {
 	st     *store.Store
 	m      *Manager

@@ -265,6 +265,11 @@ type turn struct {
 	Text        string
 	Attachments []wire.Attachment
 
+	// bridge: a bridge sent it; its final frames go to whichever key holds
+	// the bridge's prefix when it ends (recipient). Not persisted: a turn
+	// run again after a restart belongs to the key adopt gave it.
+	bridge bool
+
 	// Set for server-side turns only (server.go), never persisted: model
 	// and system override the session's pin and the system prompt,
 	// ephemeral runs without history, result receives the outcome

@@ -51,7 +51,7 @@ func BenchmarkTurns(b *testing.B) {
 	el := time.Since(start)
 	b.StopTimer()
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(syscall.TimevalToNsec(ru1.Utime)+syscall.TimevalToNsec(ru1.Stime)-syscall.TimevalToNsec(ru0.Utime)-syscall.TimevalToNsec(ru0.Stime))
+	cpu := time.Duration(syscall.TimevalToNsec(ru1.Utime) + syscall.TimevalToNsec(ru1.Stime) - syscall.TimevalToNsec(ru0.Utime) - syscall.TimevalToNsec(ru0.Stime))
 	b.ReportMetric(float64(b.N)/el.Seconds(), "turns/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/turn")
 }

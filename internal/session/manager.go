@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -138,6 +139,9 @@ type Manager struct {
 	// ctx is the manager's lifetime, set by Start; runs derive from it.
 	ctx context.Context
 	wg  sync.WaitGroup
+
+	// running counts the runs executing now (yieldFirstDelta).
+	running atomic.Int64
 
 	// mu guards lanes and pending. It is held across the insert of a
 	// queued turn so that queue order equals persisted order.

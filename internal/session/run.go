@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/agentd/agentd/internal/agent"
@@ -51,6 +52,8 @@ func (m *Manager) resolve(cfg *config.Config, pinned string) (model, provider.Pr
 func (m *Manager) execute(ctx context.Context, r *run) {
 	t := r.turn
 	defer t.end()
+	m.running.Add(1)
+	defer m.running.Add(-1)
 	started := time.Now()
 	cfg := m.cfg.Current()
 	o := outcome{}
@@ -222,13 +225,31 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 		}
 		switch e := ev.(type) {
 		case agent.Delta:
-			if r.firstDelta.IsZero() {
+			first := r.firstDelta.IsZero()
+			if first {
 				r.firstDelta = time.Now()
 			}
 			m.stream(ctx, t.ClientID, wire.Delta{Text: e.Text, SessionID: t.SessionID})
+			if first {
+				m.yieldFirstDelta()
+			}
 		case agent.Status:
 			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
 		}
+	}
+}
+
+// yieldFirstDelta lets the connection's writer, just started by the first
+// delta and queued to run next on this thread, write it before the run
+// goes on (the rest of the reply, the store's commit) — while no more runs
+// execute than there are processors. Otherwise the writer waits for another
+// thread to be woken and steal it, which costs a lone client's first delta
+// more than the whole turn path; under load every thread is busy anyway,
+// and yielding there would only reorder the queue (throughput halved when
+// every run yielded).
+func (m *Manager) yieldFirstDelta() {
+	if m.running.Load() <= int64(runtime.GOMAXPROCS(0)) {
+		runtime.Gosched()
 	}
 }
 

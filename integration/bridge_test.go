@@ -118,6 +118,16 @@ func newBridgeEnvEditing(tb testing.TB, allowed, extra string, edit func(dir str
 	}
 	e := &bridgeEnv{tb: tb, dir: dir, tg: tg}
 	e.d = startServe(tb, dir)
+	tb.Cleanup(func() {
+		if !tb.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(dir, "logs", "bridge-*.log"))
+		for _, l := range logs {
+			name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(l), "bridge-"), ".log")
+			tb.Log(e.bridgeLog(name))
+		}
+	})
 	id, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
 	if err != nil {
 		tb.Fatal(err)

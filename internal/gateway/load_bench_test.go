@@ -68,12 +68,25 @@ import (
 // first delta of a lone client waits for the turn's commit otherwise):
 // under this load it halved throughput.
 //
-// What remains (server, per turn): the store's four writes ~50 µs (half of
-// it SQLite's own work, half database/sql and the driver's binding — the
-// floor of this store, one writer, while 50 % of the gorilla echo on two
-// cores shared with the load client leaves the whole server path ~40 µs); reading and dispatching the frame ~40 µs; the model call ~25
-// µs; writing ~20 µs; GC ~20 % (17 KB allocated per turn, the largest the
-// request's copy of the history).
+// Session 4, load < 1: the store ran four statements per finished turn
+// (user message, reply, usage, session touch) plus, under load, the turn
+// row's insert and delete (a run that lasts past persistDelay, as every
+// run does when 1,000 clients share two cores); sinksOf allocated a slice
+// per frame. Changed: the user message and the reply are one two-row
+// INSERT, the usage row touches the session by a trigger (migration
+// 0013), the connections of a client are a copy-on-write slice. ~8.5k →
+// ~10k turns/s. Tried and dropped: running the group commits on a held
+// connection below database/sql (driver statements, no reflection): no
+// difference measurable in session.BenchmarkTurns, where the store's
+// CPU is SQLite's own (VDBE, B-tree inserts, WAL frames).
+//
+// What remains (server, per turn): the store ~40 µs, nearly all SQLite's
+// own work (two to four statements, about ten B-tree changes, the WAL
+// frames of each group commit) — the floor of this store with one
+// writer, while 50 % of the gorilla echo on two cores shared with the load
+// client leaves the whole server path ~40 µs; reading and dispatching the
+// frame ~40 µs; the model call ~25 µs (its word count is over the whole
+// history, as a real model's prompt is); writing ~20 µs; GC ~15 %.
 func BenchmarkConcurrentClients(b *testing.B) {
 	clients, turns := 1000, 20
 	if s := os.Getenv("AGENTD_BENCH_CLIENTS"); s != "" {

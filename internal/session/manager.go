@@ -105,6 +105,10 @@ type Budget interface {
 	BeforeCall(ctx context.Context, c usage.Call) error
 	// TurnRecorded runs after a turn's usage row is stored (alerts).
 	TurnRecorded(ctx context.Context, sessionID, model string)
+	// TurnEnded releases what BeforeCall held for the turn (its id); it
+	// runs once the turn's usage row is stored, or the turn ended without
+	// one.
+	TurnEnded(turnID string)
 }
 
 // Errors returned by the REST-facing methods; the gateway maps them to HTTP

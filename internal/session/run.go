@@ -54,6 +54,9 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	defer t.end()
 	m.running.Add(1)
 	defer m.running.Add(-1)
+	if m.budget != nil {
+		defer m.budget.TurnEnded(t.TurnID) // after the usage row is stored
+	}
 	started := time.Now()
 	cfg := m.cfg.Current()
 	o := outcome{}
@@ -102,7 +105,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 			Attachments:   toAgent(atts),
 			MaxToolRounds: cfg.Limits.MaxToolRounds,
 			Sink:          r.sink(ctx, m, t),
-			BeforeCall:    m.beforeCall(t.SessionID, mo),
+			BeforeCall:    m.beforeCall(t, mo),
 		})
 	}
 	if m.ctx.Err() != nil {
@@ -200,14 +203,14 @@ func (m *Manager) observe(r *run, o outcome, started time.Time, storeWrite time.
 }
 
 // beforeCall is the turn's budget check before each model call.
-func (m *Manager) beforeCall(sessionID string, mo model) func(context.Context, *provider.Request, provider.Usage) error {
+func (m *Manager) beforeCall(t *turn, mo model) func(context.Context, *provider.Request, provider.Usage) error {
 	if m.budget == nil {
 		return nil
 	}
 	return func(ctx context.Context, req *provider.Request, soFar provider.Usage) error {
 		return m.budget.BeforeCall(ctx, usage.Call{
-			SessionID: sessionID, Model: mo.ID, Price: usage.Price{Input: mo.In, Output: mo.Out},
-			Request: req, TurnSoFar: soFar,
+			SessionID: t.SessionID, Model: mo.ID, Price: usage.Price{Input: mo.In, Output: mo.Out},
+			Request: req, TurnSoFar: soFar, Turn: t.TurnID,
 		})
 	}
 }

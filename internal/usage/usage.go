@@ -64,11 +64,25 @@ type Usage struct {
 	// alertMu serialises alert evaluation so two turns ending together do
 	// not both raise the same alert.
 	alertMu sync.Mutex
+	// holdMu guards holds and serialises BeforeCall's check and hold, so
+	// that turns running at once each see what the others may spend.
+	holdMu sync.Mutex
+	holds  map[string]hold // turn id → hold
+}
+
+// hold is what a running turn may have spent once its current call ends:
+// its earlier calls and the call's worst case. It counts against every
+// budget that applies to the turn until the turn's usage row is stored
+// (TurnEnded); without it, turns running at once would each fit a budget
+// the sum of them passes.
+type hold struct {
+	model, source string
+	usd           float64
 }
 
 // Open returns the usage service over the agent database (migrated).
 func Open(opt Options) *Usage {
-	u := &Usage{db: opt.DB, opt: opt, log: opt.Log, now: opt.Now}
+	u := &Usage{db: opt.DB, opt: opt, log: opt.Log, now: opt.Now, holds: map[string]hold{}}
 	if u.log == nil {
 		u.log = slog.Default()
 	}
@@ -119,6 +133,9 @@ type Call struct {
 	Request   *provider.Request
 	// TurnSoFar is what the turn's earlier calls used (not yet stored).
 	TurnSoFar provider.Usage
+	// Turn names the turn (its id) for the hold its calls keep until
+	// TurnEnded; "" holds nothing.
+	Turn string
 }
 
 // BudgetError refuses a call; its text is what the user reads.
@@ -136,7 +153,10 @@ func IsBudget(err error) bool {
 // what the window has spent and the turn has used so far, would pass an
 // enabled budget that applies to it.
 func (u *Usage) BeforeCall(ctx context.Context, c Call) error {
-	bs, err := u.matching(ctx, c.Model, Source(c.SessionID))
+	u.holdMu.Lock()
+	defer u.holdMu.Unlock()
+	source := Source(c.SessionID)
+	bs, err := u.matching(ctx, c.Model, source)
 	if err != nil {
 		return fmt.Errorf("check budgets: %w", err)
 	}
@@ -148,16 +168,44 @@ func (u *Usage) BeforeCall(ctx context.Context, c Call) error {
 		if err != nil {
 			return fmt.Errorf("check budgets: %w", err)
 		}
-		if spent+soFar+worst <= b.LimitUSD {
+		held, turns := u.heldFor(b, c.Turn)
+		if spent+held+soFar+worst <= b.LimitUSD {
 			continue
 		}
-		text := fmt.Sprintf("budget reached: the %s budget %s of $%s has $%s spent and this call could cost up to $%s; it resets %s UTC",
-			periodName(b.Window), b.describe(), money(b.LimitUSD), money(spent+soFar), money(worst),
+		others := ""
+		if turns > 0 {
+			others = fmt.Sprintf(", $%s held by %d other turn(s) running,", money(held), turns)
+		}
+		text := fmt.Sprintf("budget reached: the %s budget %s of $%s has $%s spent%s and this call could cost up to $%s; it resets %s UTC",
+			periodName(b.Window), b.describe(), money(b.LimitUSD), money(spent+soFar), others, money(worst),
 			windowEnd(b.Window, now).Format("2006-01-02 15:04"))
 		u.raise(ctx, b, windowStart(b.Window, now), 1, spent+soFar, text)
 		return &BudgetError{Text: text}
 	}
+	if c.Turn != "" {
+		u.holds[c.Turn] = hold{model: c.Model, source: source, usd: soFar + worst}
+	}
 	return nil
+}
+
+// heldFor sums the holds of the turns other than turn that budget b
+// applies to; the caller holds holdMu.
+func (u *Usage) heldFor(b Budget, turn string) (usd float64, turns int) {
+	for id, h := range u.holds {
+		if id != turn && b.applies(h.model, h.source) {
+			usd += h.usd
+			turns++
+		}
+	}
+	return usd, turns
+}
+
+// TurnEnded releases the hold of turn: it ended, and its usage row, if it
+// has one, is stored.
+func (u *Usage) TurnEnded(turn string) {
+	u.holdMu.Lock()
+	delete(u.holds, turn)
+	u.holdMu.Unlock()
 }
 
 // TurnRecorded raises the alerts a stored turn may have crossed.

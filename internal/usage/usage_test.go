@@ -177,3 +177,38 @@ func TestWorstCase(t *testing.T) {
 		t.Errorf("worst case %v, want %v", got, want)
 	}
 }
+
+// Turns running at once hold what their calls may cost: two that would
+// each fit a budget are not both let through when together they could
+// pass it, and a turn that ended no longer holds anything.
+func TestRunningTurnsHoldTheirWorstCase(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.u.Create(ctx, Budget{ID: "tg-day", Scope: "source:tg", Window: "day", LimitUSD: 0.01, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.turn(t, f.now.Add(-time.Hour), "tg:1", "m", 0.005)
+	// Each call's worst case is ~$0.002: two fit beside the $0.005 spent,
+	// a third does not.
+	a, b, c := call("tg:1", "m"), call("tg:2", "m"), call("tg:3", "m")
+	a.Turn, b.Turn, c.Turn = "ta", "tb", "tc"
+	for _, x := range []Call{a, b} {
+		if err := f.u.BeforeCall(ctx, x); err != nil {
+			t.Fatalf("turn %s: %v", x.Turn, err)
+		}
+	}
+	err := f.u.BeforeCall(ctx, c)
+	if !IsBudget(err) || !strings.Contains(err.Error(), "held by 2 other turn(s) running") {
+		t.Fatalf("third turn while two run: %v", err)
+	}
+	if err := f.u.BeforeCall(ctx, a); err != nil { // a's next call replaces its own hold
+		t.Fatalf("turn ta's second call: %v", err)
+	}
+	if err := f.u.BeforeCall(ctx, call("dc:1", "m")); err != nil {
+		t.Fatalf("a source the budget does not cover: %v", err)
+	}
+	f.u.TurnEnded("tb")
+	if err := f.u.BeforeCall(ctx, c); err != nil {
+		t.Fatalf("third turn once one ended: %v", err)
+	}
+}

@@ -537,3 +537,26 @@ func TestPlatformStateIsTheBridgeState(t *testing.T) {
 		t.Errorf("alert still open once the platform is running: %v", alerts.Open())
 	}
 }
+
+// A platform state whose event was lost on the way (a full host queue)
+// still becomes the bridge's state: two health checks in a row report it.
+func TestPlatformStateFromHealthAlone(t *testing.T) {
+	bin := testPlugin(t, "")
+	f := newFixture(t, `bridges:
+  st:
+    enabled: true
+    settings:
+      mode: state
+      state: failed
+      reason: the token was refused
+      lose_event: "true"
+`, Options{})
+	link(t, f.dir, "st", bin)
+	f.apply()
+	st := f.waitFor("st", 20*time.Second, "failed from the health checks", func(st Status) bool {
+		return st.State == StateFailed && st.LastError == "the token was refused"
+	})
+	if st.Restarts != 0 || !alive(st.PID) {
+		t.Fatalf("status %+v: want the first process, alive", st)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/agentd/agentd/devicecert"
+	"github.com/agentd/agentd/plugins/bridge/internal/testhook"
 	"github.com/agentd/agentd/plugins/bridge/store"
 	bridgev1 "github.com/agentd/agentd/proto/bridge/v1"
 )
@@ -238,7 +239,7 @@ func (s *server) onState(state PlatformState, reason string) {
 	s.platformState, s.platformReason = state, reason
 	h := s.host
 	s.mu.Unlock()
-	if h != nil {
+	if h != nil && !testhook.LoseStateEvents.Load() {
 		h.State(state, reason)
 	}
 }

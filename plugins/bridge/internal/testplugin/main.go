@@ -7,6 +7,9 @@
 //	mode: crash_after exit with status 1 after settings.after (e.g. "1s")
 //	mode: fail        the platform returns an error (the process stays up)
 //	mode: hang_stop   ignore Stop: the platform never returns
+//	mode: state       report settings.state with settings.reason at start;
+//	                  with lose_event: "true" the state event is lost on
+//	                  the way, so only Health tells agentd
 //	deliver: TEXT     in mode run, deliver TEXT from user u1 in chat 1 at
 //	                  start; SendText logs "testplugin sent" with the reply
 //
@@ -31,6 +34,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/agentd/agentd/plugins/bridge"
+	"github.com/agentd/agentd/plugins/bridge/internal/testhook"
 )
 
 // Set with -ldflags -X to build a mismatched plugin.
@@ -64,6 +68,7 @@ func (p *platform) Configure(cfg bridge.PlatformConfig) error {
 	case "", "run", "crash", "fail", "hang_stop":
 	case "state":
 		p.state, p.reason = bridge.PlatformState(cfg.Settings["state"]), cfg.Settings["reason"]
+		testhook.LoseStateEvents.Store(cfg.Settings["lose_event"] == "true")
 	case "crash_after":
 		d, err := time.ParseDuration(cfg.Settings["after"])
 		if err != nil {

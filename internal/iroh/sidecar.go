@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agentd/agentd/internal/backoff"
 )
 
 // ALPNs used by agentd.
@@ -60,12 +62,6 @@ const (
 	DefaultStartTimeout = 20 * time.Second
 	// DefaultStopTimeout is how long a SIGTERMed sidecar may take before SIGKILL.
 	DefaultStopTimeout = 5 * time.Second
-	// restartBackoffMin is the first delay before restarting a dead sidecar.
-	restartBackoffMin = 250 * time.Millisecond
-	// restartBackoffMax caps the exponential restart delay.
-	restartBackoffMax = 30 * time.Second
-	// stableRunPeriod: a sidecar that ran this long resets the backoff.
-	stableRunPeriod = time.Minute
 	// stderrTailBytes of the sidecar's stderr are kept for error messages.
 	stderrTailBytes = 4096
 )
@@ -477,7 +473,10 @@ func (s *Sidecar) stop(p *process) {
 
 func (s *Sidecar) supervise(ctx context.Context, p *process) {
 	defer close(s.done)
-	backoff := restartBackoffMin
+	// The restart policy every supervised process shares (internal/backoff):
+	// doubling waits, reset by a run of backoff.StableAfter. A sidecar has no
+	// crash-loop state of its own; it keeps retrying at the longest wait.
+	var restarts backoff.Restarts
 	for {
 		select {
 		case <-ctx.Done():
@@ -491,16 +490,15 @@ func (s *Sidecar) supervise(ctx context.Context, p *process) {
 		case <-p.exited:
 		}
 		err := p.exitError()
-		if time.Since(p.started) >= stableRunPeriod {
-			backoff = restartBackoffMin
-		}
+		restarts.Ran(time.Since(p.started))
 		s.mu.Lock()
 		s.cur = nil
 		s.mu.Unlock()
 		s.setState(StateRestarting, err)
-		s.log.Warn("iroh sidecar died; restarting", "err", err, "backoff", backoff)
+		wait, _ := restarts.Fail()
+		s.log.Warn("iroh sidecar died; restarting", "err", err, "backoff", wait)
 		for {
-			t := time.NewTimer(backoff)
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -508,7 +506,6 @@ func (s *Sidecar) supervise(ctx context.Context, p *process) {
 				return
 			case <-t.C:
 			}
-			backoff = min(backoff*2, restartBackoffMax)
 			np, err := s.launch(ctx)
 			if err == nil {
 				p = np
@@ -523,7 +520,8 @@ func (s *Sidecar) supervise(ctx context.Context, p *process) {
 			}
 			err = fmt.Errorf("restart iroh sidecar: %w", err)
 			s.setState(StateFailed, err)
-			s.log.Error("iroh sidecar restart failed", "err", err, "next_backoff", backoff)
+			wait, _ = restarts.Fail()
+			s.log.Error("iroh sidecar restart failed", "err", err, "next_backoff", wait)
 		}
 	}
 }

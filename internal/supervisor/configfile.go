@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/agentd/agentd/internal/config"
 )
@@ -26,4 +27,23 @@ func WriteEnabled(path, name string, on bool) error {
 		return fmt.Errorf("update %s: %w", path, err)
 	}
 	return nil
+}
+
+// ReadEnabled reads bridges.<name>.enabled from the config file as it is
+// now; ok is false when it is not written there as a plain boolean (a
+// missing key, an ${ENV} reference: config.Load is the one to read those).
+func ReadEnabled(path, name string) (on, ok bool, err error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return false, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	raw, err := config.Raw(src)
+	if err != nil {
+		return false, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	top, _ := raw.(map[string]any)
+	br, _ := top["bridges"].(map[string]any)
+	b, _ := br[name].(map[string]any)
+	on, ok = b["enabled"].(bool)
+	return on, ok, nil
 }

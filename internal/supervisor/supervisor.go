@@ -303,6 +303,16 @@ func (s *Supervisor) reconcile(e *entry, bc config.Bridge) {
 		return
 	}
 	old, running := e.cfg, e.loopCtl != nil
+	s.mu.Unlock()
+	if bc.Enabled != old.Enabled && s.opts.ConfigPath != "" {
+		// A reload that read the file before an Enable or Disable wrote
+		// it must not undo that: under e.op, the file as it is now says
+		// which is in force (the next reload brings the rest).
+		if on, ok, err := ReadEnabled(s.opts.ConfigPath, e.name); err == nil && ok {
+			bc.Enabled = on
+		}
+	}
+	s.mu.Lock()
 	e.cfg = bc
 	e.status.Enabled = bc.Enabled
 	e.status.AllowedUsers = allowedUsers(bc.AllowedUsers, e.status.ApprovedUsers)

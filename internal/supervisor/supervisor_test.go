@@ -19,6 +19,7 @@ import (
 	"github.com/agentd/agentd/internal/alert"
 	"github.com/agentd/agentd/internal/auth"
 	"github.com/agentd/agentd/internal/backoff"
+	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/wire"
 )
 
@@ -559,4 +560,31 @@ func TestPlatformStateFromHealthAlone(t *testing.T) {
 	if st.Restarts != 0 || !alive(st.PID) {
 		t.Fatalf("status %+v: want the first process, alive", st)
 	}
+}
+
+// A hot reload that read the file before Enable wrote it (it reaches
+// Apply late, after the config's other subscribers) does not stop the
+// bridge Enable started: the file as it is when the reload applies wins.
+func TestStaleReloadDoesNotUndoEnable(t *testing.T) {
+	bin := testPlugin(t, "")
+	const cfg = "bridges:\n  a:\n    enabled: %v\n"
+	f := newFixture(t, fmt.Sprintf(cfg, false), Options{})
+	link(t, f.dir, "a", bin)
+	f.apply()
+	stale, err := config.Load(f.cfgPath) // read while a is disabled
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.sup.Enable("a"); err != nil {
+		t.Fatal(err)
+	}
+	st := f.waitFor("a", 20*time.Second, "running", func(s Status) bool { return s.State == StateRunning })
+	f.sup.Apply(stale)
+	if st2, _ := f.sup.Get("a"); !st2.Enabled || st2.PID != st.PID || st2.State != StateRunning {
+		t.Fatalf("after the stale reload: %+v, want the same process, enabled and running", st2)
+	}
+	// A reload of the file as the operator changed it still applies.
+	f.writeConfig(fmt.Sprintf(cfg, false))
+	f.apply()
+	f.waitFor("a", 20*time.Second, "stopped by the edited file", func(s Status) bool { return !s.Enabled && s.State == StateStopped })
 }

@@ -74,8 +74,11 @@ import (
 // run does when 1,000 clients share two cores); sinksOf allocated a slice
 // per frame. Changed: the user message and the reply are one two-row
 // INSERT, the usage row touches the session by a trigger (migration
-// 0013), the connections of a client are a copy-on-write slice. ~8.5k →
-// ~10k turns/s. Tried and dropped: running the group commits on a held
+// 0013), the connections of a client are a copy-on-write slice; the turns
+// queue lost its seq index and AUTOINCREMENT (migration 0014: a persisted
+// turn's insert and delete ~13.4 → ~9.5 µs in SQLite alone). ~8.5k →
+// ~10k turns/s. A lone client's first delta now reaches its writer before
+// the run goes on (session.yieldFirstDelta): ~380 → ~240 µs. Tried and dropped: running the group commits on a held
 // connection below database/sql (driver statements, no reflection): no
 // difference measurable in session.BenchmarkTurns, where the store's
 // CPU is SQLite's own (VDBE, B-tree inserts, WAL frames).

@@ -145,7 +145,7 @@ func (u *Usage) Budgets(ctx context.Context) ([]Budget, error) {
 
 // matching are the enabled budgets that count a call of model from source.
 func (u *Usage) matching(ctx context.Context, model, source string) ([]Budget, error) {
-	all, err := u.Budgets(ctx)
+	all, err := u.cachedBudgets(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +227,30 @@ func (u *Usage) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
+// cachedBudgets is Budgets, read from the database only after a change.
+func (u *Usage) cachedBudgets(ctx context.Context) ([]Budget, error) {
+	u.bmu.Lock()
+	all, gen := u.budgets, u.bgen
+	u.bmu.Unlock()
+	if all != nil {
+		return all, nil // never changed in place: a change replaces it
+	}
+	all, err := u.Budgets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u.bmu.Lock()
+	if u.bgen == gen {
+		u.budgets = all
+	}
+	u.bmu.Unlock()
+	return all, nil
+}
+
 func (u *Usage) changed(action, id string) {
+	u.bmu.Lock()
+	u.budgets, u.bgen = nil, u.bgen+1
+	u.bmu.Unlock()
 	if u.opt.OnChange != nil {
 		u.opt.OnChange("budget", action, id)
 	}

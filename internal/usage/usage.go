@@ -68,6 +68,12 @@ type Usage struct {
 	// that turns running at once each see what the others may spend.
 	holdMu sync.Mutex
 	holds  map[string]hold // turn id → hold
+	// bmu guards budgets and bgen: the budgets, read before every model
+	// call, are cached until one changes (a nil slice: not loaded). bgen
+	// counts changes, so a load that raced with one is not kept.
+	bmu     sync.Mutex
+	budgets []Budget
+	bgen    uint64
 }
 
 // hold is what a running turn may have spent once its current call ends:

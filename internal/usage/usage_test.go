@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,7 +22,7 @@ type fixture struct {
 	alerts []Alert
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	st := storetest.Open(t, t.TempDir())
 	f := &fixture{db: st.DB(), now: time.Date(2026, 12, 15, 12, 0, 0, 0, time.UTC)}
@@ -210,5 +211,63 @@ func TestRunningTurnsHoldTheirWorstCase(t *testing.T) {
 	f.u.TurnEnded("tb")
 	if err := f.u.BeforeCall(ctx, c); err != nil {
 		t.Fatalf("third turn once one ended: %v", err)
+	}
+}
+
+// The budgets are cached for the check before each call, and every change
+// through the API is seen by the next call.
+func TestBudgetChangesReachTheNextCall(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c := call("tg:1", "m") // worst case ~$0.002
+	if err := f.u.BeforeCall(ctx, c); err != nil {
+		t.Fatalf("no budgets yet: %v", err)
+	}
+	if _, err := f.u.Create(ctx, Budget{ID: "tiny", Scope: "all", Window: "day", LimitUSD: 0.001, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.u.BeforeCall(ctx, c); !IsBudget(err) {
+		t.Fatalf("after the budget was created: %v, want a refusal", err)
+	}
+	if _, err := f.u.Update(ctx, "tiny", func(b *Budget) { b.Enabled = false }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.u.BeforeCall(ctx, c); err != nil {
+		t.Fatalf("after the budget was disabled: %v", err)
+	}
+	if _, err := f.u.Update(ctx, "tiny", func(b *Budget) { b.Enabled = true }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.u.BeforeCall(ctx, c); !IsBudget(err) {
+		t.Fatalf("after the budget was enabled again: %v, want a refusal", err)
+	}
+	if err := f.u.Delete(ctx, "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.u.BeforeCall(ctx, c); err != nil {
+		t.Fatalf("after the budget was deleted: %v", err)
+	}
+}
+
+// BenchmarkBeforeCall: the check before every model call, with no budget
+// (most agents) and with one that applies.
+func BenchmarkBeforeCall(b *testing.B) {
+	for _, n := range []int{0, 1} {
+		b.Run(fmt.Sprintf("budgets=%d", n), func(b *testing.B) {
+			f := newFixture(b)
+			ctx := context.Background()
+			if n == 1 {
+				if _, err := f.u.Create(ctx, Budget{ID: "cap", Scope: "all", Window: "month", LimitUSD: 100, Enabled: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c := call("tg:1", "m")
+			b.ResetTimer()
+			for b.Loop() {
+				if err := f.u.BeforeCall(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

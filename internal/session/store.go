@@ -105,12 +105,13 @@ func openDB(ctx context.Context, sqlDB *sql.DB, now func() time.Time) (*db, erro
 	return d, nil
 }
 
-// insMessages inserts messages rows, msgValues each (a turn's user
-// message and reply go in one statement: insMsg2).
+// insMessages inserts messages rows, msgValues each, msgCols values a row
+// (a turn's user message and reply go in one statement: insMsg2).
 const (
 	insMessages = `INSERT INTO messages(session_id, role, content, tool_calls, tool_call_id, is_error,
 			attachments, model, interrupted, failed, error, created_at) VALUES `
 	msgValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	msgCols   = 12
 )
 
 func (d *db) ms() int64 { return d.now().UnixMilli() }
@@ -403,7 +404,7 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 	if t.ephemeral {
 		msgs = nil // usage only
 	}
-	args := make([]any, 0, 12*len(msgs))
+	args := make([]any, 0, msgCols*len(msgs))
 	for i, m := range msgs {
 		calls := ""
 		if len(m.ToolCalls) > 0 {
@@ -426,9 +427,9 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 		// Two rows per statement (the user message and the reply of a
 		// turn without tools), the odd one alone.
 		for rest := args; len(rest) > 0; {
-			st, n := d.insMsg2, 24
-			if len(rest) == 12 {
-				st, n = d.insMsg, 12
+			st, n := d.insMsg2, 2*msgCols
+			if len(rest) == msgCols {
+				st, n = d.insMsg, msgCols
 			}
 			if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, rest[:n]...); err != nil {
 				return err

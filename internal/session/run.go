@@ -54,9 +54,6 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	defer t.end()
 	m.running.Add(1)
 	defer m.running.Add(-1)
-	if m.budget != nil {
-		defer m.budget.TurnEnded(t.TurnID) // after the usage row is stored
-	}
 	started := time.Now()
 	cfg := m.cfg.Current()
 	o := outcome{}
@@ -113,6 +110,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		// that started at once is written now if it was not yet.
 		t.cut.Store(true)
 		t.waitPersisted()
+		m.releaseBudget(t)
 		return
 	}
 	r.mu.Lock()
@@ -138,8 +136,12 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	wstart := time.Now()
-	if err := m.db.finishTurn(sctx, t, o); err != nil {
-		m.log.Error("store finished turn", "session", t.SessionID, "turn", t.ID, "err", err)
+	serr := m.db.finishTurn(sctx, t, o)
+	// At once: from here the usage row counts, and the hold would count it
+	// twice for the turns that check meanwhile.
+	m.releaseBudget(t)
+	if serr != nil {
+		m.log.Error("store finished turn", "session", t.SessionID, "turn", t.ID, "err", serr)
 	} else if m.budget != nil {
 		m.budget.TurnRecorded(sctx, t.SessionID, o.Model)
 	}
@@ -200,6 +202,14 @@ func (m *Manager) observe(r *run, o outcome, started time.Time, storeWrite time.
 		PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens,
 		CostUSD: o.CostUSD, StoreWrite: storeWrite,
 	})
+}
+
+// releaseBudget ends what the turn's budget checks held (its usage row is
+// stored, or it ended without one).
+func (m *Manager) releaseBudget(t *turn) {
+	if m.budget != nil {
+		m.budget.TurnEnded(t.TurnID)
+	}
 }
 
 // beforeCall is the turn's budget check before each model call.

@@ -297,82 +297,71 @@ func shows(msgs []telegramtest.Msg, parts []string) bool {
 func waitRecorded(t *testing.T, e *bridgeEnv, n int) {
 	t.Helper()
 	p := filepath.Join(e.dir, "bridges", "telegram", "bridge.db")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if got := countParts(p); got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bridge store never recorded %d parts (%s)", n, p)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitBridgeStore(t, 30*time.Second, func() bool { return countParts(p) >= n }, func() string {
+		return fmt.Sprintf("bridge store never recorded %d parts (%s)", n, p)
+	})
 }
 
 // latestWait is the latest platform wait (Unix ms) the bridge store holds.
 func latestWait(path string) int64 {
-	db, err := sql.Open("sqlite", istore.DSN(path))
-	if err != nil {
-		return 0
-	}
-	defer db.Close()
 	var ms sql.NullInt64
-	db.QueryRow(`SELECT MAX(CAST(value AS INTEGER)) FROM kv WHERE key LIKE 'bridge/wait/%'`).Scan(&ms)
+	bridgeStoreRow(path, `SELECT MAX(CAST(value AS INTEGER)) FROM kv WHERE key LIKE 'bridge/wait/%'`, &ms)
 	return ms.Int64
 }
 
 // waitStoredWait waits until the bridge store holds a wait later than prev.
 func waitStoredWait(t *testing.T, path string, prev int64) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for latestWait(path) <= prev {
-		if time.Now().After(deadline) {
-			t.Fatalf("the bridge never stored the platform's wait (%s)", path)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitBridgeStore(t, 15*time.Second, func() bool { return latestWait(path) > prev }, func() string {
+		return fmt.Sprintf("the bridge never stored the platform's wait (%s)", path)
+	})
 }
 
 // waitRepliesDone waits until the bridge store holds n replies, every one
 // shown and acknowledged (state done).
 func waitRepliesDone(t *testing.T, path string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		done, pending := repliesByState(path)
-		if done >= n && pending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the bridge store holds %d done and %d pending replies, want %d done (%s)", done, pending, n, path)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var done, pending int
+	waitBridgeStore(t, 15*time.Second, func() bool {
+		done, pending = 0, 0
+		bridgeStoreRow(path, `SELECT COUNT(*) FILTER (WHERE state = 'done'), COUNT(*) FILTER (WHERE state != 'done') FROM replies`, &done, &pending)
+		return done >= n && pending == 0
+	}, func() string {
+		return fmt.Sprintf("the bridge store holds %d done and %d pending replies, want %d done (%s)", done, pending, n, path)
+	})
 }
 
-// repliesByState counts the bridge store's replies that are done and those
-// still being shown or acked.
-func repliesByState(path string) (done, pending int) {
-	db, err := sql.Open("sqlite", istore.DSN(path))
-	if err != nil {
-		return 0, 0
-	}
-	defer db.Close()
-	db.QueryRow(`SELECT COUNT(*) FILTER (WHERE state = 'done'), COUNT(*) FILTER (WHERE state != 'done') FROM replies`).Scan(&done, &pending)
-	return done, pending
-}
-
+// countParts is how many reply parts the bridge store records as posted.
 func countParts(path string) int {
-	db, err := sql.Open("sqlite", istore.DSN(path))
-	if err != nil {
-		return 0
-	}
-	defer db.Close()
 	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM reply_parts WHERE msg_id != ''`).Scan(&n); err != nil {
+	if !bridgeStoreRow(path, `SELECT COUNT(*) FROM reply_parts WHERE msg_id != ''`, &n) {
 		return 0
 	}
 	return n
+}
+
+// bridgeStoreRow scans the one row of query q from the bridge database at
+// path, opened as a second reader; false if it cannot be read (yet).
+func bridgeStoreRow(path, q string, dest ...any) bool {
+	db, err := sql.Open("sqlite", istore.DSN(path))
+	if err != nil {
+		return false
+	}
+	defer db.Close()
+	return db.QueryRow(q).Scan(dest...) == nil
+}
+
+// waitBridgeStore polls cond every 5 ms until it holds, failing with
+// failure's text once timeout has passed.
+func waitBridgeStore(t *testing.T, timeout time.Duration, cond func() bool, failure func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(failure())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Item 5: an album (three photos, one caption) is one turn with every

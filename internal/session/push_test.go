@@ -126,12 +126,19 @@ func TestPushToDeviceSessionAndRefusals(t *testing.T) {
 	}
 }
 
+// rekeyable resolves the tg prefix to holder's client id, first at the
+// start, another once the test stores it (a re-keyed bridge). The resolver
+// is called from the manager's goroutines too.
+func rekeyable(first string) (holder *atomic.Value, resolve BridgeResolver) {
+	holder = &atomic.Value{}
+	holder.Store(first)
+	return holder, func(_ context.Context, p string) (string, bool, error) { return holder.Load().(string), p == "tg", nil }
+}
+
 // A bridge re-keyed after a revoke (new client id, same prefix) keeps its
 // chats: history, and the replies that waited for the old key.
 func TestBridgeReKeyAdoptsSessions(t *testing.T) {
-	var holder atomic.Value // the resolver is called from the manager's goroutines too
-	holder.Store(tg.ClientID)
-	resolve := func(_ context.Context, p string) (string, bool, error) { return holder.Load().(string), p == "tg", nil }
+	holder, resolve := rekeyable(tg.ClientID)
 	h := startWith(t, t.TempDir(), yamlWith("echo", ""), Options{Bridges: resolve})
 	ctx := context.Background()
 	c1, rec1, bye1 := h.connectAcking(t, tg)
@@ -162,9 +169,7 @@ func TestBridgeReplyFollowsReKey(t *testing.T) {
 		<-release
 		return providertest.Response{Text: []string{"late answer"}}
 	}})
-	var holder atomic.Value
-	holder.Store(tg.ClientID)
-	resolve := func(_ context.Context, p string) (string, bool, error) { return holder.Load().(string), p == "tg", nil }
+	holder, resolve := rekeyable(tg.ClientID)
 	h := startWith(t, t.TempDir(), yamlWith("gpt", fake.BaseURL()), Options{Bridges: resolve})
 	ctx := context.Background()
 	c1, _, bye1 := h.connectAcking(t, tg)

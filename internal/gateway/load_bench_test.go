@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -105,16 +106,16 @@ func BenchmarkConcurrentClients(b *testing.B) {
 				b.Fatal("no auth_ok")
 			}
 		}
-		agentd := runLoad(conns, turns, agentdTurn)
+		agentd := runLoad(srv, conns, turns, agentdTurn)
 		agentd.usage(b, srv, "agentd")
 		for _, c := range conns {
 			c.ws.Close()
 		}
 		gsrv := startLoadServer(b, os.Args[0], "-test.run=^TestHelperLoadServer$", "AGENTD_LOAD_SERVER=gorilla")
-		gorilla := echoLoad(b, gsrv.url, clients, turns)
+		gorilla := echoLoad(b, gsrv, clients, turns)
 		gorilla.usage(b, gsrv, "gorilla")
 		asrv := startLoadServer(b, pythonFor(), filepath.Join("testdata", "aiohttp_echo.py"))
-		aio := echoLoad(b, asrv.url, clients, turns)
+		aio := echoLoad(b, asrv, clients, turns)
 		aio.usage(b, asrv, "aiohttp")
 		b.ReportMetric(float64(agentd.lost), "lost-turns")
 		b.ReportMetric(ms(agentd.p99), "ms-p99")
@@ -150,6 +151,12 @@ func TestHelperLoadServer(t *testing.T) {
 	default:
 		t.Skip("helper process for BenchmarkConcurrentClients")
 	}
+	fmt.Printf("url %s\n", strings.Replace(url, "http", "ws", 1))
+	// The load starts at the line "load" (the start-up's handshakes are
+	// not profiled).
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() && in.Text() != "load" {
+	}
 	if path := os.Getenv("AGENTD_BENCH_PROFILE"); path != "" {
 		f, err := os.Create(path + "." + os.Getenv("AGENTD_LOAD_SERVER"))
 		if err != nil {
@@ -165,14 +172,14 @@ func TestHelperLoadServer(t *testing.T) {
 			}
 		}()
 	}
-	fmt.Printf("url %s\n", strings.Replace(url, "http", "ws", 1))
 	io.Copy(io.Discard, os.Stdin)
 }
 
 // loadServer is a server process under load.
 type loadServer struct {
-	url string
-	pid int
+	url   string
+	pid   int
+	stdin io.Writer // "load\n" says the load starts
 	// The agentd server's unix socket and its clients' identities.
 	socket, ids string
 }
@@ -210,7 +217,7 @@ func startLoadServer(b *testing.B, name string, args ...string) *loadServer {
 		line := strings.TrimSpace(lines.Text())
 		if u, ok := strings.CutPrefix(line, "url "); ok {
 			go io.Copy(io.Discard, out)
-			s := &loadServer{url: u, pid: cmd.Process.Pid}
+			s := &loadServer{url: u, pid: cmd.Process.Pid, stdin: stdin}
 			if rest, ok := strings.CutPrefix(u, "unix:"); ok {
 				s.socket, s.ids, _ = strings.Cut(rest, " ids ")
 			}
@@ -218,24 +225,19 @@ func startLoadServer(b *testing.B, name string, args ...string) *loadServer {
 		}
 		if port, err := strconv.Atoi(line); err == nil {
 			go io.Copy(io.Discard, out)
-			return &loadServer{url: fmt.Sprintf("ws://127.0.0.1:%d/ws", port), pid: cmd.Process.Pid}
+			return &loadServer{url: fmt.Sprintf("ws://127.0.0.1:%d/ws", port), pid: cmd.Process.Pid, stdin: stdin}
 		}
 	}
 	b.Fatalf("%s %v printed no address (the aiohttp baseline needs python3-aiohttp: make bench-setup)", name, args)
 	return nil
 }
 
-// usage reports the server's CPU-seconds per 10k round trips and its RSS,
-// from /proc (CPU in clock ticks of 1/100 s, Linux's USER_HZ).
+// usage reports the server's and the load client's CPU-seconds per 10k
+// round trips, both over the load alone (not the start-up's handshakes),
+// and the server's RSS at the end.
 func (r loadResult) usage(b *testing.B, s *loadServer, name string) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	b.ReportMetric((utime+stime)/100/float64(r.n)*10_000, name+"-cpu-s/10k")
+	b.ReportMetric(r.serverCPU.Seconds()/float64(r.n)*10_000, name+"-cpu-s/10k")
+	b.ReportMetric(r.clientCPU.Seconds()/float64(r.n)*10_000, name+"-client-cpu-s/10k")
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
 	if err != nil {
 		b.Fatal(err)
@@ -246,6 +248,26 @@ func (r loadResult) usage(b *testing.B, s *loadServer, name string) {
 			b.ReportMetric(n/1024, name+"-MB-rss")
 		}
 	}
+}
+
+// procCPU is the CPU time process pid has used, from /proc (in clock ticks
+// of 1/100 s, Linux's USER_HZ).
+func procCPU(pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// selfCPU is the CPU time this process (the load client) has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // dialLoad connects to an echo load server.
@@ -261,6 +283,9 @@ func dialLoad(b *testing.B, url string) *client {
 type loadResult struct {
 	n        int // round trips
 	lost     int64
+	// serverCPU and clientCPU are the CPU the server and the load client
+	// used during the load.
+	serverCPU, clientCPU time.Duration
 	p50, p99 time.Duration
 	perSec   float64
 }
@@ -268,11 +293,14 @@ type loadResult struct {
 // runLoad has every connection run turns round trips one after the other,
 // all connections at once; turn says whether round trip k of connection j
 // came back right.
-func runLoad(conns []*client, turns int, turn func(c *client, j, k int) bool) loadResult {
+func runLoad(srv *loadServer, conns []*client, turns int, turn func(c *client, j, k int) bool) loadResult {
+	pid := srv.pid
+	io.WriteString(srv.stdin, "load\n")
 	var lost atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
 	var wg sync.WaitGroup
+	server0, client0 := procCPU(pid), selfCPU()
 	start := time.Now()
 	for j, c := range conns {
 		wg.Go(func() {
@@ -293,7 +321,8 @@ func runLoad(conns []*client, turns int, turn func(c *client, j, k int) bool) lo
 	wg.Wait()
 	el := time.Since(start)
 	return loadResult{n: len(conns) * turns, lost: lost.Load(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99),
-		perSec: float64(len(conns)*turns) / el.Seconds()}
+		perSec:    float64(len(conns)*turns) / el.Seconds(),
+		serverCPU: procCPU(pid) - server0, clientCPU: selfCPU() - client0}
 }
 
 // agentdTurn sends one text_final and reads up to its turn_complete.
@@ -341,17 +370,17 @@ var deltaPrefix = []byte(`{"type":"delta",`)
 
 // echoLoad runs the same load against an echo server at url: a round trip
 // carries a text_final frame of the same size.
-func echoLoad(b *testing.B, url string, clients, turns int) loadResult {
+func echoLoad(b *testing.B, srv *loadServer, clients, turns int) loadResult {
 	conns := make([]*client, clients)
 	for j := range conns {
-		conns[j] = dialLoad(b, url)
+		conns[j] = dialLoad(b, srv.url)
 	}
 	defer func() {
 		for _, c := range conns {
 			c.ws.Close()
 		}
 	}()
-	return runLoad(conns, turns, func(c *client, j, k int) bool {
+	return runLoad(srv, conns, turns, func(c *client, j, k int) bool {
 		msg, _ := wire.Encode(wire.TextFinal{Text: fmt.Sprintf("client %d turn %d", j, k), SessionID: fmt.Sprintf("s%d", j)})
 		if c.ws.WriteMessage(websocket.TextMessage, msg) != nil {
 			return false

@@ -281,13 +281,13 @@ func dialLoad(b *testing.B, url string) *client {
 
 // loadResult is one run of the load.
 type loadResult struct {
-	n        int // round trips
-	lost     int64
+	n    int // round trips
+	lost int64
 	// serverCPU and clientCPU are the CPU the server and the load client
 	// used during the load.
 	serverCPU, clientCPU time.Duration
-	p50, p99 time.Duration
-	perSec   float64
+	p50, p99             time.Duration
+	perSec               float64
 }
 
 // runLoad has every connection run turns round trips one after the other,

@@ -61,3 +61,45 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeFast checks Decode's fast path against decodeSlow, the plain
+// decoding it stands in for: on every input both give the same message or
+// the same error text.
+func FuzzDecodeFast(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"text_final","text":"hi","session_id":"s1","attachments":[{"type":"file","path":"/a","filename":"a"}]}`,
+		`{"TYPE":"ping"}`,
+		`{"type":"ping","type":"pong"}`,
+		`{"type":"ping" , "x":[1,{"a":"]}"}],"y":null}`,
+		`{"t\u0079pe":"ping"}`,
+		`{"type":"p\u0069ng"}`,
+		`{"type":"delta","text":"a\"b","session_id":"s","session_id":null}`,
+		`{"type":"response","text":"x","session_id":"s","usage":{"total_tokens":1}} `,
+		` {"type":"ping"}{"type":"ping"}`,
+		`{"type":"ping",}`,
+		`{"type":"ping"`,
+		`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"type":"ping"}`,
+		`{"type":"queued","position":1e400}`,
+		"{\"type\":\"ping\xff\"}",
+		`{}`,
+		`null`,
+		`"type"`,
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, serverToClient bool) {
+		d := ClientToServer
+		if serverToClient {
+			d = ServerToClient
+		}
+		m1, err1 := Decode(data, d)
+		m2, err2 := decodeSlow(data, d)
+		if (err1 == nil) != (err2 == nil) || err1 != nil && err1.Error() != err2.Error() {
+			t.Fatalf("%q: Decode says %v, decodeSlow %v", data, err1, err2)
+		}
+		if !reflect.DeepEqual(m1, m2) {
+			t.Fatalf("%q: Decode gives %#v, decodeSlow %#v", data, m1, m2)
+		}
+	})
+}

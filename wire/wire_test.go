@@ -168,3 +168,37 @@ func topLevelKeys(t *testing.T, data []byte) map[string]int {
 	}
 	return keys
 }
+
+// TestDecodeFastPath: a well-formed frame takes Decode's fast path, which
+// allocates less than decodeSlow (no map of fields, no copy of each).
+func TestDecodeFastPath(t *testing.T) {
+	for _, frame := range [][]byte{
+		[]byte(`{"type":"text_final","text":"client 1 turn 2","session_id":"s1"}`),
+		[]byte(`{"type":"response","text":"echo: hi","session_id":"s1","model":"echo","attachments":[],"turn_id":"t1"}`),
+	} {
+		d := ClientToServer
+		if bytes.Contains(frame, []byte(`"response"`)) {
+			d = ServerToClient
+		}
+		fast := testing.AllocsPerRun(100, func() { Decode(frame, d) })
+		slow := testing.AllocsPerRun(100, func() { decodeSlow(frame, d) })
+		if fast >= slow {
+			t.Errorf("%s: Decode allocates %.0f times, decodeSlow %.0f: the fast path was not taken", frame, fast, slow)
+		}
+	}
+}
+
+// BenchmarkDecode: a turn's frames, by Decode and by decodeSlow.
+func BenchmarkDecode(b *testing.B) {
+	frame := []byte(`{"type":"response","text":"echo: client 1 turn 2 (this is the echo provider; configure a real model to get real answers)","session_id":"s1","model":"echo","attachments":[],"turn_id":"t1"}`)
+	b.Run("fast", func(b *testing.B) {
+		for b.Loop() {
+			Decode(frame, ServerToClient)
+		}
+	})
+	b.Run("slow", func(b *testing.B) {
+		for b.Loop() {
+			decodeSlow(frame, ServerToClient)
+		}
+	})
+}

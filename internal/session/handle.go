@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/agentd/agentd/internal/agent"
 	"github.com/agentd/agentd/internal/auth"
@@ -105,37 +104,13 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		Text:      f.Text,
 		bridge:    c.Identity.Has(auth.CapBridge),
 	}
-	started, err := m.accept(ctx, c, t, f.Attachments)
-	if err != nil || !started {
-		return err
-	}
-	// Started at once: persist it persistDelay later, unless it has ended
-	// by then (its result is stored in one transaction, no row needed).
-	// Writing at once (~70 µs of CPU) would compete with the path to the
-	// first delta; t.Seq, taken in accept, keeps the restart order
-	// whatever the write order.
-	// A run cut by shutdown ends it early but asks for the row (t.cut):
-	// it must run again after the restart.
-	timer := time.NewTimer(persistDelay)
-	defer timer.Stop()
-	write := true
-	select {
-	case <-t.ended:
-		write = t.cut.Load()
-	case <-timer.C:
-	}
-	if write {
-		if err := m.db.insertTurn(context.WithoutCancel(ctx), t); err != nil {
-			m.log.Error("persist running turn; it will not survive a restart", "session", t.SessionID, "err", err)
-		}
-	}
-	close(t.persisted)
-	return nil
+	_, err := m.accept(ctx, c, t, f.Attachments)
+	return err
 }
 
 // accept queues t behind its run key's active run (persisting it and
-// answering queued{} first) or starts it at once (started; the caller
-// persists it). During shutdown nothing starts: t is persisted and
+// answering queued{} first) or starts it at once (started; its row is
+// written persistDelay later, see persist.go). During shutdown nothing starts: t is persisted and
 // queued, to run after the restart, because the client handed it over
 // (a bridge has moved its platform cursor past it).
 func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.Attachment) (started bool, err error) {
@@ -152,8 +127,8 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 		m.seq++
 		t.Seq = m.seq
 		t.persisted = make(chan struct{})
-		t.ended = make(chan struct{})
 		m.enqueueLocked(t)
+		m.persist.add(t)
 		delete(m.pending, t.SessionID)
 		return true, nil
 	}

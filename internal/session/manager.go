@@ -144,6 +144,9 @@ type Manager struct {
 	ctx context.Context
 	wg  sync.WaitGroup
 
+	// persist writes the rows of runs that outlast persistDelay.
+	persist persister
+
 	// running counts the runs executing now (yieldFirstDelta).
 	running atomic.Int64
 
@@ -238,6 +241,7 @@ func New(opts Options) (*Manager, error) {
 		metrics:     opts.Metrics,
 		lanes:       map[string]*lane{},
 		pending:     map[string][]wire.Attachment{},
+		persist:     persister{wake: make(chan struct{}, 1)},
 		sinks:       map[string][]Sink{},
 		voice:       opts.Voice,
 	}
@@ -281,6 +285,8 @@ func (m *Manager) Start(ctx context.Context) error {
 		return err
 	}
 	m.ctx = ctx
+	m.wg.Add(1)
+	go m.persistLoop(ctx)
 	for _, t := range turns {
 		m.seq = max(m.seq, t.Seq)
 		m.enqueueLocked(t)

@@ -51,7 +51,7 @@ func (m *Manager) resolve(cfg *config.Config, pinned string) (model, provider.Pr
 // returns without storing anything, so the turn runs again after restart.
 func (m *Manager) execute(ctx context.Context, r *run) {
 	t := r.turn
-	defer t.end()
+	defer m.settle(t)
 	m.running.Add(1)
 	defer m.running.Add(-1)
 	started := time.Now()
@@ -109,7 +109,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		// Shutdown, not an interrupt: the turn stays persisted, and one
 		// that started at once is written now if it was not yet.
 		t.cut.Store(true)
-		t.waitPersisted()
+		m.settle(t)
 		m.releaseBudget(t)
 		return
 	}
@@ -131,7 +131,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	}
 	o.Price = usage.Price{Input: mo.In, Output: mo.Out}
 	o.Err = err
-	t.waitPersisted()
+	m.settle(t)
 	// Store first: a reply the client saw must be in history.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -263,23 +263,6 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 func (m *Manager) yieldFirstDelta() {
 	if m.running.Load() <= int64(runtime.GOMAXPROCS(0)) {
 		runtime.Gosched()
-	}
-}
-
-// waitPersisted ends the run and returns once the decision to write the
-// turn's row was taken and carried out (at once for turns that waited in
-// the queue or were resumed).
-func (t *turn) waitPersisted() {
-	t.end()
-	if t.persisted != nil {
-		<-t.persisted
-	}
-}
-
-// end says the run is over.
-func (t *turn) end() {
-	if t.ended != nil {
-		t.endedOnce.Do(func() { close(t.ended) })
 	}
 }
 

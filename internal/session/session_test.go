@@ -164,17 +164,8 @@ func TestRestartKeepsAcceptanceOrder(t *testing.T) {
 	}
 	h1.m.Handle(context.Background(), c2, wire.TextFinal{Text: "second", SessionID: "s1"})
 	<-done
-	var order []string
-	rows, err := h1.st.DB().Query(`SELECT text FROM turns ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		order = append(order, s)
-	}
-	rows.Close()
+	// "first" is written persistDelay after it started, after "second".
+	order := waitTurnRows(t, h1, 2)
 	if fmt.Sprint(order) != "[first second]" {
 		t.Fatalf("persisted order %v", order)
 	}

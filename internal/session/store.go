@@ -279,37 +279,18 @@ type turn struct {
 	ephemeral     bool
 	result        chan serverResult
 
-	// persisted, when set, is closed once the row is written (ID is valid
-	// from then on): a turn that starts at once is persisted concurrently.
+	// persisted, when set, is closed once the turn of a run that started
+	// at once is settled (persist.go): its row written (ID valid from then
+	// on) or known not to be needed.
 	persisted chan struct{}
-	// ended, when set, is closed when the run has ended; a turn that ends
-	// before it was to be persisted is not written as a turn at all.
-	ended     chan struct{}
-	endedOnce sync.Once
-	// cut, set before ended closes, says the run was cut by shutdown: the
-	// turn is persisted even though it ended.
+	persistState
+	// cut, set before the run settles, says the run was cut by shutdown:
+	// the turn is persisted even though it ended.
 	cut atomic.Bool
 }
 
 func (d *db) insertTurn(ctx context.Context, t *turn) error {
-	att, err := json.Marshal(nonNil(t.Attachments))
-	if err != nil {
-		return err
-	}
-	var id int64
-	err = d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, d.insTurn).ExecContext(ctx, t.Seq, t.SessionID, t.ClientID, t.RunKey, t.Text, string(att), d.ms())
-		if err != nil {
-			return err
-		}
-		id, err = res.LastInsertId()
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("persist turn: %w", err)
-	}
-	t.ID = id
-	return nil
+	return d.insertTurns(ctx, []*turn{t})
 }
 
 // deleteTurns deletes the queued turns ids, all or none.

@@ -146,6 +146,8 @@ type Manager struct {
 
 	// persist writes the rows of runs that outlast persistDelay.
 	persist persister
+	// idle hands a lane to a runner waiting for one (runner).
+	idle chan laneJob
 
 	// running counts the runs executing now (yieldFirstDelta).
 	running atomic.Int64
@@ -242,6 +244,7 @@ func New(opts Options) (*Manager, error) {
 		lanes:       map[string]*lane{},
 		pending:     map[string][]wire.Attachment{},
 		persist:     persister{wake: make(chan struct{}, 1)},
+		idle:        make(chan laneJob),
 		sinks:       map[string][]Sink{},
 		voice:       opts.Voice,
 	}
@@ -321,14 +324,52 @@ func (m *Manager) startLocked(l *lane, t *turn) {
 	ctx, cancel := context.WithCancelCause(m.ctx)
 	r := &run{turn: t, cancel: cancel}
 	l.active = r
-	m.wg.Add(1)
-	go m.drain(ctx, l, r)
+	job := laneJob{ctx, l, r}
+	select {
+	case m.idle <- job: // a runner that drained a lane is waiting for one
+	default:
+		m.wg.Add(1)
+		go m.runner(job)
+	}
+}
+
+// laneJob is a lane to drain, starting with run r.
+type laneJob struct {
+	ctx context.Context
+	l   *lane
+	r   *run
+}
+
+// runnerIdle is how long a runner waits for another lane before it ends.
+const runnerIdle = time.Second
+
+// runner drains lanes: the one it was started for, then each handed to it
+// within runnerIdle of the last. A new goroutine per run would grow its
+// stack, from the runtime's small start to what a turn needs (the
+// agent, the SQLite driver), again on every turn.
+func (m *Manager) runner(job laneJob) {
+	defer m.wg.Done()
+	idle := time.NewTimer(runnerIdle)
+	defer idle.Stop()
+	for {
+		m.drain(job.ctx, job.l, job.r)
+		if m.ctx.Err() != nil {
+			return
+		}
+		idle.Reset(runnerIdle)
+		select {
+		case job = <-m.idle:
+		case <-idle.C:
+			return
+		case <-m.ctx.Done():
+			return
+		}
+	}
 }
 
 // drain executes the lane's runs one after the other until its queue is
 // empty.
 func (m *Manager) drain(ctx context.Context, l *lane, r *run) {
-	defer m.wg.Done()
 	for {
 		m.execute(ctx, r)
 		r.cancel(nil)

@@ -148,8 +148,12 @@ func (c *conn) mergeLocked(f frame) bool {
 // ended or the connection closed, or was closed as a slow consumer
 // because the client took nothing for the write timeout.
 func (c *conn) waitRoom(ctx context.Context) bool {
-	timer := time.NewTimer(c.writeWait)
-	defer timer.Stop()
+	var timer *time.Timer // only once it must wait: most calls find room
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		c.mu.Lock()
 		if c.closed || c.closeCode != 0 {
@@ -165,6 +169,9 @@ func (c *conn) waitRoom(ctx context.Context) bool {
 		}
 		room := c.room
 		c.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(c.writeWait)
+		}
 		select {
 		case <-room:
 		case <-ctx.Done():
@@ -347,7 +354,7 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(c.idle))
-		data, err := readFrame(r, maxFrame)
+		buf, err := readFrame(r, maxFrame)
 		if errors.Is(err, errTooBig) {
 			// Keep reading (gorilla discards the rest of the frame) until
 			// the client answers the close, so it sees the error first.
@@ -361,8 +368,9 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 		}
 		var msg wire.Message
 		if typ == websocket.TextMessage {
-			msg, err = wire.Decode(data, wire.ClientToServer)
+			msg, err = wire.Decode(buf.Bytes(), wire.ClientToServer)
 		}
+		putFrame(buf)
 		// Input flow control: a client that does not read its replies
 		// stops being read, instead of making the server queue them. Acks
 		// never wait: one read as the connection is closed (a shutdown, a
@@ -389,18 +397,32 @@ func (c *conn) read(ctx context.Context, maxFrame int) {
 
 var errTooBig = errors.New("frame too big")
 
-// readFrame reads one message of at most max bytes; a longer one is not
-// read further.
-func readFrame(r io.Reader, max int) ([]byte, error) {
-	var buf bytes.Buffer
+// readFrame reads one message of at most max bytes into a buffer from
+// readPool; a longer one is not read further. The caller puts the buffer
+// back once it is done with the bytes.
+func readFrame(r io.Reader, max int) (*bytes.Buffer, error) {
+	buf := readPool.Get().(*bytes.Buffer)
+	buf.Reset()
 	n, err := buf.ReadFrom(io.LimitReader(r, int64(max)+1))
+	if err == nil && n > int64(max) {
+		err = errTooBig
+	}
 	if err != nil {
+		putFrame(buf)
 		return nil, err
 	}
-	if n > int64(max) {
-		return nil, errTooBig
+	return buf, nil
+}
+
+// readPool holds the buffers frames are read into: every frame needs one
+// only until it is decoded (the decoded message copies what it keeps).
+var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putFrame returns buf to readPool, unless a rare large frame grew it.
+func putFrame(buf *bytes.Buffer) {
+	if buf.Cap() <= 64<<10 {
+		readPool.Put(buf)
 	}
-	return buf.Bytes(), nil
 }
 
 // batchConn lets the writer put several frames into one syscall: between

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -128,11 +127,7 @@ func (m *Manager) settle(t *turn) {
 func (d *db) insertTurns(ctx context.Context, ts []*turn) error {
 	atts := make([]string, len(ts))
 	for i, t := range ts {
-		b, err := json.Marshal(nonNil(t.Attachments))
-		if err != nil {
-			return fmt.Errorf("persist turn: %w", err)
-		}
-		atts[i] = string(b)
+		atts[i] = attachmentsJSON(t.Attachments)
 	}
 	ids := make([]int64, len(ts))
 	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {

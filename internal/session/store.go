@@ -392,16 +392,15 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 			b, _ := json.Marshal(m.ToolCalls)
 			calls = string(b)
 		}
-		att := nonNil(nil)
+		var att []wire.Attachment
 		if i == 0 {
-			att = nonNil(t.Attachments)
+			att = t.Attachments
 		}
 		model, interrupted, rowErr := "", false, ""
 		if i == lastAssistant {
-			att, model, interrupted, rowErr = nonNil(o.Attachments), o.Model, o.Interrupted, errText
+			att, model, interrupted, rowErr = o.Attachments, o.Model, o.Interrupted, errText
 		}
-		attJSON, _ := json.Marshal(att)
-		args = append(args, t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, string(attJSON), model,
+		args = append(args, t.SessionID, string(m.Role), m.Content, calls, m.ToolCallID, m.IsError, attachmentsJSON(att), model,
 			interrupted, o.Err != nil, rowErr, now)
 	}
 	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -512,6 +511,16 @@ func (d *db) deleteOutbox(ctx context.Context, ids []int64) error {
 		}
 		return nil
 	})
+}
+
+// attachmentsJSON is the attachments column: most rows have none, and
+// json.Marshal is not needed to write "[]".
+func attachmentsJSON(a []wire.Attachment) string {
+	if len(a) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(a) // a list of plain strings always encodes
+	return string(b)
 }
 
 func nonNil(a []wire.Attachment) []wire.Attachment {

@@ -145,7 +145,7 @@ type Manager struct {
 	wg  sync.WaitGroup
 
 	// persist writes the rows of runs that outlast persistDelay.
-	persist persister
+	persist *persister
 	// idle hands a lane to a runner waiting for one (runner).
 	idle chan laneJob
 
@@ -243,11 +243,11 @@ func New(opts Options) (*Manager, error) {
 		metrics:     opts.Metrics,
 		lanes:       map[string]*lane{},
 		pending:     map[string][]wire.Attachment{},
-		persist:     persister{wake: make(chan struct{}, 1)},
 		idle:        make(chan laneJob),
 		sinks:       map[string][]Sink{},
 		voice:       opts.Voice,
 	}
+	m.persist = newPersister(m)
 	if m.providers == nil {
 		reg, err := provider.NewRegistry(providerConfigs(opts.Config.Current()))
 		if err != nil {
@@ -288,8 +288,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		return err
 	}
 	m.ctx = ctx
-	m.wg.Add(1)
-	go m.persistLoop(ctx)
+	m.persist.start(ctx)
 	for _, t := range turns {
 		m.seq = max(m.seq, t.Seq)
 		m.enqueueLocked(t)

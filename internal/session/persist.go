@@ -12,48 +12,67 @@ import (
 // A turn that starts at once is persisted persistDelay after its start,
 // unless it has ended by then (its result is then stored in one
 // transaction, no row needed), so that a SIGKILL during a long run loses
-// nothing. One goroutine (persistLoop) writes the rows of every turn that
-// reached its delay, in one group write: a timer and a write per turn, and
-// a reader goroutine blocked for the delay, cost more than the row itself
-// under load, where every run outlasts the delay.
+// nothing. One timer writes the rows of every turn that reached its delay,
+// in one group write: a timer and a write per turn, and a reader goroutine
+// blocked for the delay, cost more than the row itself under load, where
+// every run outlasts the delay; and a goroutine woken for every turn would
+// be scheduled ahead of the run, on the path to its first delta.
 //
-// Who settles a turn is decided once, by its persist state: the loop
+// Who settles a turn is decided once, by its persist state: the timer
 // claims a pending turn to write its row, or the run, when it ends first,
 // claims it to skip the row (or, cut by shutdown, to write it itself).
+// Shutdown needs no wait of its own: the run of a claimed turn waits for
+// its row, and Manager.Wait for the run.
 const (
 	persistPending int32 = iota
 	persistSkipped       // the run ended first
-	persistClaimed       // the loop writes its row
+	persistClaimed       // the timer writes its row
 )
 
 // persister is the turns waiting for their delay, in start order; mu
-// guards due.
+// guards due and ctx. timer runs persistDue when the first of them is due.
 type persister struct {
-	mu   sync.Mutex
-	due  []*turn
-	wake chan struct{} // capacity 1: due was empty and is not
+	mu    sync.Mutex
+	due   []*turn
+	ctx   context.Context // the manager's (Start); done: claim nothing
+	timer *time.Timer
+}
+
+// start says the manager runs until ctx is done.
+func (p *persister) start(ctx context.Context) {
+	p.mu.Lock()
+	p.ctx = ctx
+	p.mu.Unlock()
+}
+
+// newPersister returns the persister of m, its timer stopped.
+func newPersister(m *Manager) *persister {
+	p := &persister{}
+	p.timer = time.AfterFunc(time.Hour, func() { m.persistDue() })
+	p.timer.Stop()
+	return p
 }
 
 // add schedules the row of t, a turn that started now.
 func (p *persister) add(t *turn) {
 	t.persistAt = time.Now().Add(persistDelay)
 	p.mu.Lock()
-	first := len(p.due) == 0
-	p.due = append(p.due, t)
-	p.mu.Unlock()
-	if first {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+	defer p.mu.Unlock()
+	if len(p.due) == 0 {
+		p.timer.Reset(persistDelay)
 	}
+	p.due = append(p.due, t)
 }
 
 // takeDue claims the turns whose delay has passed at now, drops those
-// that ended, and returns how long until the next is due (0: none).
-func (p *persister) takeDue(now time.Time) (claimed []*turn, next time.Duration) {
+// that ended, and sets the timer for the next one. During shutdown it
+// claims none: their runs settle them (see settle).
+func (p *persister) takeDue(now time.Time) (claimed []*turn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.ctx == nil || p.ctx.Err() != nil {
+		return nil
+	}
 	n := 0
 	for ; n < len(p.due) && !p.due[n].persistAt.After(now); n++ {
 		if t := p.due[n]; t.pstate.CompareAndSwap(persistPending, persistClaimed) {
@@ -63,32 +82,15 @@ func (p *persister) takeDue(now time.Time) (claimed []*turn, next time.Duration)
 	clear(p.due[:n])
 	p.due = p.due[n:]
 	if len(p.due) > 0 {
-		next = p.due[0].persistAt.Sub(now)
+		p.timer.Reset(p.due[0].persistAt.Sub(now))
 	}
-	return claimed, next
+	return claimed
 }
 
-// persistLoop writes the due turns' rows until ctx is done. A turn still
-// pending then is settled by its run (see settle).
-func (m *Manager) persistLoop(ctx context.Context) {
-	defer m.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		claimed, next := m.persist.takeDue(time.Now())
-		if len(claimed) > 0 {
-			m.writeRunning(claimed)
-		}
-		if next == 0 {
-			next = time.Hour // until add wakes it
-		}
-		timer.Reset(next)
-		select {
-		case <-ctx.Done():
-			return
-		case <-m.persist.wake:
-		case <-timer.C:
-		}
+// persistDue writes the rows of the turns that are due.
+func (m *Manager) persistDue() {
+	if claimed := m.persist.takeDue(time.Now()); len(claimed) > 0 {
+		m.writeRunning(claimed)
 	}
 }
 

@@ -102,3 +102,39 @@ func waitTurnRows(t *testing.T, h *harness, n int) []string {
 		}
 	}
 }
+
+// A session created by a turn is cached with its empty history, and the
+// cache follows the turns that come after: no read goes back to SQLite,
+// and what it returns is what SQLite holds.
+func TestNewSessionCachedEmpty(t *testing.T) {
+	h := start(t, t.TempDir(), yamlWith("echo", ""))
+	d := h.m.db
+	ctx := context.Background()
+	row, err := d.ensureSession(ctx, "fresh", "a11ce")
+	if err != nil || row.Owner != "a11ce" || row.Created == 0 {
+		t.Fatalf("ensureSession: %+v, %v", row, err)
+	}
+	if m, _, ok := d.cached("fresh"); !ok || m.owner != "a11ce" {
+		t.Fatalf("session not cached: %+v %v", m, ok)
+	}
+	if msgs, _, ok := d.hist.get("fresh"); !ok || len(msgs) != 0 {
+		t.Fatalf("history not cached empty: %v %v", msgs, ok)
+	}
+	again, err := d.ensureSession(ctx, "fresh", "b0b")
+	if err != nil || again.Owner != "a11ce" {
+		t.Fatalf("second ensureSession by another device: %+v, %v", again, err)
+	}
+	rec := newRecorder()
+	c := &Client{Identity: alice, Sink: rec}
+	h.m.Connect(c)
+	h.m.Handle(ctx, c, wire.TextFinal{Text: "hello", SessionID: "fresh"})
+	rec.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 1 })
+	cached, err := d.history(ctx, "fresh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := d.readHistory(ctx, "fresh")
+	if err != nil || fmt.Sprint(cached) != fmt.Sprint(stored) || len(stored) != 2 {
+		t.Fatalf("cached history %v, stored %v (%v)", cached, stored, err)
+	}
+}

@@ -145,20 +145,34 @@ func (d *db) session(ctx context.Context, id string) (sessionRow, error) {
 }
 
 // ensureSession creates the session owned by owner if it does not exist and
-// returns its row.
+// returns its row. A session it created is cached with its empty history,
+// so the turn that created it reads neither back.
 func (d *db) ensureSession(ctx context.Context, id, owner string) (sessionRow, error) {
 	if r, err := d.session(ctx, id); err != errNoSession {
 		return r, err
 	}
+	_, gen, _ := d.cached(id)
+	_, token, _ := d.hist.get(id)
 	now := d.ms()
+	created := false
 	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.StmtContext(ctx, d.insSession).ExecContext(ctx, id, owner, now, now)
+		res, err := tx.StmtContext(ctx, d.insSession).ExecContext(ctx, id, owner, now, now)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		created = n == 1
 		return err
 	})
 	if err != nil {
 		return sessionRow{}, fmt.Errorf("create session %s: %w", id, err)
 	}
-	return d.session(ctx, id)
+	if !created { // another caller created it first
+		return d.session(ctx, id)
+	}
+	d.remember(id, gen, sessionMeta{owner: owner})
+	d.hist.put(id, token, nil)
+	return sessionRow{ID: id, Owner: owner, Created: now, Updated: now}, nil
 }
 
 // listSessions returns sessions, newest first. owner "" means all; prefix

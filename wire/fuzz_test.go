@@ -12,7 +12,7 @@ import (
 // decodes to the same message (so what the server acts on is what it
 // would send on; testdata/fuzz holds an "attachments":[] case).
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{
+	addSeeds(f, []string{
 		`{"type":"text_final","text":"hi","session_id":"s1","attachments":[{"type":"file","path":"/a","filename":"a"}]}`,
 		`{"type":"session_open","session_id":"tg:1"}`,
 		`{"type":"auth","token":"x","acks":true}`,
@@ -23,15 +23,9 @@ func FuzzDecode(f *testing.F) {
 		`{"type":1}`,
 		`[]`,
 		`{"type":"ack","session_id":"s"}{}`,
-	} {
-		f.Add([]byte(s), false)
-		f.Add([]byte(s), true)
-	}
+	})
 	f.Fuzz(func(t *testing.T, data []byte, serverToClient bool) {
-		d := ClientToServer
-		if serverToClient {
-			d = ServerToClient
-		}
+		d := direction(serverToClient)
 		m, err := Decode(data, d)
 		if err != nil {
 			if m != nil {
@@ -66,7 +60,7 @@ func FuzzDecode(f *testing.F) {
 // decoding it stands in for: on every input both give the same message or
 // the same error text.
 func FuzzDecodeFast(f *testing.F) {
-	for _, s := range []string{
+	addSeeds(f, []string{
 		`{"type":"text_final","text":"hi","session_id":"s1","attachments":[{"type":"file","path":"/a","filename":"a"}]}`,
 		`{"TYPE":"ping"}`,
 		`{"type":"ping","type":"pong"}`,
@@ -84,15 +78,9 @@ func FuzzDecodeFast(f *testing.F) {
 		`{}`,
 		`null`,
 		`"type"`,
-	} {
-		f.Add([]byte(s), false)
-		f.Add([]byte(s), true)
-	}
+	})
 	f.Fuzz(func(t *testing.T, data []byte, serverToClient bool) {
-		d := ClientToServer
-		if serverToClient {
-			d = ServerToClient
-		}
+		d := direction(serverToClient)
 		m1, err1 := Decode(data, d)
 		m2, err2 := decodeSlow(data, d)
 		if (err1 == nil) != (err2 == nil) || err1 != nil && err1.Error() != err2.Error() {
@@ -102,4 +90,19 @@ func FuzzDecodeFast(f *testing.F) {
 			t.Fatalf("%q: Decode gives %#v, decodeSlow %#v", data, m1, m2)
 		}
 	})
+}
+
+// addSeeds adds each seed frame in both directions.
+func addSeeds(f *testing.F, seeds []string) {
+	for _, s := range seeds {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+}
+
+func direction(serverToClient bool) Direction {
+	if serverToClient {
+		return ServerToClient
+	}
+	return ClientToServer
 }

@@ -79,14 +79,22 @@ func TestCutRunPersistedWhateverItsDelay(t *testing.T) {
 	if got := turnRows(t, h1); fmt.Sprint(got) != "[cut]" {
 		t.Fatalf("persisted after shutdown: %v, want [cut]", got)
 	}
+	if rs := restartReplies(t, h1, dir, 1); rs[0].Text != provider.EchoReply("cut") {
+		t.Fatalf("after restart: %q", rs[0].Text)
+	}
+}
+
+// restartReplies crashes h1 (its runs may still hang), starts the manager
+// again on its directory with the echo model, and returns the first n
+// replies alice gets.
+func restartReplies(t *testing.T, h1 *harness, dir string, n int) []wire.Response {
+	t.Helper()
 	h1.st.Close()
 	h2 := start(t, dir, yamlWith("echo", ""))
 	rec := newRecorder()
 	h2.m.Connect(&Client{Identity: alice, Sink: rec})
-	fs := rec.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 1 })
-	if r := responses(fs)[0]; r.Text != provider.EchoReply("cut") {
-		t.Fatalf("after restart: %q", r.Text)
-	}
+	fs := rec.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == n })
+	return responses(fs)
 }
 
 // waitTurnRows waits until n turns are persisted and returns them.

@@ -170,12 +170,7 @@ func TestRestartKeepsAcceptanceOrder(t *testing.T) {
 		t.Fatalf("persisted order %v", order)
 	}
 	// Crash: abandon h1 (its run hangs) and restart on the same file.
-	h1.st.Close()
-	h2 := start(t, dir, yamlWith("echo", ""))
-	rec := newRecorder()
-	h2.m.Connect(&Client{Identity: alice, Sink: rec})
-	fs := rec.wait(t, func(fs []wire.Message) bool { return len(responses(fs)) == 2 })
-	rs := responses(fs)
+	rs := restartReplies(t, h1, dir, 2)
 	if rs[0].Text != provider.EchoReply("first") || rs[1].Text != provider.EchoReply("second") {
 		t.Fatalf("replies after restart: %q, %q", rs[0].Text, rs[1].Text)
 	}

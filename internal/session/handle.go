@@ -137,8 +137,11 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 	}
 	m.seq++
 	t.Seq = m.seq
-	// Persist before acknowledging: a queued{} the client saw is a promise.
-	if err := m.db.insertTurn(ctx, t); err != nil {
+	// Persist before acknowledging: a queued{} the client saw is a promise,
+	// and it names its place behind the active run, so that run's turn is
+	// written first if its delay has not passed yet (a crash must not keep
+	// the queued turn and lose the one it waited for).
+	if err := m.persistQueued(ctx, l, t); err != nil {
 		m.log.Error("accept turn", "session", t.SessionID, "err", err)
 		return false, errors.New("could not accept the message (database error); try again")
 	}

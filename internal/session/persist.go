@@ -125,6 +125,32 @@ func (m *Manager) settle(t *turn) {
 	close(t.persisted)
 }
 
+// persistQueued writes the row of t, a turn queued in lane l, and returns
+// once l's active turn is written too, if it is to be: with t when it is
+// still waiting for its delay, or by the timer when that is writing it.
+// Otherwise a crash right after queued{} could keep t and lose the turn
+// it waited for. (An active run that ended before its delay is storing its
+// result instead.)
+func (m *Manager) persistQueued(ctx context.Context, l *lane, t *turn) error {
+	var a *turn
+	if l != nil && l.active != nil && l.active.turn.persisted != nil {
+		a = l.active.turn
+	}
+	if a == nil || !a.pstate.CompareAndSwap(persistPending, persistClaimed) {
+		err := m.db.insertTurn(ctx, t)
+		if a != nil && a.pstate.Load() == persistClaimed {
+			<-a.persisted // the timer's write
+		}
+		return err
+	}
+	err := m.db.insertTurns(context.WithoutCancel(ctx), []*turn{a, t})
+	if err != nil {
+		m.log.Error("persist running turn; it will not survive a restart", "session", a.SessionID, "err", err)
+	}
+	close(a.persisted)
+	return err
+}
+
 // insertTurns writes the rows of ts in one group write and sets their IDs.
 func (d *db) insertTurns(ctx context.Context, ts []*turn) error {
 	atts := make([]string, len(ts))

@@ -18,15 +18,16 @@ import (
 // every run outlasts the delay; and a goroutine woken for every turn would
 // be scheduled ahead of the run, on the path to its first delta.
 //
-// Who settles a turn is decided once, by its persist state: the timer
-// claims a pending turn to write its row, or the run, when it ends first,
-// claims it to skip the row (or, cut by shutdown, to write it itself).
+// Who settles a turn is decided once, by its persist state: the timer, or
+// a turn queued behind it (persistQueued), claims a pending turn to write
+// its row, or the run, when it ends first, claims it to skip the row (or,
+// cut by shutdown, to write it itself).
 // Shutdown needs no wait of its own: the run of a claimed turn waits for
 // its row, and Manager.Wait for the run.
 const (
 	persistPending int32 = iota
 	persistSkipped       // the run ended first
-	persistClaimed       // the timer writes its row
+	persistClaimed       // the timer or a queued turn writes its row
 )
 
 // persister is the turns waiting for their delay, in start order; mu

@@ -70,6 +70,10 @@ type frame struct {
 // fills its queue (flow control) instead of growing one frame forever.
 const maxMerged = 16 << 10
 
+// deltaRoom is the capacity a queued delta starts with: a few words more
+// merge into it without growing it.
+const deltaRoom = 128
+
 // logger is built on demand: a logger per idle connection costs memory.
 func (c *conn) logger() *slog.Logger {
 	id := c.client.Identity
@@ -94,27 +98,42 @@ func (c *conn) Send(m wire.Message) bool {
 // under the lock its interrupt needs, and a socket write cannot be cut by
 // ctx without breaking the connection.
 func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
-	var f frame
 	if d, ok := m.(wire.Delta); ok {
-		f = frame{delta: true, text: []byte(d.Text), session: d.SessionID}
-	} else {
-		b, err := wire.Encode(m)
-		if err != nil {
-			c.logger().Error("encode frame", "type", m.Type(), "err", err)
-			return false
-		}
-		f = frame{b: b}
+		return c.StreamDelta(ctx, d.SessionID, d.Text)
 	}
+	b, err := wire.Encode(m)
+	if err != nil {
+		c.logger().Error("encode frame", "type", m.Type(), "err", err)
+		return false
+	}
+	return c.stream(ctx, frame{b: b}, "")
+}
+
+// StreamDelta implements session.DeltaStreamer: the text is appended to a
+// queued delta of the same session when the writer has not taken it yet
+// (mergeLocked), and only copied when it starts a frame of its own.
+func (c *conn) StreamDelta(ctx context.Context, sessionID, text string) bool {
+	return c.stream(ctx, frame{delta: true, session: sessionID}, text)
+}
+
+// stream queues f, or for a delta f with the text deltaText, waiting for
+// room (flow control) until ctx ends.
+func (c *conn) stream(ctx context.Context, f frame, deltaText string) bool {
 	for {
 		c.mu.Lock()
 		switch {
 		case c.closed || c.closeCode != 0:
 			c.mu.Unlock()
 			return false
-		case c.mergeLocked(f):
+		case c.mergeLocked(f, deltaText):
 			c.mu.Unlock()
 			return true
 		case len(c.queue) < c.limit/2:
+			if f.delta {
+				// Room for the words that may follow before the writer
+				// takes it (merged up to maxMerged).
+				f.text = append(make([]byte, 0, max(len(deltaText), deltaRoom)), deltaText...)
+			}
 			c.queue = append(c.queue, f)
 			c.startWriterLocked()
 			c.mu.Unlock()
@@ -127,20 +146,20 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 	}
 }
 
-// mergeLocked appends delta f to the last queued frame when that is a
-// delta of the same session the writer has not taken yet: a model that
-// streams faster than the client reads sends fewer, larger deltas, and the
-// client's text is the same. The writer is running whenever the queue is
+// mergeLocked appends text, of delta f, to the last queued frame when
+// that is a delta of the same session the writer has not taken yet: a
+// model that streams faster than the client reads sends fewer, larger
+// deltas, and the client's text is the same. The writer is running whenever the queue is
 // not empty.
-func (c *conn) mergeLocked(f frame) bool {
+func (c *conn) mergeLocked(f frame, text string) bool {
 	if !f.delta || len(c.queue) == 0 {
 		return false
 	}
 	last := &c.queue[len(c.queue)-1]
-	if !last.delta || last.session != f.session || len(last.text)+len(f.text) > maxMerged {
+	if !last.delta || last.session != f.session || len(last.text)+len(text) > maxMerged {
 		return false
 	}
-	last.text = append(last.text, f.text...)
+	last.text = append(last.text, text...)
 	return true
 }
 

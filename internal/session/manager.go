@@ -48,6 +48,13 @@ type Sink interface {
 	Stream(ctx context.Context, m wire.Message) bool
 }
 
+// DeltaStreamer is a Sink that takes a delta's text as it is: Stream with
+// a wire.Delta{Text: text, SessionID: sessionID}, without the value. A
+// model streams a delta per word or token, the most frequent frame.
+type DeltaStreamer interface {
+	StreamDelta(ctx context.Context, sessionID, text string) bool
+}
+
 // Client is an authenticated connection: who it is and where its frames go.
 type Client struct {
 	Identity *auth.Identity
@@ -476,6 +483,18 @@ func (m *Manager) deliver(clientID string, msg wire.Message) bool {
 func (m *Manager) stream(ctx context.Context, clientID string, msg wire.Message) {
 	for _, s := range m.sinksOf(clientID) {
 		s.Stream(ctx, msg)
+	}
+}
+
+// streamDelta is stream for a delta: a connection that takes its text
+// directly (DeltaStreamer) is spared a wire.Delta made for every word.
+func (m *Manager) streamDelta(ctx context.Context, clientID, sessionID, text string) {
+	for _, s := range m.sinksOf(clientID) {
+		if ds, ok := s.(DeltaStreamer); ok {
+			ds.StreamDelta(ctx, sessionID, text)
+		} else {
+			s.Stream(ctx, wire.Delta{Text: text, SessionID: sessionID})
+		}
 	}
 }
 

@@ -242,7 +242,7 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 			if first {
 				r.firstDelta = time.Now()
 			}
-			m.stream(ctx, t.ClientID, wire.Delta{Text: e.Text, SessionID: t.SessionID})
+			m.streamDelta(ctx, t.ClientID, t.SessionID, e.Text)
 			if first {
 				m.yieldFirstDelta()
 			}

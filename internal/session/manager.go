@@ -376,25 +376,53 @@ func (m *Manager) runner(job laneJob) {
 // drain executes the lane's runs one after the other until its queue is
 // empty.
 func (m *Manager) drain(ctx context.Context, l *lane, r *run) {
-	for {
-		m.execute(ctx, r)
+	for r != nil {
+		final := m.execute(ctx, r)
 		r.cancel(nil)
-		if m.ctx.Err() != nil {
-			return // shutdown: the remaining turns stay persisted
-		}
-		m.mu.Lock()
-		if len(l.queue) == 0 {
-			l.active = nil
-			delete(m.lanes, l.key)
-			m.mu.Unlock()
-			return
-		}
-		r = &run{turn: l.queue[0]}
-		l.queue = l.queue[1:]
-		ctx, r.cancel = context.WithCancelCause(m.ctx)
-		l.active = r
-		m.mu.Unlock()
+		ctx, r = m.finishRun(l, r.turn, final)
 	}
+}
+
+// finishRun delivers t's final frames and, in the same step under mu,
+// hands the lane to its next queued run or frees it: a client that read
+// turn_complete and sends again finds the lane free (its message is not
+// queued{} behind a turn that is over), and no later turn of the lane can
+// send a frame before these. It returns the next run, or nil once the
+// lane is free or the manager is shutting down (the remaining turns stay
+// persisted). The outbox rows are written after mu, under the client's
+// outbox lock.
+func (m *Manager) finishRun(l *lane, t *turn, final []wire.Message) (context.Context, *run) {
+	var to string
+	var ackMode bool
+	if len(final) > 0 {
+		to = m.recipient(t)
+		defer m.out.lock(to)()
+		ackMode = m.ackMode(to)
+	}
+	m.mu.Lock()
+	took := m.sendFinal(to, final)
+	ctx, next := m.nextRunLocked(l)
+	m.mu.Unlock()
+	m.storeFinal(t, to, ackMode, final, took)
+	return ctx, next
+}
+
+// nextRunLocked takes the lane's next queued run, or frees the lane.
+func (m *Manager) nextRunLocked(l *lane) (context.Context, *run) {
+	if m.ctx.Err() != nil {
+		return nil, nil
+	}
+	if len(l.queue) == 0 {
+		l.active = nil
+		delete(m.lanes, l.key)
+		return nil, nil
+	}
+	r := &run{turn: l.queue[0]}
+	l.queue = l.queue[1:]
+	ctx, cancel := context.WithCancelCause(m.ctx)
+	r.cancel = cancel
+	l.active = r
+	return ctx, r
 }
 
 // Connect registers a client connection and sends it the replies that were
@@ -506,14 +534,33 @@ func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 	to := m.recipient(t)
 	defer m.out.lock(to)()
 	ackMode := m.ackMode(to)
-	var keep []outboxRow
-	for _, msg := range msgs {
+	m.storeFinal(t, to, ackMode, msgs, m.sendFinal(to, msgs))
+}
+
+// sendFinal hands msgs to the connections of client to, without waiting,
+// and says which a connection took.
+func (m *Manager) sendFinal(to string, msgs []wire.Message) []bool {
+	took := make([]bool, len(msgs))
+	for i, msg := range msgs {
 		if lo, ok := msg.(liveOnly); ok {
 			m.deliver(to, lo.Message)
+			took[i] = true // never stored
 			continue
 		}
-		took := m.deliver(to, msg)
-		if took && !(ackMode && isFinal(msg)) {
+		took[i] = m.deliver(to, msg)
+	}
+	return took
+}
+
+// storeFinal writes to the outbox the frames of msgs that no connection
+// took, and for a client in ack mode the final ones it took, marked sent.
+func (m *Manager) storeFinal(t *turn, to string, ackMode bool, msgs []wire.Message, took []bool) {
+	var keep []outboxRow
+	for i, msg := range msgs {
+		if _, ok := msg.(liveOnly); ok {
+			continue
+		}
+		if took[i] && !(ackMode && isFinal(msg)) {
 			continue
 		}
 		b, err := wire.Encode(msg)
@@ -521,7 +568,7 @@ func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 			m.log.Error("encode reply", "err", err)
 			continue
 		}
-		keep = append(keep, outboxRow{Frame: b, Sent: took})
+		keep = append(keep, outboxRow{Frame: b, Sent: took[i]})
 	}
 	if len(keep) == 0 {
 		return

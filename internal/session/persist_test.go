@@ -146,3 +146,31 @@ func TestNewSessionCachedEmpty(t *testing.T) {
 		t.Fatalf("cached history %v, stored %v (%v)", cached, stored, err)
 	}
 }
+
+// A turn_complete means the lane is free: a message sent as soon as it
+// arrives starts at once, never queued{} behind the turn that is over.
+func TestTurnCompleteFreesTheLane(t *testing.T) {
+	h := start(t, t.TempDir(), yamlWith("echo", ""))
+	rec := newRecorder()
+	c := &Client{Identity: alice, Sink: rec}
+	h.m.Connect(c)
+	const turns = 300
+	var fs []wire.Message
+	for i := range turns {
+		h.m.Handle(context.Background(), c, wire.TextFinal{Text: fmt.Sprintf("turn %d", i), SessionID: "s1"})
+		fs = rec.wait(t, func(fs []wire.Message) bool {
+			n := 0
+			for _, f := range fs {
+				if _, ok := f.(wire.TurnComplete); ok {
+					n++
+				}
+			}
+			return n == i+1
+		})
+	}
+	for _, f := range fs {
+		if q, ok := f.(wire.Queued); ok {
+			t.Fatalf("queued %+v after the turn before it was complete", q)
+		}
+	}
+}

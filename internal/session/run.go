@@ -47,9 +47,10 @@ func (m *Manager) resolve(cfg *config.Config, pinned string) (model, provider.Pr
 	return mo, p, nil
 }
 
-// execute runs one turn to its end and delivers its result. On shutdown it
-// returns without storing anything, so the turn runs again after restart.
-func (m *Manager) execute(ctx context.Context, r *run) {
+// execute runs one turn to its end, stores its result and returns the
+// frames that end it, for finishRun to deliver. On shutdown it returns
+// without storing anything, so the turn runs again after restart.
+func (m *Manager) execute(ctx context.Context, r *run) []wire.Message {
 	t := r.turn
 	defer m.settle(t)
 	m.running.Add(1)
@@ -111,7 +112,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 		t.cut.Store(true)
 		m.settle(t)
 		m.releaseBudget(t)
-		return
+		return nil
 	}
 	r.mu.Lock()
 	r.stopped = true // whatever happens now, no more deltas for this run
@@ -157,8 +158,7 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 			text = o.Err.Error() // "budget reached: …", for every client alike
 		}
 		m.log.Warn("turn failed", "session", t.SessionID, "model", o.Model, "err", o.Err)
-		m.deliverFinal(t, wire.Error{Text: text, SessionID: t.SessionID, TurnID: t.TurnID}, done)
-		return
+		return []wire.Message{wire.Error{Text: text, SessionID: t.SessionID, TurnID: t.TurnID}, done}
 	}
 	text := ""
 	if out != nil {
@@ -166,13 +166,13 @@ func (m *Manager) execute(ctx context.Context, r *run) {
 	}
 	if t.result != nil {
 		finishServer(t, text, o)
-		return
+		return nil
 	}
 	resp := wire.Response{
 		Text: text, SessionID: t.SessionID, Model: o.Model,
 		Attachments: nonNil(o.Attachments), Interrupted: o.Interrupted, TurnID: t.TurnID,
 	}
-	m.deliverFinal(t, append(append([]wire.Message{resp}, spoken...), done)...)
+	return append(append([]wire.Message{resp}, spoken...), done)
 }
 
 // observe reports a finished turn to the metrics.

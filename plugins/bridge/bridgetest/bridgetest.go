@@ -26,6 +26,58 @@ func Log(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// Logged is a logger like Log that also keeps the messages it logged, so
+// that a test can wait for the bridge to have reached a point it logs.
+type Logged struct {
+	*slog.Logger
+	// mu guards seen.
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// LogWatched returns a Logged writing to t's log.
+func LogWatched(t testing.TB) *Logged {
+	l := &Logged{seen: map[string]bool{}}
+	l.Logger = slog.New(watchHandler{Log(t).Handler(), l})
+	return l
+}
+
+// Wait waits up to d for a record with message msg.
+func (l *Logged) Wait(t testing.TB, d time.Duration, msg string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		ok := l.seen[msg]
+		l.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q logged in %v", msg, d)
+		}
+	}
+}
+
+type watchHandler struct {
+	slog.Handler
+	l *Logged
+}
+
+func (h watchHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.l.mu.Lock()
+	h.l.seen[r.Message] = true
+	h.l.mu.Unlock()
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h watchHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return watchHandler{h.Handler.WithAttrs(as), h.l}
+}
+
+func (h watchHandler) WithGroup(name string) slog.Handler {
+	return watchHandler{h.Handler.WithGroup(name), h.l}
+}
+
 type logWriter struct{ t testing.TB }
 
 func (w logWriter) Write(b []byte) (int, error) {

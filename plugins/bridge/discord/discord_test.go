@@ -43,6 +43,7 @@ type env struct {
 	settings map[string]string
 	editIvl  time.Duration // RunnerConfig.EditInterval; 0: 100 ms
 	stopRun  func()        // set by start
+	log      *bridgetest.Logged
 
 	mu       sync.Mutex // guards statuses, events, states
 	statuses []string
@@ -61,7 +62,8 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) start() {
 	e.t.Helper()
-	log := bridgetest.Log(e.t)
+	e.log = bridgetest.LogWatched(e.t)
+	log := e.log.Logger
 	p := discord.New()
 	allowed := []string{alice.ID}
 	if e.editIvl == 0 {
@@ -306,11 +308,13 @@ func TestGlobalRateLimitHoldsEveryChat(t *testing.T) {
 	e.startReady()
 	e.dc.RateLimitNext("POST", "/channels/"+aliceDM+"/messages", 600*time.Millisecond, true)
 	e.dc.MessageCreate(discordtest.Message{ChannelID: aliceDM, Author: alice, Content: "first"})
-	// The second chat's reply starts once the first was refused.
+	// The second chat's reply starts once the bridge knows the first was
+	// refused (a call it made before the 429 reached it is not a breach).
 	e.dc.Wait(waitFor, "the global 429", func() bool {
 		c := e.dc.Calls("POST /channels/" + aliceDM + "/messages")
 		return len(c) == 1 && c[0].Status == 429
 	})
+	e.log.Wait(e.t, waitFor, "platform rate limit; waiting")
 	e.dc.MessageCreate(discordtest.Message{ChannelID: listen, GuildID: guild, Author: alice, Content: "second"})
 	e.waitTexts(aliceDM, "echo: first")
 	e.waitTexts(listen, "echo: second")

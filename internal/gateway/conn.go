@@ -149,8 +149,8 @@ func (c *conn) stream(ctx context.Context, f frame, deltaText string) bool {
 // mergeLocked appends text, of delta f, to the last queued frame when
 // that is a delta of the same session the writer has not taken yet: a
 // model that streams faster than the client reads sends fewer, larger
-// deltas, and the client's text is the same. The writer is running whenever the queue is
-// not empty.
+// deltas, and the client's text is the same. The writer is running
+// whenever the queue is not empty.
 func (c *conn) mergeLocked(f frame, text string) bool {
 	if !f.delta || len(c.queue) == 0 {
 		return false

@@ -104,21 +104,20 @@ func (m *Manager) submit(ctx context.Context, c *Client, f wire.TextFinal) error
 		Text:      f.Text,
 		bridge:    c.Identity.Has(auth.CapBridge),
 	}
-	_, err := m.accept(ctx, c, t, f.Attachments)
-	return err
+	return m.accept(ctx, c, t, f.Attachments)
 }
 
 // accept queues t behind its run key's active run (persisting it and
-// answering queued{} first) or starts it at once (started; its row is
-// written persistDelay later, see persist.go). During shutdown nothing starts: t is persisted and
-// queued, to run after the restart, because the client handed it over
-// (a bridge has moved its platform cursor past it).
-func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.Attachment) (started bool, err error) {
+// answering queued{} first) or starts it at once (its row is written
+// persistDelay later, see persist.go). During shutdown nothing starts: t
+// is persisted and queued, to run after the restart, because the client
+// handed it over (a bridge has moved its platform cursor past it).
+func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.Attachment) error {
 	limit := m.cfg.Current().Limits.QueueCap
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ctx == nil {
-		return false, errors.New("the agent is not running turns yet (starting); try again")
+		return errors.New("the agent is not running turns yet (starting); try again")
 	}
 	shutdown := m.ctx.Err() != nil
 	t.Attachments = append(slices.Clip(m.pending[t.SessionID]), atts...)
@@ -130,10 +129,10 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 		m.enqueueLocked(t)
 		m.persist.add(t)
 		delete(m.pending, t.SessionID)
-		return true, nil
+		return nil
 	}
 	if l != nil && len(l.queue) >= limit {
-		return false, errors.New("queue full")
+		return errors.New("queue full")
 	}
 	m.seq++
 	t.Seq = m.seq
@@ -143,7 +142,7 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 	// the queued turn and lose the one it waited for).
 	if err := m.persistQueued(ctx, l, t); err != nil {
 		m.log.Error("accept turn", "session", t.SessionID, "err", err)
-		return false, errors.New("could not accept the message (database error); try again")
+		return errors.New("could not accept the message (database error); try again")
 	}
 	delete(m.pending, t.SessionID)
 	var pos int
@@ -161,7 +160,7 @@ func (m *Manager) accept(ctx context.Context, c *Client, t *turn, atts []wire.At
 	// Sent under mu: the lane cannot start this turn (and stream its
 	// deltas) before the client has its queued{}.
 	c.Sink.Send(wire.Queued{Position: pos, SessionID: t.SessionID})
-	return false, nil
+	return nil
 }
 
 // checkAttachment accepts existing regular files inside the attachment

@@ -182,8 +182,8 @@ func (d *db) insertTurns(ctx context.Context, ts []*turn) error {
 	return nil
 }
 
-// pstate is a turn's persist state (persistPending …); persistAt, set by
-// add, is when the loop writes its row.
+// persistState is a turn's persist state (pstate: persistPending …) and,
+// set by add, when the timer is to write its row (persistAt).
 type persistState struct {
 	pstate    atomic.Int32
 	persistAt time.Time

@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -97,14 +96,10 @@ func prefixOf(sid string) string {
 
 // addPushed stores a pushed message as an assistant row of sid's history.
 func (d *db) addPushed(ctx context.Context, sid, text string, atts []wire.Attachment) error {
-	attJSON, err := json.Marshal(nonNil(atts))
-	if err != nil {
-		return fmt.Errorf("store pushed message: %w", err)
-	}
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	now := d.ms()
-	if _, err := d.insMsg.ExecContext(ctx, sid, string(provider.RoleAssistant), text, "", "", false, string(attJSON), "",
+	if _, err := d.insMsg.ExecContext(ctx, sid, string(provider.RoleAssistant), text, "", "", false, attachmentsJSON(atts), "",
 		false, false, "", now); err != nil {
 		return fmt.Errorf("store pushed message in %s: %w", sid, err)
 	}

@@ -240,18 +240,26 @@ func (a *Alerter) Run(ctx context.Context) {
 		return
 	}
 	defer a.close()
+	d := &deliverer{a: a, backlog: map[string]*backlog{}}
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.wake:
+		case <-retry.C:
 		}
 		a.mu.Lock()
 		q := a.queue
 		a.queue = nil
 		a.mu.Unlock()
 		for _, m := range q {
-			a.deliver(ctx, m)
+			d.deliver(ctx, m)
+		}
+		if wait, ok := d.retryDue(ctx); ok {
+			retry.Reset(wait)
 		}
 	}
 }
@@ -272,29 +280,3 @@ func (a *Alerter) close() {
 
 // deliverTimeout bounds one push.
 const deliverTimeout = 10 * time.Second
-
-func (a *Alerter) deliver(ctx context.Context, m message) {
-	targets, _ := a.settings()
-	n := 0
-	for _, sid := range targets {
-		if p, _, ok := strings.Cut(sid, ":"); ok && m.notVia != "" && p == m.notVia {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, deliverTimeout)
-		err := a.push(pctx, sid, m.text, nil)
-		cancel()
-		if err != nil {
-			a.log.Error("alert not delivered", "key", m.key, "to", sid, "err", err)
-			continue
-		}
-		n++
-	}
-	switch {
-	case n > 0:
-		a.log.Info("alert delivered", "key", m.key, "text", m.text, "to", n)
-	case len(targets) == 0:
-		a.log.Warn("alert not delivered: alerts.deliver_to is empty", "key", m.key, "text", m.text)
-	default:
-		a.log.Warn("alert not delivered: no other channel in alerts.deliver_to", "key", m.key, "text", m.text, "not_via", m.notVia)
-	}
-}

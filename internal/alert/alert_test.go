@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,4 +144,73 @@ func TestImmediatelyAndQuietClear(t *testing.T) {
 	var nilA *Alerter // components may hold none
 	nilA.Raise("x", "y")
 	nilA.Clear("x", "y")
+}
+
+func (b *inbox) setFail(sid string, fail bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.fail[sid] = fail
+}
+
+// A target that cannot take an alert yet (at start-up, the Telegram
+// bridge has no identity when Discord fails) gets it once it can, in
+// order, exactly once; the other targets are not held up.
+func TestFailedDeliveryRetriedInOrder(t *testing.T) {
+	a, b := newAlerter(t, 0, "tg:1", "cli") // no quiet period: Clear sends at once
+	b.setFail("tg:1", true)
+	a.Raise("bridge:discord", "Discord has failed", Immediately())
+	a.Raise("pairing:K7QF", "Ada asks to talk to the agent", Immediately())
+	if got := b.waitFor(t, 2); !slices.Equal(got, []string{"cli: Discord has failed", "cli: Ada asks to talk to the agent"}) {
+		t.Fatalf("while tg:1 fails: %q", got)
+	}
+	time.Sleep(3 * retryFirst) // a few failed retries
+	a.Clear("bridge:discord", "Discord is back up")
+	b.setFail("tg:1", false)
+	got := b.waitFor(t, 6)
+	tg := slices.DeleteFunc(slices.Clone(got), func(s string) bool { return !strings.HasPrefix(s, "tg:1: ") })
+	if want := []string{"tg:1: Discord has failed", "tg:1: Ada asks to talk to the agent", "tg:1: Discord is back up"}; !slices.Equal(tg, want) {
+		t.Fatalf("tg:1 got %q, want %q", tg, want)
+	}
+	time.Sleep(3 * retryFirst)
+	if n := len(b.got()); n != 6 {
+		t.Fatalf("%d messages, want 6 (none twice): %q", n, b.got())
+	}
+}
+
+// A target removed from alerts.deliver_to while it fails loses its
+// waiting alerts instead of getting them later.
+func TestBacklogDroppedWithItsTarget(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "openagent.yaml")
+	write := func(targets string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("alerts:\n  deliver_to: "+targets+"\n  after: 1h\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`["tg:1", "cli"]`)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := config.NewWatcher(path, cfg, log)
+	b := &inbox{fail: map[string]bool{"tg:1": true}}
+	a := New(Options{Push: b.push, Config: w, Log: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	a.Raise("bridge:discord", "Discord has failed", Immediately())
+	b.waitFor(t, 1)
+	write(`["cli"]`)
+	if err := w.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	b.setFail("tg:1", false)
+	time.Sleep(6 * retryFirst) // past two retries
+	if got := b.got(); !slices.Equal(got, []string{"cli: Discord has failed"}) {
+		t.Fatalf("got %q: the removed target's alert was delivered", got)
+	}
 }

@@ -99,13 +99,35 @@ func (e *Echo) ListModels(context.Context) ([]ModelInfo, error) {
 }
 
 // countWords is len(strings.Fields(s)) without building the slice: the
-// echo provider counts the whole history's words on every turn.
+// echo provider counts the whole history's words on every turn, a few KB,
+// so the ASCII loop is branch-free (a word starts where a space is
+// followed by a non-space); the first non-ASCII byte hands the rest to
+// countWordsUnicode.
 func countWords(s string) int {
-	n, in := 0, false
+	n, prev := 0, uint8(1) // the start counts as a space
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return n + countWordsUnicode(s[i:], prev == 1)
+		}
+		sp := asciiSpace[c]
+		n += int(prev &^ sp)
+		prev = sp
+	}
+	return n
+}
+
+// asciiSpace marks the ASCII spaces of unicode.IsSpace.
+var asciiSpace = [256]uint8{'\t': 1, '\n': 1, '\v': 1, '\f': 1, '\r': 1, ' ': 1}
+
+// countWordsUnicode counts the words of s, afterSpace telling whether the
+// byte before s was a space (or s starts the text).
+func countWordsUnicode(s string, afterSpace bool) int {
+	n, in := 0, !afterSpace
 	for i := 0; i < len(s); {
 		var space bool
 		if c := s[i]; c < utf8.RuneSelf {
-			space = c == ' ' || c-'\t' <= '\r'-'\t' // the ASCII spaces of unicode.IsSpace
+			space = asciiSpace[c] == 1
 			i++
 		} else {
 			r, size := utf8.DecodeRuneInString(s[i:])

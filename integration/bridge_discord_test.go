@@ -300,7 +300,7 @@ func BenchmarkBridgeDiscordLatency(b *testing.B) {
 // "Done." and the answer, when it comes, is posted as a message: nothing
 // is lost, and the old response is not overwritten.
 func TestBridgeDiscordSlashCommands(t *testing.T) {
-	e, dc := newDiscordEnv(t, dcOpts{up: true, settings: "      slash_done_after: \"1s\"\n"})
+	e, dc := newDiscordEnv(t, dcOpts{up: true, settings: "      slash_done_after: \"3s\"\n"})
 	dc.Wait(15*time.Second, "the slash commands registered", func() bool { return len(dc.Commands("")) == len(bridge.Commands) })
 	tok := dc.SlashCommand(dcAliceDM, "", dcAliceUser, "help", nil)
 	dc.Wait(15*time.Second, "/help's response edited with the commands", func() bool { return strings.Contains(dc.Interaction(tok).Edited, "/new") })
@@ -316,9 +316,7 @@ func TestBridgeDiscordSlashCommands(t *testing.T) {
 
 	// agentd stopped: the command is deferred, then settled with Done.
 	pid := e.d.cmd.Process.Pid
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	stopProcess(t, pid)
 	stopped := true
 	defer func() {
 		if stopped {

@@ -1,12 +1,13 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentd/agentd/internal/procstat"
 )
 
 // stopProcess sends SIGSTOP to pid and returns once every thread of it
@@ -37,13 +38,7 @@ func allThreadsStopped(pid int) bool {
 		return false
 	}
 	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-		if err != nil {
-			return false
-		}
-		// "tid (comm) S …": the state follows the last ')' (comm may hold one).
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+		if st, err := procstat.State(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name())); err != nil || st != 'T' {
 			return false
 		}
 	}

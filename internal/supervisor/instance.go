@@ -20,6 +20,7 @@ import (
 	"github.com/agentd/agentd/internal/backoff"
 	"github.com/agentd/agentd/internal/config"
 	"github.com/agentd/agentd/internal/logfile"
+	"github.com/agentd/agentd/internal/procstat"
 	"github.com/agentd/agentd/plugins/bridge"
 	bridgev1 "github.com/agentd/agentd/proto/bridge/v1"
 )
@@ -512,13 +513,11 @@ func (inst *instance) leaderGone() bool {
 	if inst.pid <= 0 || runtime.GOOS != "linux" {
 		return false // elsewhere go-plugin's exit flag has to do
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", inst.pid))
+	st, err := procstat.State(procstat.Path(inst.pid))
 	if err != nil {
 		return errors.Is(err, os.ErrNotExist)
 	}
-	// Format: pid (comm) state …; comm may contain spaces or parens.
-	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
+	return st == 0 || st == 'Z'
 }
 
 // takeLogin is settings plus the one-launch login settings of e (Login),

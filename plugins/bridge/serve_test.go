@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/agentd/agentd/client/clienttest"
+	"github.com/agentd/agentd/internal/procstat"
 	"github.com/agentd/agentd/plugins/bridge"
 	bridgev1 "github.com/agentd/agentd/proto/bridge/v1"
 	"github.com/agentd/agentd/wire"
@@ -384,12 +385,8 @@ func TestServeExitsWhenOrphaned(t *testing.T) {
 // processLive reports whether pid runs (a zombie awaiting its new parent's
 // reaping counts as ended).
 func processLive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+	st, err := procstat.State(procstat.Path(pid))
+	return err == nil && st != 0 && st != 'Z'
 }
 
 // BenchmarkControlRPC measures one Health call over go-plugin's gRPC.

@@ -119,9 +119,8 @@ func (m *Manager) settle(t *turn) {
 		return
 	}
 	if t.cut.Load() {
-		if err := m.db.insertTurns(context.Background(), []*turn{t}); err != nil {
-			m.log.Error("persist cut turn; it will not survive a restart", "session", t.SessionID, "err", err)
-		}
+		m.writeRunning([]*turn{t})
+		return
 	}
 	close(t.persisted)
 }

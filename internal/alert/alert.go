@@ -277,6 +277,3 @@ func (a *Alerter) close() {
 		}
 	}
 }
-
-// deliverTimeout bounds one push.
-const deliverTimeout = 10 * time.Second

@@ -21,6 +21,8 @@ const (
 	// backlogMax bounds the messages kept for one target that keeps
 	// failing; the oldest go first.
 	backlogMax = 100
+	// deliverTimeout bounds one push.
+	deliverTimeout = 10 * time.Second
 )
 
 // deliverer pushes messages to their targets. It belongs to Run's goroutine.
@@ -36,9 +38,8 @@ type backlog struct {
 	next time.Time
 }
 
-// targets returns the deliver_to entries m goes to.
-func (d *deliverer) targets(m message) []string {
-	all, _ := d.a.settings()
+// targets returns the entries of all (alerts.deliver_to) that m goes to.
+func targets(all []string, m message) []string {
 	var out []string
 	for _, sid := range all {
 		if p, _, ok := strings.Cut(sid, ":"); ok && m.notVia != "" && p == m.notVia {
@@ -50,16 +51,17 @@ func (d *deliverer) targets(m message) []string {
 }
 
 func (d *deliverer) deliver(ctx context.Context, m message) {
-	targets := d.targets(m)
-	if len(targets) == 0 {
-		if all, _ := d.a.settings(); len(all) == 0 {
+	all, _ := d.a.settings()
+	to := targets(all, m)
+	if len(to) == 0 {
+		if len(all) == 0 {
 			d.a.log.Warn("alert not delivered: alerts.deliver_to is empty", "key", m.key, "text", m.text)
 		} else {
 			d.a.log.Warn("alert not delivered: no other channel in alerts.deliver_to", "key", m.key, "text", m.text, "not_via", m.notVia)
 		}
 		return
 	}
-	for _, sid := range targets {
+	for _, sid := range to {
 		if b := d.backlog[sid]; b != nil {
 			d.queue(sid, b, m)
 			continue

@@ -71,7 +71,24 @@ func bareEchoServer(b testing.TB) *httptest.Server {
 // that wakes the client). ~85 µs of the ~240 µs the client measures are
 // inside the server; the rest is outside its code (waking its reader,
 // delivering to the client), where the echo's whole round trip takes
-// 50–90 µs: why the turn's share is larger is not known yet.
+// 50–90 µs.
+//
+// Session 7, a runtime trace of the server (go test -trace; go tool trace
+// -d=parsed) showed why the turn's share is larger: each hand-off to
+// another goroutine on the way (reader to runner, runner to the
+// connection's new writer) makes the runtime wake the idle processor's
+// thread (wakep: a futex, an IPI on this VM), ~20 µs paid by the goroutine
+// that hands off, and the woken thread then competes with the client's for
+// the two cores while the client wakes. The same binary with GOMAXPROCS=1
+// (no idle processor to wake) measured 1.54–1.69× against 2.21–2.45× in
+// interleaved runs. Changed: a lone run's first delta is written from the
+// run's own goroutine by one non-blocking write (session.DeltaNower,
+// conn.writeNow), not handed to a new writer: the server's own time from
+// the frame read to the delta's write fell from ~126 to ~78 µs (p50 in
+// the trace), the client's first delta ~256 → ~212 µs (ratio 2.44 →
+// 2.27, four interleaved pairs). What remains is the reader's hand-off
+// to the runner: the reader must go on reading (an interrupt) while the
+// run waits on a model, so some goroutine must be made runnable there.
 func BenchmarkTurnOverhead(b *testing.B) {
 	e := newEnv(b, envOpts{})
 	echoSrv := bareEchoServer(b)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -44,7 +45,7 @@ type conn struct {
 	// mu guards queue, writing, room, closeCode, closeText, closed and audio.
 	mu        sync.Mutex
 	queue     []frame
-	writing   bool          // the writer goroutine runs
+	writing   bool          // the writer goroutine, or a direct write (writeNow), runs
 	room      chan struct{} // closed when the writer takes a batch; Stream waits on it
 	closeCode int           // non-zero: close with this code once queue is written
 	closeText string
@@ -63,6 +64,7 @@ type frame struct {
 	delta   bool // an unencoded delta: text of session
 	text    []byte
 	session string
+	now     bool // StreamDeltaNow: write at once if nothing else is being written (ignored once queued)
 }
 
 // maxMerged bounds a delta that later deltas are merged into: beyond it
@@ -116,6 +118,13 @@ func (c *conn) StreamDelta(ctx context.Context, sessionID, text string) bool {
 	return c.stream(ctx, frame{delta: true, session: sessionID}, text)
 }
 
+// StreamDeltaNow implements session.DeltaNower: the delta is written at
+// once from the caller's goroutine, without blocking, when the connection
+// is writing nothing else; otherwise it is StreamDelta.
+func (c *conn) StreamDeltaNow(ctx context.Context, sessionID, text string) bool {
+	return c.stream(ctx, frame{delta: true, session: sessionID, now: true}, text)
+}
+
 // stream queues f, or for a delta f with the text deltaText, waiting for
 // room (flow control) until ctx ends.
 func (c *conn) stream(ctx context.Context, f frame, deltaText string) bool {
@@ -127,6 +136,11 @@ func (c *conn) stream(ctx context.Context, f frame, deltaText string) bool {
 			return false
 		case c.mergeLocked(f, deltaText):
 			c.mu.Unlock()
+			return true
+		case f.now && c.directLocked():
+			c.mu.Unlock()
+			b, _ := wire.Encode(wire.Delta{Text: deltaText, SessionID: f.session}) // a Delta always encodes
+			c.writeNow(b)
 			return true
 		case len(c.queue) < c.limit/2:
 			if f.delta {
@@ -237,6 +251,55 @@ func (c *conn) enqueue(b []byte) bool {
 	return true
 }
 
+// directLocked takes the write role for a frame that can go out at once:
+// no writer runs, nothing is queued, and the socket takes non-blocking
+// writes. Handing the frame to a writer goroutine instead makes it
+// runnable, and while the other processor idles the Go runtime then wakes
+// a thread for it, a futex and an IPI that on a VM cost the frame about
+// as much as the whole round trip of an echo (BenchmarkTurnOverhead).
+func (c *conn) directLocked() bool {
+	if c.writing || c.closed || c.closeCode != 0 || len(c.queue) > 0 || !c.raw.direct() {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// writeNow writes one encoded frame from the caller's goroutine without
+// blocking (the caller may hold a run's lock): what the socket does not
+// take at once is left to a writer goroutine, which also writes whatever
+// was queued meanwhile. The caller took the write role (directLocked).
+func (c *conn) writeNow(b []byte) {
+	c.raw.begin()
+	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		c.raw.end()
+		c.writeFailed(err)
+		return
+	}
+	done, err := c.raw.tryFlush()
+	if err != nil {
+		c.writeFailed(err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if done && len(c.queue) == 0 && c.closeCode == 0 {
+		c.writing = false
+		return
+	}
+	go c.write() // keeps the write role: the rest of b first, then the queue
+}
+
+// writeFailed ends a connection whose socket write failed, giving up the
+// write role.
+func (c *conn) writeFailed(err error) {
+	c.logger().Debug("write failed", "err", err)
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+	c.shutdown()
+}
+
 // closeWith queues a close frame after the frames already queued.
 func (c *conn) closeWith(code int, text string) {
 	c.mu.Lock()
@@ -258,6 +321,12 @@ func (c *conn) startWriterLocked() {
 
 // write drains the queue, several frames per syscall, then exits.
 func (c *conn) write() {
+	if c.raw.pending() {
+		if err := c.raw.flush(time.Now().Add(2 * c.writeWait)); err != nil {
+			c.writeFailed(err)
+			return
+		}
+	}
 	for {
 		c.mu.Lock()
 		batch, code, text := c.queue, c.closeCode, c.closeText
@@ -455,6 +524,58 @@ type batchConn struct {
 	mu       sync.Mutex
 	batching bool
 	buf      *bytes.Buffer
+
+	// rc, when the connection is a socket, takes non-blocking writes
+	// (tryFlush); nil otherwise.
+	rc syscall.RawConn
+}
+
+// newBatchConn wraps nc.
+func newBatchConn(nc net.Conn) *batchConn {
+	b := &batchConn{Conn: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		b.rc, _ = sc.SyscallConn()
+	}
+	return b
+}
+
+// direct reports whether the connection takes non-blocking writes.
+func (b *batchConn) direct() bool { return b.rc != nil }
+
+// pending reports whether bytes a tryFlush could not write wait for flush.
+func (b *batchConn) pending() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.batching
+}
+
+// tryFlush writes the buffered frames with one non-blocking write. When
+// the socket takes them all it leaves batch mode (done); otherwise the
+// rest stays buffered, in batch mode, for flush.
+func (b *batchConn) tryFlush() (done bool, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int
+	var werr error
+	if err := b.rc.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), b.buf.Bytes())
+		return true // one attempt: never wait for the socket
+	}); err != nil {
+		return false, err
+	}
+	switch {
+	case werr == syscall.EAGAIN || werr == syscall.EINTR:
+		return false, nil
+	case werr != nil:
+		b.release()
+		return false, werr
+	}
+	b.buf.Next(n)
+	if b.buf.Len() > 0 {
+		return false, nil
+	}
+	b.release()
+	return true, nil
 }
 
 var batchPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -470,6 +591,10 @@ func (b *batchConn) Write(p []byte) (int, error) {
 
 func (b *batchConn) begin() {
 	b.mu.Lock()
+	if b.batching { // the rest of a tryFlush, written first
+		b.mu.Unlock()
+		return
+	}
 	b.batching = true
 	b.buf = batchPool.Get().(*bytes.Buffer)
 	b.mu.Unlock()

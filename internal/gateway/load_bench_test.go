@@ -79,8 +79,9 @@ import (
 // queue lost its seq index and AUTOINCREMENT (migration 0014: a persisted
 // turn's insert and delete ~13.4 → ~9.5 µs in SQLite alone). ~8.5k →
 // ~10k turns/s. A lone client's first delta now reaches its writer before
-// the run goes on (session.yieldFirstDelta): ~380 → ~240 µs. Tried and dropped: running the group commits on a held
-// connection below database/sql (driver statements, no reflection): no
+// the run goes on (session.yieldFirstDelta, since replaced by
+// session.DeltaNower): ~380 → ~240 µs. Tried and dropped: running the
+// group commits on a held connection below database/sql (driver statements, no reflection): no
 // difference measurable in session.BenchmarkTurns, where the store's
 // CPU is SQLite's own (VDBE, B-tree inserts, WAL frames).
 //

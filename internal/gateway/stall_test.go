@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -128,5 +130,55 @@ func TestAckReadBehindFullQueueCounts(t *testing.T) {
 				t.Fatalf("%d outbox rows after the %s: the ack read behind a full queue was dropped", n, end)
 			}
 		})
+	}
+}
+
+// A delta written at once (StreamDeltaNow, a run's first delta) never
+// blocks its caller, which may hold the run's lock: when the socket takes
+// only part of the frame, or nothing, the rest goes to the writer, and the
+// client still reads every frame whole, in order. The client here stops
+// reading until its socket is full.
+func TestStreamDeltaNowNeverBlocks(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial("alice")
+	sc := e.connOf("a11ce")
+	var want strings.Builder
+	partial := false // then one more, queued behind the rest
+	for i := 0; ; i++ {
+		if i == 10_000 {
+			t.Fatal("the socket never filled: no write was left to the writer")
+		}
+		text := fmt.Sprintf("%d:%s ", i, strings.Repeat("w", 48<<10))
+		done := make(chan bool)
+		go func() { done <- sc.StreamDeltaNow(context.Background(), "s1", text) }()
+		select {
+		case ok := <-done:
+			if !ok {
+				t.Fatalf("delta %d not taken", i)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("StreamDeltaNow blocked on delta %d with the client not reading", i)
+		}
+		want.WriteString(text)
+		if partial {
+			break
+		}
+		// The socket took part of it, or nothing: the writer has the rest.
+		partial = sc.raw.pending()
+	}
+	var got strings.Builder
+	for got.Len() < want.Len() {
+		m, err := c.read(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", got.Len(), want.Len(), err)
+		}
+		d, ok := m.(wire.Delta)
+		if !ok || d.SessionID != "s1" {
+			t.Fatalf("unexpected %#v", m)
+		}
+		got.WriteString(d.Text)
+	}
+	if got.String() != want.String() {
+		t.Fatal("the deltas arrived changed or out of order")
 	}
 }

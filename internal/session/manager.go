@@ -55,6 +55,16 @@ type DeltaStreamer interface {
 	StreamDelta(ctx context.Context, sessionID, text string) bool
 }
 
+// DeltaNower is a DeltaStreamer that can also write a delta at once, from
+// the caller's goroutine and without blocking, when it is writing nothing
+// else (StreamDeltaNow; otherwise it does what StreamDelta does). A run's
+// first delta goes this way while the processors are not all busy: handing
+// it to a writer goroutine would make the runtime wake an idle thread for
+// it, which on a VM costs that delta as much as a whole echo round trip.
+type DeltaNower interface {
+	StreamDeltaNow(ctx context.Context, sessionID, text string) bool
+}
+
 // Client is an authenticated connection: who it is and where its frames go.
 type Client struct {
 	Identity *auth.Identity
@@ -156,7 +166,7 @@ type Manager struct {
 	// idle hands a lane to a runner waiting for one (runner).
 	idle chan laneJob
 
-	// running counts the runs executing now (yieldFirstDelta).
+	// running counts the runs executing now (firstDeltaNow).
 	running atomic.Int64
 
 	// mu guards lanes and pending. It is held across the insert of a
@@ -516,9 +526,11 @@ func (m *Manager) stream(ctx context.Context, clientID string, msg wire.Message)
 
 // streamDelta is stream for a delta: a connection that takes its text
 // directly (DeltaStreamer) is spared a wire.Delta made for every word.
-func (m *Manager) streamDelta(ctx context.Context, clientID, sessionID, text string) {
+func (m *Manager) streamDelta(ctx context.Context, clientID, sessionID, text string, now bool) {
 	for _, s := range m.sinksOf(clientID) {
-		if ds, ok := s.(DeltaStreamer); ok {
+		if dn, ok := s.(DeltaNower); ok && now {
+			dn.StreamDeltaNow(ctx, sessionID, text)
+		} else if ds, ok := s.(DeltaStreamer); ok {
 			ds.StreamDelta(ctx, sessionID, text)
 		} else {
 			s.Stream(ctx, wire.Delta{Text: text, SessionID: sessionID})

@@ -242,28 +242,21 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 			if first {
 				r.firstDelta = time.Now()
 			}
-			m.streamDelta(ctx, t.ClientID, t.SessionID, e.Text)
-			if first {
-				m.yieldFirstDelta()
-			}
+			m.streamDelta(ctx, t.ClientID, t.SessionID, e.Text, first && m.firstDeltaNow())
 		case agent.Status:
 			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
 		}
 	}
 }
 
-// yieldFirstDelta lets the connection's writer, just started by the first
-// delta and queued to run next on this thread, write it before the run
-// goes on (the rest of the reply, the store's commit) — while no more runs
-// execute than there are processors. Otherwise the writer waits for another
-// thread to be woken and steal it, which costs a lone client's first delta
-// more than the whole turn path; under load every thread is busy anyway,
-// and yielding there would only reorder the queue (throughput halved when
-// every run yielded).
-func (m *Manager) yieldFirstDelta() {
-	if m.running.Load() <= int64(runtime.GOMAXPROCS(0)) {
-		runtime.Gosched()
-	}
+// firstDeltaNow says whether a run's first delta is written at once
+// (DeltaNower) rather than queued for the connection's writer: while no
+// more runs execute than there are processors, so a lone client's first
+// delta does not wait for a thread to be woken. Under load every thread
+// is busy anyway, and queued deltas merge into fewer frames (one more
+// frame per turn halved throughput when every run yielded to its writer).
+func (m *Manager) firstDeltaNow() bool {
+	return m.running.Load() <= int64(runtime.GOMAXPROCS(0))
 }
 
 func toAgent(in []wire.Attachment) []agent.Attachment {

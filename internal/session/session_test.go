@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -354,5 +355,63 @@ func TestTurnTouchesItsSession(t *testing.T) {
 	want := []string{"s1 created 1000 updated 3000", "s2 created 2000 updated 2000"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("sessions %q, want %q", got, want)
+	}
+}
+
+// nower is a recorder that can write a delta at once (DeltaNower); it
+// records which way each delta came.
+type nower struct {
+	*recorder
+	mu  sync.Mutex
+	how []string
+}
+
+func (n *nower) StreamDelta(_ context.Context, sid, text string) bool {
+	n.mu.Lock()
+	n.how = append(n.how, "queued "+text)
+	n.mu.Unlock()
+	return n.Send(wire.Delta{Text: text, SessionID: sid})
+}
+
+func (n *nower) StreamDeltaNow(_ context.Context, sid, text string) bool {
+	n.mu.Lock()
+	n.how = append(n.how, "now "+text)
+	n.mu.Unlock()
+	return n.Send(wire.Delta{Text: text, SessionID: sid})
+}
+
+// A run's first delta is written at once while the processors are not all
+// busy running turns; the rest of its deltas, and every delta of a run
+// that starts while as many runs execute as there are processors, are
+// queued (merged by the connection).
+func TestFirstDeltaWrittenNowUnlessBusy(t *testing.T) {
+	busy := runtime.GOMAXPROCS(0)
+	resps := []providertest.Response{{Text: []string{"A", "B", "C"}}}
+	for range busy {
+		resps = append(resps, providertest.Response{Hang: true})
+	}
+	resps = append(resps, providertest.Response{Text: []string{"D", "E"}})
+	fake := providertest.NewOpenAI(t, resps...)
+	h := start(t, t.TempDir(), yamlWith("gpt", fake.BaseURL()))
+	n := &nower{recorder: newRecorder()}
+	c := &Client{Identity: alice, Sink: n}
+	h.m.Connect(c)
+	h.m.Handle(context.Background(), c, wire.TextFinal{Text: "lone", SessionID: "s0"})
+	n.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
+	for i := range busy { // each of its own device: a device's turns run one at a time
+		id := &auth.Identity{ClientID: fmt.Sprintf("b%d", i), Capabilities: []string{auth.CapChat}}
+		h.m.Handle(context.Background(), &Client{Identity: id, Sink: newRecorder()}, wire.TextFinal{Text: "hang", SessionID: fmt.Sprintf("h%d", i)})
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(fake.Requests()) < 1+busy; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d hanging runs started", len(fake.Requests())-1, busy)
+		}
+	}
+	h.m.Handle(context.Background(), c, wire.TextFinal{Text: "busy", SessionID: "s1"})
+	n.wait(t, func(fs []wire.Message) bool { return completes(fs) == 2 })
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if got := strings.Join(n.how, ", "); got != "now A, queued B, queued C, queued D, queued E" {
+		t.Fatalf("deltas went %s", got)
 	}
 }

@@ -524,23 +524,14 @@ type batchConn struct {
 	mu       sync.Mutex
 	batching bool
 	buf      *bytes.Buffer
-
-	// rc, when the connection is a socket, takes non-blocking writes
-	// (tryFlush); nil otherwise.
-	rc syscall.RawConn
 }
 
-// newBatchConn wraps nc.
-func newBatchConn(nc net.Conn) *batchConn {
-	b := &batchConn{Conn: nc}
-	if sc, ok := nc.(syscall.Conn); ok {
-		b.rc, _ = sc.SyscallConn()
-	}
-	return b
+// direct reports whether the connection is a socket, which takes
+// non-blocking writes (tryFlush).
+func (b *batchConn) direct() bool {
+	_, ok := b.Conn.(syscall.Conn)
+	return ok
 }
-
-// direct reports whether the connection takes non-blocking writes.
-func (b *batchConn) direct() bool { return b.rc != nil }
 
 // pending reports whether bytes a tryFlush could not write wait for flush.
 func (b *batchConn) pending() bool {
@@ -555,9 +546,14 @@ func (b *batchConn) pending() bool {
 func (b *batchConn) tryFlush() (done bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// Not kept per connection: an idle one costs as little as it can.
+	rc, err := b.Conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return false, err
+	}
 	var n int
 	var werr error
-	if err := b.rc.Write(func(fd uintptr) bool {
+	if err := rc.Write(func(fd uintptr) bool {
 		n, werr = syscall.Write(int(fd), b.buf.Bytes())
 		return true // one attempt: never wait for the socket
 	}); err != nil {

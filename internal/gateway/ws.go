@@ -28,7 +28,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	var raw *batchConn
 	ws, err := g.upgrader.Upgrade(hijackWrapper{ResponseWriter: w, hj: hj, wrap: func(nc net.Conn) net.Conn {
-		raw = newBatchConn(nc)
+		raw = &batchConn{Conn: nc}
 		return raw
 	}}, r, nil)
 	if err != nil {

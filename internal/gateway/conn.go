@@ -290,14 +290,17 @@ func (c *conn) writeNow(b []byte) {
 	go c.write() // keeps the write role: the rest of b first, then the queue
 }
 
-// writeFailed ends a connection whose socket write failed, giving up the
-// write role.
+// writeFailed ends a connection whose socket write failed and gives up
+// the write role.
 func (c *conn) writeFailed(err error) {
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.slowConsumer() // counted; no close frame can follow a cut write
+	}
 	c.logger().Debug("write failed", "err", err)
+	c.shutdown()
 	c.mu.Lock()
 	c.writing = false
 	c.mu.Unlock()
-	c.shutdown()
 }
 
 // closeWith queues a close frame after the frames already queued.
@@ -343,11 +346,7 @@ func (c *conn) write() {
 		c.mu.Unlock()
 
 		if err := c.writeBatch(batch); err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				c.slowConsumer() // counted; no close frame can follow a cut write
-			}
-			c.logger().Debug("write failed", "err", err)
-			c.shutdown()
+			c.writeFailed(err)
 			return
 		}
 		if code != 0 {

@@ -141,9 +141,44 @@ func TestAckReadBehindFullQueueCounts(t *testing.T) {
 func TestStreamDeltaNowNeverBlocks(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c := e.dial("alice")
+	want := fillNow(t, e.connOf("a11ce"))
+	var got strings.Builder
+	for got.Len() < len(want) {
+		m, err := c.read(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", got.Len(), len(want), err)
+		}
+		d, ok := m.(wire.Delta)
+		if !ok || d.SessionID != "s1" {
+			t.Fatalf("unexpected %#v", m)
+		}
+		got.WriteString(d.Text)
+	}
+	if got.String() != want {
+		t.Fatal("the deltas arrived changed or out of order")
+	}
+}
+
+// The rest of a write left to the writer is bounded like any write: a
+// client that never reads it is closed as a slow consumer and counted.
+func TestStreamDeltaNowRestTimesOut(t *testing.T) {
+	e := newEnv(t, envOpts{writeTimeout: 200 * time.Millisecond})
+	e.dial("alice") // never read
 	sc := e.connOf("a11ce")
+	fillNow(t, sc)
+	waitFor(t, func() bool { return e.gw.ClientsConnected() == 0 })
+	if n := e.gw.SlowConsumersClosed(); n != 1 {
+		t.Fatalf("%d slow consumers counted, want 1", n)
+	}
+}
+
+// fillNow writes deltas of session s1 "now" into sc, whose client does not
+// read, until one is left partly or wholly to the writer, then one more
+// (queued behind it); none may block. It returns their text.
+func fillNow(t *testing.T, sc *conn) string {
+	t.Helper()
 	var want strings.Builder
-	partial := false // then one more, queued behind the rest
+	partial := false
 	for i := 0; ; i++ {
 		if i == 10_000 {
 			t.Fatal("the socket never filled: no write was left to the writer")
@@ -161,7 +196,7 @@ func TestStreamDeltaNowNeverBlocks(t *testing.T) {
 		}
 		want.WriteString(text)
 		if partial {
-			break
+			return want.String()
 		}
 		// The socket took part of it, or nothing: a writer has the rest.
 		// (Not raw.pending: a writer's flush holds its lock while the
@@ -169,20 +204,5 @@ func TestStreamDeltaNowNeverBlocks(t *testing.T) {
 		sc.mu.Lock()
 		partial = sc.writing
 		sc.mu.Unlock()
-	}
-	var got strings.Builder
-	for got.Len() < want.Len() {
-		m, err := c.read(10 * time.Second)
-		if err != nil {
-			t.Fatalf("after %d of %d bytes: %v", got.Len(), want.Len(), err)
-		}
-		d, ok := m.(wire.Delta)
-		if !ok || d.SessionID != "s1" {
-			t.Fatalf("unexpected %#v", m)
-		}
-		got.WriteString(d.Text)
-	}
-	if got.String() != want.String() {
-		t.Fatal("the deltas arrived changed or out of order")
 	}
 }

@@ -106,6 +106,26 @@ func newBridgeEnvAllowing(tb testing.TB, allowed, extra string) *bridgeEnv {
 	return newBridgeEnvEditing(tb, allowed, extra, nil)
 }
 
+// telegramMessageCalls lists the calls that posted or changed a message,
+// for a failed test's output: which message a reply went to, and when.
+func telegramMessageCalls(tg *telegramtest.Server) string {
+	var b strings.Builder
+	b.WriteString("--- telegram message calls ---\n")
+	for _, c := range tg.Calls("") {
+		switch c.Method {
+		case "sendMessage", "editMessageText", "sendPhoto", "sendDocument", "sendVoice", "deleteMessage":
+		default:
+			continue
+		}
+		text := c.Params["text"]
+		if len(text) > 60 {
+			text = text[:60] + "…"
+		}
+		fmt.Fprintf(&b, "%s %s chat=%s msg=%s %q\n", c.At.Format("15:04:05.000"), c.Method, c.Params["chat_id"], c.Params["message_id"], text)
+	}
+	return b.String()
+}
+
 // newBridgeEnvEditing is newBridgeEnvAllowing with edit applied to the
 // agent directory before agentd starts (nil: none).
 func newBridgeEnvEditing(tb testing.TB, allowed, extra string, edit func(dir string)) *bridgeEnv {
@@ -127,6 +147,7 @@ func newBridgeEnvEditing(tb testing.TB, allowed, extra string, edit func(dir str
 			name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(l), "bridge-"), ".log")
 			tb.Log(e.bridgeLog(name))
 		}
+		tb.Log(telegramMessageCalls(tg))
 	})
 	id, err := devicecert.LoadIdentity(filepath.Join(dir, "keys", "owner.identity"))
 	if err != nil {

@@ -242,7 +242,7 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 			if first {
 				r.firstDelta = time.Now()
 			}
-			m.streamDelta(ctx, t.ClientID, t.SessionID, e.Text, first && m.firstDeltaNow())
+			m.streamDelta(ctx, t.ClientID, t.SessionID, e.Text, first && !t.bridge && m.firstDeltaNow())
 		case agent.Status:
 			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
 		}
@@ -255,6 +255,10 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 // delta does not wait for a thread to be woken. Under load every thread
 // is busy anyway, and queued deltas merge into fewer frames (one more
 // frame per turn halved throughput when every run yielded to its writer).
+// Not for a bridge's turn (the caller's check): a bridge paces its
+// platform's messages and edits (a second apart at least), so a sooner
+// first delta gains its users nothing, while a delta merged with the
+// words behind it spares the bridge an edit.
 func (m *Manager) firstDeltaNow() bool {
 	return m.running.Load() <= int64(runtime.GOMAXPROCS(0))
 }

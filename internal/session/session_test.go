@@ -415,3 +415,20 @@ func TestFirstDeltaWrittenNowUnlessBusy(t *testing.T) {
 		t.Fatalf("deltas went %s", got)
 	}
 }
+
+// A bridge's turn queues even its first delta (firstDeltaNow).
+func TestBridgeFirstDeltaQueued(t *testing.T) {
+	fake := providertest.NewOpenAI(t, providertest.Response{Text: []string{"A", "B"}})
+	h := start(t, t.TempDir(), yamlWith("gpt", fake.BaseURL()))
+	n := &nower{recorder: newRecorder()}
+	tg := &auth.Identity{ClientID: "7e1e", Capabilities: []string{auth.CapBridge, auth.SessionPrefixCap + "tg"}}
+	c := &Client{Identity: tg, Sink: n}
+	h.m.Connect(c)
+	h.m.Handle(context.Background(), c, wire.TextFinal{Text: "hi", SessionID: "tg:1"})
+	n.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if got := strings.Join(n.how, ", "); got != "queued A, queued B" {
+		t.Fatalf("deltas went %s", got)
+	}
+}

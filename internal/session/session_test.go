@@ -373,6 +373,13 @@ func (n *nower) StreamDelta(_ context.Context, sid, text string) bool {
 	return n.Send(wire.Delta{Text: text, SessionID: sid})
 }
 
+// ways says how the deltas came so far, in order.
+func (n *nower) ways() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.how, ", ")
+}
+
 func (n *nower) StreamDeltaNow(_ context.Context, sid, text string) bool {
 	n.mu.Lock()
 	n.how = append(n.how, "now "+text)
@@ -409,9 +416,7 @@ func TestFirstDeltaWrittenNowUnlessBusy(t *testing.T) {
 	}
 	h.m.Handle(context.Background(), c, wire.TextFinal{Text: "busy", SessionID: "s1"})
 	n.wait(t, func(fs []wire.Message) bool { return completes(fs) == 2 })
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if got := strings.Join(n.how, ", "); got != "now A, queued B, queued C, queued D, queued E" {
+	if got := n.ways(); got != "now A, queued B, queued C, queued D, queued E" {
 		t.Fatalf("deltas went %s", got)
 	}
 }
@@ -426,9 +431,7 @@ func TestBridgeFirstDeltaQueued(t *testing.T) {
 	h.m.Connect(c)
 	h.m.Handle(context.Background(), c, wire.TextFinal{Text: "hi", SessionID: "tg:1"})
 	n.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if got := strings.Join(n.how, ", "); got != "queued A, queued B" {
+	if got := n.ways(); got != "queued A, queued B" {
 		t.Fatalf("deltas went %s", got)
 	}
 }

@@ -151,6 +151,11 @@ func (a *agentd) start() {
 		<-stopped
 		gw.Close()
 		cancel()
+		// As the daemon does: the runs end (a finished turn's final frames
+		// stored for redelivery, a cut one persisted) before the store
+		// closes. Closing it under them lost a reply whose frames were
+		// being stored (the next reply was then edited into its message).
+		sm.Wait()
 		st.Close()
 		a.stop = nil
 	}
@@ -213,6 +218,13 @@ func TestRealGatewayRestart(t *testing.T) {
 	a := newAgentd(t)
 	tg := telegramtest.New(t)
 	r := startBridge(t, a, tg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range tg.Messages(1001) {
+				t.Logf("message %d (%d edits): %q", m.ID, m.Edits, m.Text)
+			}
+		}
+	})
 	alice := telegramtest.User(1001, "Alice")
 	chat := telegramtest.PrivateChat(alice)
 	tg.Text(chat, alice, "before")

@@ -326,6 +326,24 @@ func TestRunnerAcksShownTurns(t *testing.T) {
 
 // limitedPlatform refuses its first send with a bot-wide RateLimited and
 // records when every call came.
+// logSignal is a slog.Handler that closes ch at the first record whose
+// message is msg.
+type logSignal struct {
+	msg  string
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (h *logSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logSignal) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logSignal) WithGroup(string) slog.Handler            { return h }
+func (h *logSignal) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.ch) })
+	}
+	return nil
+}
+
 type limitedPlatform struct {
 	*runnerPlatform
 	wait time.Duration
@@ -352,18 +370,29 @@ func (p *limitedPlatform) SendText(ctx context.Context, chat, text string) (stri
 }
 
 // A bot-wide refusal in one chat holds every chat: no call anywhere before
-// the wait is over, and the refused reply is delivered after it.
+// the wait is over, and the refused reply is delivered after it. The
+// second chat's message comes once the runner has noted the refusal: a
+// call another chat had already decided on when the refusal came cannot
+// be held back (a real platform refuses it too, and that is handled).
 func TestRunnerBotWideWaitHoldsEveryChat(t *testing.T) {
 	gw := clienttest.New(t)
 	p := &limitedPlatform{runnerPlatform: newRunnerPlatform("pl", 0), wait: 300 * time.Millisecond}
+	noted := &logSignal{msg: "platform rate limit; waiting", ch: make(chan struct{})}
 	r := bridge.NewRunner(p, bridge.RunnerConfig{Dialer: gw.Dialer(gw.BridgeIdentity("pl")), AllowedUsers: []string{"u1"},
-		Logger: slog.New(slog.DiscardHandler), DataDir: t.TempDir()})
+		Logger: slog.New(noted), DataDir: t.TempDir()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	<-p.ready
-	for _, c := range []string{"c1", "c2"} {
+	for i, c := range []string{"c1", "c2"} {
+		if i == 1 {
+			select {
+			case <-noted.ch:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the runner never noted the refusal")
+			}
+		}
 		if err := p.host.Deliver(context.Background(), bridge.Incoming{ChatID: c, UserID: "u1", Text: "hi " + c}); err != nil {
 			t.Fatal(err)
 		}

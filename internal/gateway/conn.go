@@ -64,7 +64,12 @@ type frame struct {
 	delta   bool // an unencoded delta: text of session
 	text    []byte
 	session string
-	now     bool // StreamDeltaNow: write at once if nothing else is being written (ignored once queued)
+}
+
+// encodeDelta is the frame of a delta (a Delta always encodes).
+func encodeDelta(text, sessionID string) []byte {
+	b, _ := wire.Encode(wire.Delta{Text: text, SessionID: sessionID})
+	return b
 }
 
 // maxMerged bounds a delta that later deltas are merged into: beyond it
@@ -108,26 +113,27 @@ func (c *conn) Stream(ctx context.Context, m wire.Message) bool {
 		c.logger().Error("encode frame", "type", m.Type(), "err", err)
 		return false
 	}
-	return c.stream(ctx, frame{b: b}, "")
+	return c.stream(ctx, frame{b: b}, "", false)
 }
 
 // StreamDelta implements session.DeltaStreamer: the text is appended to a
 // queued delta of the same session when the writer has not taken it yet
 // (mergeLocked), and only copied when it starts a frame of its own.
 func (c *conn) StreamDelta(ctx context.Context, sessionID, text string) bool {
-	return c.stream(ctx, frame{delta: true, session: sessionID}, text)
+	return c.stream(ctx, frame{delta: true, session: sessionID}, text, false)
 }
 
 // StreamDeltaNow implements session.DeltaNower: the delta is written at
 // once from the caller's goroutine, without blocking, when the connection
 // is writing nothing else; otherwise it is StreamDelta.
 func (c *conn) StreamDeltaNow(ctx context.Context, sessionID, text string) bool {
-	return c.stream(ctx, frame{delta: true, session: sessionID, now: true}, text)
+	return c.stream(ctx, frame{delta: true, session: sessionID}, text, true)
 }
 
 // stream queues f, or for a delta f with the text deltaText, waiting for
-// room (flow control) until ctx ends.
-func (c *conn) stream(ctx context.Context, f frame, deltaText string) bool {
+// room (flow control) until ctx ends. With now, a delta is written at once
+// if nothing else is being written (StreamDeltaNow).
+func (c *conn) stream(ctx context.Context, f frame, deltaText string, now bool) bool {
 	for {
 		c.mu.Lock()
 		switch {
@@ -137,10 +143,9 @@ func (c *conn) stream(ctx context.Context, f frame, deltaText string) bool {
 		case c.mergeLocked(f, deltaText):
 			c.mu.Unlock()
 			return true
-		case f.now && c.directLocked():
+		case now && c.directLocked():
 			c.mu.Unlock()
-			b, _ := wire.Encode(wire.Delta{Text: deltaText, SessionID: f.session}) // a Delta always encodes
-			c.writeNow(b)
+			c.writeNow(encodeDelta(deltaText, f.session))
 			return true
 		case len(c.queue) < c.limit/2:
 			if f.delta {
@@ -372,7 +377,7 @@ func (c *conn) writeBatch(batch []frame) error {
 	for _, f := range batch {
 		b := f.b
 		if f.delta {
-			b, _ = wire.Encode(wire.Delta{Text: string(f.text), SessionID: f.session}) // a Delta always encodes
+			b = encodeDelta(string(f.text), f.session)
 		}
 		if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 			c.raw.end()

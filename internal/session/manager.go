@@ -528,9 +528,13 @@ func (m *Manager) stream(ctx context.Context, clientID string, msg wire.Message)
 // directly (DeltaStreamer) is spared a wire.Delta made for every word.
 func (m *Manager) streamDelta(ctx context.Context, clientID, sessionID, text string, now bool) {
 	for _, s := range m.sinksOf(clientID) {
-		if dn, ok := s.(DeltaNower); ok && now {
-			dn.StreamDeltaNow(ctx, sessionID, text)
-		} else if ds, ok := s.(DeltaStreamer); ok {
+		if now { // a run's first delta only: the others skip the assertion
+			if dn, ok := s.(DeltaNower); ok {
+				dn.StreamDeltaNow(ctx, sessionID, text)
+				continue
+			}
+		}
+		if ds, ok := s.(DeltaStreamer); ok {
 			ds.StreamDelta(ctx, sessionID, text)
 		} else {
 			s.Stream(ctx, wire.Delta{Text: text, SessionID: sessionID})

@@ -242,25 +242,25 @@ func (r *run) sink(ctx context.Context, m *Manager, t *turn) func(agent.Event) {
 			if first {
 				r.firstDelta = time.Now()
 			}
-			m.streamDelta(ctx, t.ClientID, t.SessionID, e.Text, first && !t.bridge && m.firstDeltaNow())
+			m.streamDelta(ctx, t.ClientID, t.SessionID, e.Text, first && m.firstDeltaNow(t))
 		case agent.Status:
 			m.stream(ctx, t.ClientID, wire.Status{Text: e.Text, SessionID: t.SessionID})
 		}
 	}
 }
 
-// firstDeltaNow says whether a run's first delta is written at once
+// firstDeltaNow says whether the first delta of t's run is written at once
 // (DeltaNower) rather than queued for the connection's writer: while no
 // more runs execute than there are processors, so a lone client's first
 // delta does not wait for a thread to be woken. Under load every thread
 // is busy anyway, and queued deltas merge into fewer frames (one more
 // frame per turn halved throughput when every run yielded to its writer).
-// Not for a bridge's turn (the caller's check): a bridge paces its
-// platform's messages and edits (a second apart at least), so a sooner
-// first delta gains its users nothing, while a delta merged with the
-// words behind it spares the bridge an edit.
-func (m *Manager) firstDeltaNow() bool {
-	return m.running.Load() <= int64(runtime.GOMAXPROCS(0))
+// Never for a bridge's turn: a bridge paces its platform's messages and
+// edits (a second apart at least), so a sooner first delta gains its
+// users nothing, while a delta merged with the words behind it spares the
+// bridge an edit.
+func (m *Manager) firstDeltaNow(t *turn) bool {
+	return !t.bridge && m.running.Load() <= int64(runtime.GOMAXPROCS(0))
 }
 
 func toAgent(in []wire.Attachment) []agent.Attachment {

@@ -367,8 +367,17 @@ type nower struct {
 }
 
 func (n *nower) StreamDelta(_ context.Context, sid, text string) bool {
+	return n.record("queued", sid, text)
+}
+
+func (n *nower) StreamDeltaNow(_ context.Context, sid, text string) bool {
+	return n.record("now", sid, text)
+}
+
+// record notes how a delta came and keeps it.
+func (n *nower) record(way, sid, text string) bool {
 	n.mu.Lock()
-	n.how = append(n.how, "queued "+text)
+	n.how = append(n.how, way+" "+text)
 	n.mu.Unlock()
 	return n.Send(wire.Delta{Text: text, SessionID: sid})
 }
@@ -378,13 +387,6 @@ func (n *nower) ways() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return strings.Join(n.how, ", ")
-}
-
-func (n *nower) StreamDeltaNow(_ context.Context, sid, text string) bool {
-	n.mu.Lock()
-	n.how = append(n.how, "now "+text)
-	n.mu.Unlock()
-	return n.Send(wire.Delta{Text: text, SessionID: sid})
 }
 
 // A run's first delta is written at once while the processors are not all

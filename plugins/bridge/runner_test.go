@@ -324,8 +324,6 @@ func TestRunnerAcksShownTurns(t *testing.T) {
 	}
 }
 
-// limitedPlatform refuses its first send with a bot-wide RateLimited and
-// records when every call came.
 // logSignal is a slog.Handler that closes ch at the first record whose
 // message is msg.
 type logSignal struct {
@@ -344,6 +342,8 @@ func (h *logSignal) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// limitedPlatform refuses its first send with a bot-wide RateLimited and
+// records when every call came.
 type limitedPlatform struct {
 	*runnerPlatform
 	wait time.Duration

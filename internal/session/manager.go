@@ -120,7 +120,8 @@ type Budget interface {
 	// BeforeCall refuses a model call (a *usage.BudgetError, whose text
 	// the user reads) that could pass a budget.
 	BeforeCall(ctx context.Context, c usage.Call) error
-	// TurnRecorded runs after a turn's usage row is stored (alerts).
+	// TurnRecorded runs after a turn's usage row is stored (alerts). Its
+	// ctx has no deadline: what the check reads, it bounds itself.
 	TurnRecorded(ctx context.Context, sessionID, model string)
 	// TurnEnded releases what BeforeCall held for the turn (its id); it
 	// runs once the turn's usage row is stored, or the turn ended without

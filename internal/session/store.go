@@ -126,12 +126,15 @@ type sessionRow struct {
 var errNoSession = errors.New("no such session")
 
 // session returns the session's owner and pin (from the cache when known;
-// then Created/Updated are zero).
+// then Created/Updated are zero). A read from SQLite is bounded by
+// storeTimeout whatever ctx is: a turn passes one without a deadline.
 func (d *db) session(ctx context.Context, id string) (sessionRow, error) {
 	m, gen, ok := d.cached(id)
 	if ok {
 		return sessionRow{ID: id, Owner: m.owner, Pinned: m.pinned}, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	var r sessionRow
 	err := d.getSession.QueryRowContext(ctx, id).Scan(&r.ID, &r.Owner, &r.Pinned, &r.Created, &r.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -230,7 +233,8 @@ func (d *db) clearHistory(ctx context.Context, id string) (int64, error) {
 }
 
 // history returns the messages to send to the model: failed turns and
-// empty interrupted replies are left out.
+// empty interrupted replies are left out. Like session, it bounds a read
+// from SQLite itself.
 func (d *db) history(ctx context.Context, id string) ([]provider.Message, error) {
 	msgs, token, ok := d.hist.get(id)
 	if ok {
@@ -244,6 +248,8 @@ func (d *db) history(ctx context.Context, id string) ([]provider.Message, error)
 }
 
 func (d *db) readHistory(ctx context.Context, id string) ([]provider.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	rows, err := d.getHistory.QueryContext(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("read history of %s: %w", id, err)

@@ -18,6 +18,9 @@ import (
 	"github.com/agentd/agentd/internal/provider"
 )
 
+// alertCheckTimeout bounds what one turn's alert check reads and writes.
+const alertCheckTimeout = 10 * time.Second
+
 // Price is a model's price in USD per million tokens.
 type Price struct {
 	Input  float64 `json:"input_cost_per_million"`
@@ -214,13 +217,21 @@ func (u *Usage) TurnEnded(turn string) {
 	u.holdMu.Unlock()
 }
 
-// TurnRecorded raises the alerts a stored turn may have crossed.
+// TurnRecorded raises the alerts a stored turn may have crossed. Only a
+// turn that a budget applies to gets a deadline for its check (most have
+// none, and find the budgets cached: a timer each would be spent for
+// nothing).
 func (u *Usage) TurnRecorded(ctx context.Context, sessionID, model string) {
 	bs, err := u.matching(ctx, model, Source(sessionID))
 	if err != nil {
 		u.log.Warn("budget alerts not checked", "err", err)
 		return
 	}
+	if len(bs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, alertCheckTimeout)
+	defer cancel()
 	now := u.now()
 	for _, b := range bs {
 		spent, err := u.spent(ctx, b, now)

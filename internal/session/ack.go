@@ -202,6 +202,95 @@ func (d *db) markSent(ctx context.Context, ids []int64) error {
 	})
 }
 
+// boxed are the outbox rows of a turn's final frames for a recipient in
+// ack mode, which finishTurn writes in the transaction that stores the
+// turn's result. Written after it, as storeFinal does for other clients,
+// they would leave a window in which a crash keeps the reply in history
+// and the turn finished, yet gives the client nothing to receive again: a
+// bridge's user would never see that reply. Each row is written as taken
+// when a connection of the client is open (the frames go to it right
+// after the commit); settleBoxed corrects the rows the connections did
+// not take as assumed.
+type boxed struct {
+	clientID string
+	rows     []outboxRow
+	frames   []int   // the index in the final frames of each row
+	ids      []int64 // the rows' ids, set by finishTurn
+	dropped  int64   // awaiting rows the bounds dropped, set by finishTurn
+}
+
+// boxFor returns the rows to store with t's result, or nil when its
+// recipient is not in ack mode. It records the recipient in t for
+// finishRun.
+func (m *Manager) boxFor(t *turn, final []wire.Message) *boxed {
+	if len(final) == 0 {
+		return nil
+	}
+	t.to = m.recipient(t)
+	if !m.ackMode(t.to) {
+		return nil
+	}
+	open := len(m.sinksOf(t.to)) > 0
+	box := &boxed{clientID: t.to}
+	for i, msg := range final {
+		if _, ok := msg.(liveOnly); ok {
+			continue
+		}
+		b, err := wire.Encode(msg)
+		if err != nil {
+			m.log.Error("encode reply", "err", err)
+			continue
+		}
+		box.rows = append(box.rows, outboxRow{Frame: b, Sent: open})
+		box.frames = append(box.frames, i)
+	}
+	return box
+}
+
+// settleBoxed corrects box's rows after delivery: those written as taken
+// that no connection took, and those written as not taken that one took
+// (it connected between boxFor and the delivery).
+func (m *Manager) settleBoxed(box *boxed, took []bool) {
+	m.logDropped(box.clientID, box.dropped)
+	var unsent, sent []int64
+	for k, i := range box.frames {
+		switch {
+		case box.rows[k].Sent && !took[i]:
+			unsent = append(unsent, box.ids[k])
+		case !box.rows[k].Sent && took[i]:
+			sent = append(sent, box.ids[k])
+		}
+	}
+	if len(unsent)+len(sent) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), storeTimeout)
+	defer cancel()
+	if len(unsent) > 0 {
+		if err := m.db.markUnsent(ctx, unsent); err != nil {
+			m.log.Error("reply awaiting an ack not marked as undelivered; it waits for the next connection", "client", box.clientID, "err", err)
+		}
+	}
+	if len(sent) > 0 {
+		if err := m.db.markSent(ctx, sent); err != nil {
+			m.log.Error("reply awaiting an ack not marked as delivered; it may be sent again", "client", box.clientID, "err", err)
+		}
+	}
+}
+
+// markUnsent marks rows as taken by no connection: a reply stored with its
+// turn as sent that no connection took after all (see boxed).
+func (d *db) markUnsent(ctx context.Context, ids []int64) error {
+	return d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET sent = 0 WHERE id = ?`, id); err != nil {
+				return fmt.Errorf("mark outbox frame %d not sent: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
 // deleteAwaiting deletes clientID's rows of session sid that await an ack
 // (of turn turnID only, unless it is "").
 func (d *db) deleteAwaiting(ctx context.Context, clientID, sid, turnID string) (int64, error) {

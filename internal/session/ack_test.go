@@ -99,6 +99,67 @@ func TestAckModeResendsUntilAcked(t *testing.T) {
 	quiet(t, rec)
 }
 
+// A reply to a client in ack mode is in the outbox from the commit that
+// stores its turn: a process killed right after that commit, before the
+// frames went out or anything else was written, leaves the reply for the
+// client's next connection (the turn, finished, does not run again). Rows
+// written as taken that no connection took are then marked as not taken.
+func TestAckModeReplyStoredWithItsTurn(t *testing.T) {
+	h := start(t, t.TempDir(), yamlWith("echo", ""))
+	ctx := context.Background()
+	stored, release, ended := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	testHookStored = func() {
+		select {
+		case stored <- struct{}{}:
+			select {
+			case <-release:
+			case <-ended:
+			}
+		case <-ended: // the test failed: let the manager stop
+		}
+	}
+	// Before the harness's cleanup, which waits for the runs.
+	t.Cleanup(func() {
+		testHookStored = nil
+		close(ended)
+	})
+	atCommit := func(what string) {
+		t.Helper()
+		select {
+		case <-stored:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the turn's result was never stored", what)
+		}
+	}
+
+	c1, rec1, bye1 := h.connectAcking(t, tg)
+	h.m.Handle(ctx, c1, wire.TextFinal{Text: "hi", SessionID: "tg:1"})
+	atCommit("hi")
+	// What a process killed here leaves to the next one.
+	if got := fmt.Sprint(h.outboxRows(t, tg.ClientID)); got != "[1:tg:1 1:tg:1]" {
+		t.Fatalf("outbox right after the turn's commit: %s, want its response and turn_complete", got)
+	}
+	release <- struct{}{}
+	rec1.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
+	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]") // taken as assumed: unchanged
+	h.m.Handle(ctx, c1, wire.Ack{SessionID: "tg:1"})
+	waitRows(t, h, tg.ClientID, "[]")
+
+	// The connection closes between the commit and the delivery.
+	h.m.Handle(ctx, c1, wire.TextFinal{Text: "second", SessionID: "tg:1"})
+	atCommit("second")
+	bye1()
+	release <- struct{}{}
+	waitRows(t, h, tg.ClientID, "[0:tg:1 0:tg:1]")
+	_, rec2, bye2 := h.connectAcking(t, tg)
+	defer bye2()
+	fs := rec2.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
+	if rs := responses(fs); len(rs) != 1 || rs[0].Text != provider.EchoReply("second") {
+		t.Fatalf("next connection got %#v, want the reply to \"second\" once", fs)
+	}
+	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]") // sent again, awaiting the ack
+}
+
 // ack{session_id, turn_id} forgets exactly that turn: a second turn of
 // the session that finished while the client was still posting the first
 // stays until its own ack (the older ack{session_id} would forget both).

@@ -401,12 +401,13 @@ func (m *Manager) drain(ctx context.Context, l *lane, r *run) {
 // send a frame before these. It returns the next run, or nil once the
 // lane is free or the manager is shutting down (the remaining turns stay
 // persisted). The outbox rows are written after mu, under the client's
-// outbox lock.
+// outbox lock, unless they were stored with the turn's result (boxed):
+// then only the rows delivery did not treat as assumed are corrected.
 func (m *Manager) finishRun(l *lane, t *turn, final []wire.Message) (context.Context, *run) {
 	var to string
 	var ackMode bool
 	if len(final) > 0 {
-		to = m.recipient(t)
+		to = t.to // boxFor's choice, whose rows may be stored already
 		defer m.out.lock(to)()
 		ackMode = m.ackMode(to)
 	}
@@ -414,7 +415,11 @@ func (m *Manager) finishRun(l *lane, t *turn, final []wire.Message) (context.Con
 	took := m.sendFinal(to, final)
 	ctx, next := m.nextRunLocked(l)
 	m.mu.Unlock()
-	m.storeFinal(t, to, ackMode, final, took)
+	if t.box != nil {
+		m.settleBoxed(t.box, took)
+	} else {
+		m.storeFinal(t, to, ackMode, final, took)
+	}
 	return ctx, next
 }
 

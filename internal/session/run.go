@@ -134,42 +134,64 @@ func (m *Manager) execute(ctx context.Context, r *run) []wire.Message {
 	o.Price = usage.Price{Input: mo.In, Output: mo.Out}
 	o.Err = err
 	m.settle(t)
+	text := ""
+	if out != nil {
+		text = out.Text
+	}
+	final := m.finalFrames(t, o, text, spoken)
+	box := m.boxFor(t, final)
 	// Store first: a reply the client saw must be in history. The write
 	// has no deadline of its own: the group commit bounds each
 	// transaction, and a result that waits behind others is stored late
 	// rather than dropped.
 	sctx := context.WithoutCancel(ctx)
 	wstart := time.Now()
-	serr := m.db.finishTurn(sctx, t, o)
+	serr := m.db.finishTurn(sctx, t, o, box)
+	if testHookStored != nil {
+		testHookStored()
+	}
 	// At once: from here the usage row counts, and the hold would count it
 	// twice for the turns that check meanwhile.
 	m.releaseBudget(t)
 	if serr != nil {
 		m.log.Error("store finished turn", "session", t.SessionID, "turn", t.ID, "err", serr)
-	} else if m.budget != nil {
-		m.budget.TurnRecorded(sctx, t.SessionID, o.Model)
+	} else {
+		t.box = box
+		if m.budget != nil {
+			m.budget.TurnRecorded(sctx, t.SessionID, o.Model)
+		}
 	}
 	m.observe(r, o, started, time.Since(wstart))
+	if t.result != nil {
+		finishServer(t, text, o)
+		return nil
+	}
+	return final
+}
+
+// testHookStored, set by a test, runs right after a turn's result is
+// committed, before anything else: blocked, it stands for a process
+// killed there.
+var testHookStored func()
+
+// finalFrames are the frames that end t for its client: its reply (or the
+// error that failed it) and turn_complete. A server-side turn has none.
+func (m *Manager) finalFrames(t *turn, o outcome, text string, spoken []wire.Message) []wire.Message {
+	if t.result != nil {
+		return nil
+	}
 	used := wire.Usage{
 		PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens,
 		TotalTokens: o.Usage.Total(), CostUSD: o.CostUSD,
 	}
 	done := wire.TurnComplete{SessionID: t.SessionID, Usage: used, TurnID: t.TurnID}
-	if o.Err != nil && t.result == nil {
-		text := "the turn failed: " + o.Err.Error()
+	if o.Err != nil {
+		msg := "the turn failed: " + o.Err.Error()
 		if usage.IsBudget(o.Err) {
-			text = o.Err.Error() // "budget reached: …", for every client alike
+			msg = o.Err.Error() // "budget reached: …", for every client alike
 		}
 		m.log.Warn("turn failed", "session", t.SessionID, "model", o.Model, "err", o.Err)
-		return []wire.Message{wire.Error{Text: text, SessionID: t.SessionID, TurnID: t.TurnID}, done}
-	}
-	text := ""
-	if out != nil {
-		text = out.Text
-	}
-	if t.result != nil {
-		finishServer(t, text, o)
-		return nil
+		return []wire.Message{wire.Error{Text: msg, SessionID: t.SessionID, TurnID: t.TurnID}, done}
 	}
 	resp := wire.Response{
 		Text: text, SessionID: t.SessionID, Model: o.Model,

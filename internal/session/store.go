@@ -307,6 +307,12 @@ type turn struct {
 	// cut, set before the run settles, says the run was cut by shutdown:
 	// the turn is persisted even though it ended.
 	cut atomic.Bool
+
+	// to is the recipient of the final frames (boxFor), and box their rows
+	// once stored with the result (nil: storeFinal writes what is needed
+	// after delivery).
+	to  string
+	box *boxed
 }
 
 func (d *db) insertTurn(ctx context.Context, t *turn) error {
@@ -380,8 +386,9 @@ func (o outcome) status() string {
 
 // finishTurn stores the turn's messages and usage and forgets the queued
 // turn, atomically: a crash leaves either the queued turn (it runs again) or
-// its result, never both.
-func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
+// its result, never both. The outbox rows of box, if any, are part of the
+// same transaction (see boxed).
+func (d *db) finishTurn(ctx context.Context, t *turn, o outcome, box *boxed) error {
 	now := d.ms()
 	msgs := o.Messages
 	if len(msgs) == 0 || msgs[0].Role != provider.RoleUser {
@@ -446,7 +453,15 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 				return err
 			}
 		}
-		return nil
+		if box == nil {
+			return nil
+		}
+		var err error
+		if box.ids, err = d.insertOutboxTx(ctx, tx, box.clientID, t.SessionID, t.TurnID, box.rows, now); err != nil {
+			return err
+		}
+		box.dropped, err = d.pruneAwaitingTx(ctx, tx, box.clientID)
+		return err
 	})
 	if err != nil {
 		d.hist.drop(t.SessionID)
@@ -456,6 +471,22 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome) error {
 		d.hist.appendTurn(t.SessionID, modelView(msgs, o.Err != nil))
 	}
 	return nil
+}
+
+// insertOutboxTx writes rows for clientID and returns their ids.
+func (d *db) insertOutboxTx(ctx context.Context, tx *sql.Tx, clientID, sessionID, turnID string, rows []outboxRow, now int64) ([]int64, error) {
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		res, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, turn_id, frame, sent, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			clientID, sessionID, turnID, string(r.Frame), r.Sent, now)
+		if err != nil {
+			return nil, err
+		}
+		if ids[i], err = res.LastInsertId(); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }
 
 // outboxFrame is a frame waiting for its client.
@@ -477,11 +508,8 @@ type outboxRow struct {
 func (d *db) addOutbox(ctx context.Context, clientID, sessionID, turnID string, rows []outboxRow, ackMode bool) (dropped int64, err error) {
 	now := d.ms()
 	err = d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		for _, r := range rows {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(client_id, session_id, turn_id, frame, sent, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-				clientID, sessionID, turnID, string(r.Frame), r.Sent, now); err != nil {
-				return err
-			}
+		if _, err := d.insertOutboxTx(ctx, tx, clientID, sessionID, turnID, rows, now); err != nil {
+			return err
 		}
 		if !ackMode {
 			return nil

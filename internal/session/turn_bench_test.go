@@ -100,7 +100,7 @@ func BenchmarkFinishTurn(b *testing.B) {
 				t := &turn{SessionID: fmt.Sprintf("s%d", i%sessions), ClientID: "c", Text: "client 12 turn 3"}
 				o := outcome{Model: "echo", Usage: provider.Usage{PromptTokens: 100, CompletionTokens: 18},
 					Messages: []provider.Message{{Role: provider.RoleUser, Content: t.Text}, {Role: provider.RoleAssistant, Content: reply}}}
-				if err := d.finishTurn(ctx, t, o); err != nil {
+				if err := d.finishTurn(ctx, t, o, nil); err != nil {
 					b.Error(err)
 					return
 				}

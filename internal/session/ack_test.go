@@ -107,12 +107,46 @@ func TestAckModeResendsUntilAcked(t *testing.T) {
 func TestAckModeReplyStoredWithItsTurn(t *testing.T) {
 	h := start(t, t.TempDir(), yamlWith("echo", ""))
 	ctx := context.Background()
-	stored, release, ended := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	atCommit, release := blockAtCommit(t)
+
+	c1, rec1, bye1 := h.connectAcking(t, tg)
+	h.m.Handle(ctx, c1, wire.TextFinal{Text: "hi", SessionID: "tg:1"})
+	atCommit("hi")
+	// What a process killed here leaves to the next one.
+	if got := fmt.Sprint(h.outboxRows(t, tg.ClientID)); got != "[1:tg:1 1:tg:1]" {
+		t.Fatalf("outbox right after the turn's commit: %s, want its response and turn_complete", got)
+	}
+	release()
+	rec1.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
+	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]") // taken as assumed: unchanged
+	h.m.Handle(ctx, c1, wire.Ack{SessionID: "tg:1"})
+	waitRows(t, h, tg.ClientID, "[]")
+
+	// The connection closes between the commit and the delivery.
+	h.m.Handle(ctx, c1, wire.TextFinal{Text: "second", SessionID: "tg:1"})
+	atCommit("second")
+	bye1()
+	release()
+	waitRows(t, h, tg.ClientID, "[0:tg:1 0:tg:1]")
+	_, rec2, bye2 := h.connectAcking(t, tg)
+	defer bye2()
+	fs := rec2.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
+	if rs := responses(fs); len(rs) != 1 || rs[0].Text != provider.EchoReply("second") {
+		t.Fatalf("next connection got %#v, want the reply to \"second\" once", fs)
+	}
+	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]") // sent again, awaiting the ack
+}
+
+// blockAtCommit makes every turn (or push) stop right after its result is
+// committed (testHookStored): atCommit waits for one to get there, release
+// lets it go on.
+func blockAtCommit(t *testing.T) (atCommit func(what string), release func()) {
+	stored, next, ended := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	testHookStored = func() {
 		select {
 		case stored <- struct{}{}:
 			select {
-			case <-release:
+			case <-next:
 			case <-ended:
 			}
 		case <-ended: // the test failed: let the manager stop
@@ -123,41 +157,15 @@ func TestAckModeReplyStoredWithItsTurn(t *testing.T) {
 		testHookStored = nil
 		close(ended)
 	})
-	atCommit := func(what string) {
+	atCommit = func(what string) {
 		t.Helper()
 		select {
 		case <-stored:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: the turn's result was never stored", what)
+			t.Fatalf("%s: the result was never stored", what)
 		}
 	}
-
-	c1, rec1, bye1 := h.connectAcking(t, tg)
-	h.m.Handle(ctx, c1, wire.TextFinal{Text: "hi", SessionID: "tg:1"})
-	atCommit("hi")
-	// What a process killed here leaves to the next one.
-	if got := fmt.Sprint(h.outboxRows(t, tg.ClientID)); got != "[1:tg:1 1:tg:1]" {
-		t.Fatalf("outbox right after the turn's commit: %s, want its response and turn_complete", got)
-	}
-	release <- struct{}{}
-	rec1.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
-	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]") // taken as assumed: unchanged
-	h.m.Handle(ctx, c1, wire.Ack{SessionID: "tg:1"})
-	waitRows(t, h, tg.ClientID, "[]")
-
-	// The connection closes between the commit and the delivery.
-	h.m.Handle(ctx, c1, wire.TextFinal{Text: "second", SessionID: "tg:1"})
-	atCommit("second")
-	bye1()
-	release <- struct{}{}
-	waitRows(t, h, tg.ClientID, "[0:tg:1 0:tg:1]")
-	_, rec2, bye2 := h.connectAcking(t, tg)
-	defer bye2()
-	fs := rec2.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
-	if rs := responses(fs); len(rs) != 1 || rs[0].Text != provider.EchoReply("second") {
-		t.Fatalf("next connection got %#v, want the reply to \"second\" once", fs)
-	}
-	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]") // sent again, awaiting the ack
+	return atCommit, func() { next <- struct{}{} }
 }
 
 // ack{session_id, turn_id} forgets exactly that turn: a second turn of

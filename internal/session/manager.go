@@ -548,15 +548,19 @@ func (m *Manager) streamDelta(ctx context.Context, clientID, sessionID, text str
 	}
 }
 
-// deliverFinal sends the frames that end a turn; if no connection of the
-// client takes them they go to the outbox. For a client in ack mode they
-// go to the outbox anyway, marked sent when a connection took them, and
-// stay there until the client acks the session (ack.go).
+// deliverFinal sends the frames that end a pushed message (push.go); if no
+// connection of the client takes them they go to the outbox. For a client
+// in ack mode they are in the outbox already (boxed, stored with the
+// message) and stay there until the client acks them (ack.go).
 func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
-	to := m.recipient(t)
+	to := t.to // set by boxFor
 	defer m.out.lock(to)()
-	ackMode := m.ackMode(to)
-	m.storeFinal(t, to, ackMode, msgs, m.sendFinal(to, msgs))
+	took := m.sendFinal(to, msgs)
+	if t.box != nil {
+		m.settleBoxed(t.box, took)
+		return
+	}
+	m.storeFinal(t, to, m.ackMode(to), msgs, took)
 }
 
 // sendFinal hands msgs to the connections of client to, without waiting,

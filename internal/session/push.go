@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -46,14 +47,23 @@ func (m *Manager) Push(ctx context.Context, sid, text string, atts []wire.Attach
 	if err != nil {
 		return err
 	}
-	if err := m.db.addPushed(ctx, sid, text, atts); err != nil {
-		return err
-	}
 	// A turn id of its own, so a bridge acks exactly this message.
 	t := &turn{TurnID: newTurnID(), SessionID: sid, ClientID: client}
-	m.deliverFinal(t,
+	final := []wire.Message{
 		wire.Response{Text: text, SessionID: sid, Attachments: nonNil(atts), TurnID: t.TurnID},
-		wire.TurnComplete{SessionID: sid, TurnID: t.TurnID})
+		wire.TurnComplete{SessionID: sid, TurnID: t.TurnID},
+	}
+	// For a device in ack mode the frames are stored with the message, as
+	// a turn's are (boxed).
+	box := m.boxFor(t, final)
+	if err := m.db.addPushed(ctx, t, text, atts, box); err != nil {
+		return err
+	}
+	if testHookStored != nil {
+		testHookStored()
+	}
+	t.box = box
+	m.deliverFinal(t, final...)
 	m.log.Info("message pushed into session", "session", sid, "client", client, "attachments", len(atts))
 	return nil
 }
@@ -94,16 +104,21 @@ func prefixOf(sid string) string {
 	return p
 }
 
-// addPushed stores a pushed message as an assistant row of sid's history.
-func (d *db) addPushed(ctx context.Context, sid, text string, atts []wire.Attachment) error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	now := d.ms()
-	if _, err := d.insMsg.ExecContext(ctx, sid, string(provider.RoleAssistant), text, "", "", false, attachmentsJSON(atts), "",
-		false, false, "", now); err != nil {
-		return fmt.Errorf("store pushed message in %s: %w", sid, err)
-	}
-	if _, err := d.touch.ExecContext(ctx, now, sid); err != nil {
+// addPushed stores a pushed message as an assistant row of its session's
+// history, with box's outbox rows if any, in one transaction.
+func (d *db) addPushed(ctx context.Context, t *turn, text string, atts []wire.Attachment, box *boxed) error {
+	sid, now := t.SessionID, d.ms()
+	err := d.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, d.insMsg).ExecContext(ctx, sid, string(provider.RoleAssistant), text, "", "", false, attachmentsJSON(atts), "",
+			false, false, "", now); err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, d.touch).ExecContext(ctx, now, sid); err != nil {
+			return err
+		}
+		return d.storeBoxTx(ctx, tx, box, t, now)
+	})
+	if err != nil {
 		return fmt.Errorf("store pushed message in %s: %w", sid, err)
 	}
 	d.hist.appendTurn(sid, modelView([]provider.Message{{Role: provider.RoleAssistant, Content: text}}, false))

@@ -74,6 +74,31 @@ func TestPushToBridgeSession(t *testing.T) {
 	}
 }
 
+// A pushed message to a device in ack mode is in the outbox from the commit
+// that stores it in history, as a turn's reply is: a kill right after it
+// still leaves the message for the bridge's next connection.
+func TestPushStoredWithItsOutbox(t *testing.T) {
+	h := startWith(t, t.TempDir(), yamlWith("echo", ""), Options{Bridges: bridgesOf})
+	_, rec, bye := h.connectAcking(t, tg)
+	defer bye()
+	atCommit, release := blockAtCommit(t)
+	pushed := make(chan error, 1)
+	go func() { pushed <- h.m.Push(context.Background(), "tg:1", "pushed", nil) }()
+	atCommit("push")
+	if got := fmt.Sprint(h.outboxRows(t, tg.ClientID)); got != "[1:tg:1 1:tg:1]" {
+		t.Fatalf("outbox right after the push's commit: %s, want its response and turn_complete", got)
+	}
+	release()
+	if err := <-pushed; err != nil {
+		t.Fatal(err)
+	}
+	fs := rec.wait(t, func(fs []wire.Message) bool { return completes(fs) == 1 })
+	if rs := responses(fs); len(rs) != 1 || rs[0].Text != "pushed" {
+		t.Fatalf("frames %#v, want the pushed message once", fs)
+	}
+	waitRows(t, h, tg.ClientID, "[1:tg:1 1:tg:1]")
+}
+
 // A pushed message for a device that is away waits in its outbox; a
 // non-bridge session must exist, and bad input changes nothing.
 func TestPushToDeviceSessionAndRefusals(t *testing.T) {

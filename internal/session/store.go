@@ -453,15 +453,7 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome, box *boxed) err
 				return err
 			}
 		}
-		if box == nil {
-			return nil
-		}
-		var err error
-		if box.ids, err = d.insertOutboxTx(ctx, tx, box.clientID, t.SessionID, t.TurnID, box.rows, now); err != nil {
-			return err
-		}
-		box.dropped, err = d.pruneAwaitingTx(ctx, tx, box.clientID)
-		return err
+		return d.storeBoxTx(ctx, tx, box, t, now)
 	})
 	if err != nil {
 		d.hist.drop(t.SessionID)
@@ -471,6 +463,21 @@ func (d *db) finishTurn(ctx context.Context, t *turn, o outcome, box *boxed) err
 		d.hist.appendTurn(t.SessionID, modelView(msgs, o.Err != nil))
 	}
 	return nil
+}
+
+// storeBoxTx writes box's rows for turn t, if there is a box, then applies
+// the bounds of the rows awaiting an ack (pruneAwaitingTx), as addOutbox
+// does.
+func (d *db) storeBoxTx(ctx context.Context, tx *sql.Tx, box *boxed, t *turn, now int64) error {
+	if box == nil {
+		return nil
+	}
+	var err error
+	if box.ids, err = d.insertOutboxTx(ctx, tx, box.clientID, t.SessionID, t.TurnID, box.rows, now); err != nil {
+		return err
+	}
+	box.dropped, err = d.pruneAwaitingTx(ctx, tx, box.clientID)
+	return err
 }
 
 // insertOutboxTx writes rows for clientID and returns their ids.

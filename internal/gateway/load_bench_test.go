@@ -43,7 +43,7 @@ import (
 //
 // A third baseline, replay (replayServer), bounds what those ratios can
 // be: it answers each text_final with the frames agentd sends for the turn,
-// in agentd's writes, and does nothing else. Its rate over each echo's
+// in one write, and does nothing else. Its rate over each echo's
 // (ceiling-x-gorilla, ceiling-x-aiohttp) is the most any server of this
 // protocol reaches here beside this load client; x-replay is the share of
 // it agentd reaches.
@@ -133,12 +133,14 @@ import (
 // Session 8: the targets are beyond the protocol's own cost here. Counted
 // in the server, a turn under this load is 3 frames in 2 writes (the
 // merged delta; response and turn_complete), where an echo is 1 frame in
-// 1. The replay baseline, which does only that, reached 24–27k turns/s,
-// ceiling-x-gorilla 0.37–0.42 and p99 73–107 ms in four runs: no server
-// can meet x-gorilla ≥ 0.5 or p99 ≤ 50 ms on two cores it shares with this
-// client, which spends ~40 µs of CPU per turn reading those frames against
-// ~16 per echo. ceiling-x-aiohttp was 1.49–1.87, so x-aiohttp ≥ 1.5 leaves
-// the server next to nothing. A build of agentd whose session store wrote
+// 1. A replay baseline that did only that, in agentd's two writes,
+// reached 24–27k turns/s, ceiling-x-gorilla 0.37–0.42 and p99 73–107 ms in
+// four runs; with all three frames in one write (replayServer as it is
+// now) 24–30k turns/s, 0.41–0.50 and p99 55–75 ms in four. So no server
+// meets p99 ≤ 50 ms on two cores it shares with this client, which spends
+// ~37–46 µs of CPU per turn reading those frames against ~16 per echo,
+// and x-gorilla ≥ 0.5 only by costing nothing. ceiling-x-aiohttp was
+// 1.49–1.92, so x-aiohttp ≥ 1.5 leaves the server next to nothing too. A build of agentd whose session store wrote
 // nothing (a hack, not committed) reached 12–15k turns/s, x-gorilla
 // 0.18–0.23, x-aiohttp 0.77–0.87, 82–107 µs of server CPU per turn
 // against 150–169 with the store: the rest of the turn path costs more
@@ -464,11 +466,11 @@ func plainLoad(b *testing.B, srv *loadServer, clients, turns int, turn func(c *c
 
 // replayServer is the ceiling of BenchmarkConcurrentClients: it answers
 // each text_final with the frames agentd sends for a turn of the echo
-// model, in the writes agentd makes under that load (the merged delta,
-// then response and turn_complete together), and does nothing else — no
-// authentication, session, model, history or store. The load client checks
-// its turns as it checks agentd's, so its rate is the most that any server
-// speaking this protocol could reach here, beside this load client.
+// model, all three in one write (agentd makes two under that load: the
+// merged delta, then response and turn_complete), and does nothing else —
+// no authentication, session, model, history or store. The load client
+// checks its turns as it checks agentd's, so its rate is the most that any
+// server speaking this protocol could reach here, beside this load client.
 func replayServer(tb testing.TB) *httptest.Server {
 	up := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -493,10 +495,11 @@ func replayServer(tb testing.TB) *httptest.Server {
 				return
 			}
 			reply, turn := provider.EchoReply(tf.Text), fmt.Sprintf("t%016x", n)
+			raw.begin()
 			if ws.WriteMessage(websocket.TextMessage, encodeDelta(reply, tf.SessionID)) != nil {
+				raw.end()
 				return
 			}
-			raw.begin()
 			for _, f := range []wire.Message{
 				wire.Response{Text: reply, SessionID: tf.SessionID, Model: provider.EchoModel, Attachments: []wire.Attachment{}, TurnID: turn},
 				wire.TurnComplete{SessionID: tf.SessionID, TurnID: turn, Usage: wire.Usage{PromptTokens: 100, CompletionTokens: 18, TotalTokens: 118}},

@@ -131,22 +131,22 @@ import (
 // before its response, as the durability promises require.
 //
 // Session 8: the targets are beyond the protocol's own cost here. Counted
-// in the server, a turn under this load is 3 frames in 2 writes (the
-// merged delta; response and turn_complete), where an echo is 1 frame in
-// 1. A replay baseline that did only that, in agentd's two writes,
-// reached 24–27k turns/s, ceiling-x-gorilla 0.37–0.42 and p99 73–107 ms in
-// four runs; with all three frames in one write (replayServer as it is
-// now) 24–30k turns/s, 0.41–0.50 and p99 55–75 ms in four. So no server
-// meets p99 ≤ 50 ms on two cores it shares with this client, which spends
-// ~37–46 µs of CPU per turn reading those frames against ~16 per echo,
-// and x-gorilla ≥ 0.5 only by costing nothing. ceiling-x-aiohttp was
-// 1.49–1.92, so x-aiohttp ≥ 1.5 leaves the server next to nothing too. A build of agentd whose session store wrote
-// nothing (a hack, not committed) reached 12–15k turns/s, x-gorilla
-// 0.18–0.23, x-aiohttp 0.77–0.87, 82–107 µs of server CPU per turn
-// against 150–169 with the store: the rest of the turn path costs more
-// than the store does, and neither alone would close the gap. Changed: a
-// turn no longer
-// makes timers of its own for the store (run.go), ~3 µs.
+// in the server, a turn under this load is 3 frames in 2 writes (the merged
+// delta; response and turn_complete), where an echo is 1 frame in 1. A
+// replay baseline that did only that, in agentd's two writes, reached
+// 24–27k turns/s, ceiling-x-gorilla 0.37–0.42 and p99 73–107 ms in four
+// runs; with all three frames in one write (replayServer as it is now)
+// 24–30k turns/s, 0.41–0.50 and p99 55–75 ms in four. So no server meets
+// p99 ≤ 50 ms on two cores it shares with this client, which spends ~37–46
+// µs of CPU per turn reading those frames against ~16 per echo, and
+// x-gorilla ≥ 0.5 only by costing nothing. ceiling-x-aiohttp was 1.49–1.92,
+// so x-aiohttp ≥ 1.5 leaves the server next to nothing too. A build of
+// agentd whose session store wrote nothing (a hack, not committed) reached
+// 12–15k turns/s, x-gorilla 0.18–0.23, x-aiohttp 0.77–0.87, 82–107 µs of
+// server CPU per turn against 150–169 with the store: the rest of the turn
+// path costs more than the store does, and neither alone would close the
+// gap. Changed: a turn no longer makes timers of its own for the store
+// (run.go), ~3 µs.
 func BenchmarkConcurrentClients(b *testing.B) {
 	clients, turns := 1000, 20
 	if s := os.Getenv("AGENTD_BENCH_CLIENTS"); s != "" {

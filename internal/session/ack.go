@@ -233,18 +233,26 @@ func (m *Manager) boxFor(t *turn, final []wire.Message) *boxed {
 	open := len(m.sinksOf(t.to)) > 0
 	box := &boxed{clientID: t.to}
 	for i, msg := range final {
-		if _, ok := msg.(liveOnly); ok {
-			continue
+		if b, ok := m.outboxBytes(msg); ok {
+			box.rows = append(box.rows, outboxRow{Frame: b, Sent: open})
+			box.frames = append(box.frames, i)
 		}
-		b, err := wire.Encode(msg)
-		if err != nil {
-			m.log.Error("encode reply", "err", err)
-			continue
-		}
-		box.rows = append(box.rows, outboxRow{Frame: b, Sent: open})
-		box.frames = append(box.frames, i)
 	}
 	return box
+}
+
+// outboxBytes is msg as an outbox row keeps it; false for a frame never
+// kept (liveOnly) or one that does not encode (logged).
+func (m *Manager) outboxBytes(msg wire.Message) ([]byte, bool) {
+	if _, ok := msg.(liveOnly); ok {
+		return nil, false
+	}
+	b, err := wire.Encode(msg)
+	if err != nil {
+		m.log.Error("encode reply", "err", err)
+		return nil, false
+	}
+	return b, true
 }
 
 // settleBoxed corrects box's rows after delivery: those written as taken

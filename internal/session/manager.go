@@ -401,8 +401,7 @@ func (m *Manager) drain(ctx context.Context, l *lane, r *run) {
 // send a frame before these. It returns the next run, or nil once the
 // lane is free or the manager is shutting down (the remaining turns stay
 // persisted). The outbox rows are written after mu, under the client's
-// outbox lock, unless they were stored with the turn's result (boxed):
-// then only the rows delivery did not treat as assumed are corrected.
+// outbox lock (or, stored with the turn's result, corrected: storeFinal).
 func (m *Manager) finishRun(l *lane, t *turn, final []wire.Message) (context.Context, *run) {
 	var to string
 	var ackMode bool
@@ -415,11 +414,7 @@ func (m *Manager) finishRun(l *lane, t *turn, final []wire.Message) (context.Con
 	took := m.sendFinal(to, final)
 	ctx, next := m.nextRunLocked(l)
 	m.mu.Unlock()
-	if t.box != nil {
-		m.settleBoxed(t.box, took)
-	} else {
-		m.storeFinal(t, to, ackMode, final, took)
-	}
+	m.storeFinal(t, to, ackMode, final, took)
 	return ctx, next
 }
 
@@ -555,12 +550,8 @@ func (m *Manager) streamDelta(ctx context.Context, clientID, sessionID, text str
 func (m *Manager) deliverFinal(t *turn, msgs ...wire.Message) {
 	to := t.to // set by boxFor
 	defer m.out.lock(to)()
-	took := m.sendFinal(to, msgs)
-	if t.box != nil {
-		m.settleBoxed(t.box, took)
-		return
-	}
-	m.storeFinal(t, to, m.ackMode(to), msgs, took)
+	ackMode := m.ackMode(to)
+	m.storeFinal(t, to, ackMode, msgs, m.sendFinal(to, msgs))
 }
 
 // sendFinal hands msgs to the connections of client to, without waiting,
@@ -580,21 +571,21 @@ func (m *Manager) sendFinal(to string, msgs []wire.Message) []bool {
 
 // storeFinal writes to the outbox the frames of msgs that no connection
 // took, and for a client in ack mode the final ones it took, marked sent.
+// Rows already stored with the turn's result (t.box) are only corrected
+// where delivery went otherwise than assumed (settleBoxed).
 func (m *Manager) storeFinal(t *turn, to string, ackMode bool, msgs []wire.Message, took []bool) {
+	if t.box != nil {
+		m.settleBoxed(t.box, took)
+		return
+	}
 	var keep []outboxRow
 	for i, msg := range msgs {
-		if _, ok := msg.(liveOnly); ok {
-			continue
-		}
 		if took[i] && !(ackMode && isFinal(msg)) {
 			continue
 		}
-		b, err := wire.Encode(msg)
-		if err != nil {
-			m.log.Error("encode reply", "err", err)
-			continue
+		if b, ok := m.outboxBytes(msg); ok {
+			keep = append(keep, outboxRow{Frame: b, Sent: took[i]})
 		}
-		keep = append(keep, outboxRow{Frame: b, Sent: took[i]})
 	}
 	if len(keep) == 0 {
 		return

@@ -476,8 +476,10 @@ func (d *db) storeBoxTx(ctx context.Context, tx *sql.Tx, box *boxed, t *turn, no
 	if box.ids, err = d.insertOutboxTx(ctx, tx, box.clientID, t.SessionID, t.TurnID, box.rows, now); err != nil {
 		return err
 	}
-	box.dropped, err = d.pruneAwaitingTx(ctx, tx, box.clientID)
-	return err
+	if box.dropped, err = d.pruneAwaitingTx(ctx, tx, box.clientID); err != nil {
+		return fmt.Errorf("bound replies awaiting an ack: %w", err)
+	}
+	return nil
 }
 
 // insertOutboxTx writes rows for clientID and returns their ids.

@@ -496,11 +496,8 @@ func replayServer(tb testing.TB) *httptest.Server {
 			}
 			reply, turn := provider.EchoReply(tf.Text), fmt.Sprintf("t%016x", n)
 			raw.begin()
-			if ws.WriteMessage(websocket.TextMessage, encodeDelta(reply, tf.SessionID)) != nil {
-				raw.end()
-				return
-			}
 			for _, f := range []wire.Message{
+				wire.Delta{Text: reply, SessionID: tf.SessionID},
 				wire.Response{Text: reply, SessionID: tf.SessionID, Model: provider.EchoModel, Attachments: []wire.Attachment{}, TurnID: turn},
 				wire.TurnComplete{SessionID: tf.SessionID, TurnID: turn, Usage: wire.Usage{PromptTokens: 100, CompletionTokens: 18, TotalTokens: 118}},
 			} {
